@@ -1,0 +1,568 @@
+/* Handle and TimerHandle: asyncio.Handle / asyncio.TimerHandle in C.
+ *
+ * A handle owns its callback, its arguments (a tuple) and the
+ * contextvars.Context it runs in.  The loop's ready queue and timer heap
+ * hold strong references to the handles they contain. */
+#include "tideloop.h"
+
+#include <math.h>
+#include <structmember.h>
+
+/* Fetch the pending exception as one normalized object (new reference). */
+static PyObject *
+fetch_exception(void)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    return PyErr_GetRaisedException();
+#else
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb != NULL && value != NULL) {
+        PyException_SetTraceback(value, tb);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+#endif
+}
+
+static PyObject *
+args_tuple(tl_state *st, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs == 0) {
+        Py_INCREF(st->empty_tuple);
+        return st->empty_tuple;
+    }
+    PyObject *t = PyTuple_New(nargs);
+    if (t == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(t, i, args[i]);
+    }
+    return t;
+}
+
+/* Fill the common fields.  `context` is borrowed; NULL or None means a
+ * copy of the current context, as asyncio does. */
+static int
+handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
+            PyObject *callback, PyObject *const *args, Py_ssize_t nargs,
+            PyObject *context)
+{
+    h->callback = NULL;
+    h->args = NULL;
+    h->context = NULL;
+    h->loop = NULL;
+    h->source_traceback = NULL;
+    h->repr = NULL;
+    h->weakreflist = NULL;
+    h->cancelled = 0;
+    h->threadsafe = 0;
+
+    h->args = args_tuple(st, args, nargs);
+    if (h->args == NULL) {
+        return -1;
+    }
+    if (context == NULL || context == Py_None) {
+        h->context = PyContext_CopyCurrent();
+        if (h->context == NULL) {
+            return -1;
+        }
+    }
+    else {
+        Py_INCREF(context);
+        h->context = context;
+    }
+    Py_INCREF(callback);
+    h->callback = callback;
+    Py_INCREF(loop);
+    h->loop = loop;
+    if (loop->debug && st->extract_stack != NULL) {
+        h->source_traceback = PyObject_CallNoArgs(st->extract_stack);
+        if (h->source_traceback == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+HandleObject *
+tl_handle_new(tl_state *st, LoopObject *loop, PyObject *callback,
+              PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+{
+    HandleObject *h = PyObject_GC_New(HandleObject, st->HandleType);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->is_timer = 0;
+    if (handle_fill(st, h, loop, callback, args, nargs, context) < 0) {
+        PyObject_GC_Track(h);
+        Py_DECREF(h);
+        return NULL;
+    }
+    PyObject_GC_Track(h);
+    return h;
+}
+
+TimerHandleObject *
+tl_timer_new(tl_state *st, LoopObject *loop, double when, PyObject *when_obj,
+             PyObject *callback, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *context)
+{
+    TimerHandleObject *t =
+        PyObject_GC_New(TimerHandleObject, st->TimerHandleType);
+    if (t == NULL) {
+        return NULL;
+    }
+    t->when = when;
+    t->when_obj = NULL;
+    t->seq = 0;
+    t->heap_index = -1;
+    t->base.is_timer = 1;
+    if (handle_fill(st, &t->base, loop, callback, args, nargs, context) < 0) {
+        PyObject_GC_Track(t);
+        Py_DECREF(t);
+        return NULL;
+    }
+    Py_XINCREF(when_obj);
+    t->when_obj = when_obj;
+    PyObject_GC_Track(t);
+    return t;
+}
+
+void
+tl_handle_clear_callback(HandleObject *h)
+{
+    Py_CLEAR(h->callback);
+    Py_CLEAR(h->args);
+}
+
+/* Set `exc` as the pending exception; steals the reference. */
+static void
+restore_exception(PyObject *exc)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *type = (PyObject *)Py_TYPE(exc);
+    Py_INCREF(type);
+    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
+#endif
+}
+
+int
+tl_handle_run(HandleObject *h)
+{
+    PyObject *cb = h->callback;
+    PyObject *args = h->args;
+    PyObject *ctx = h->context;
+    PyObject *res = NULL;
+    PyObject *exc = NULL;
+
+    /* Re-entrancy: the callback may cancel its own handle, which clears
+     * these fields; hold our own references for the duration. */
+    Py_INCREF(cb);
+    Py_INCREF(args);
+    Py_INCREF(ctx);
+    if (PyContext_Enter(ctx) < 0) {
+        exc = fetch_exception();
+    }
+    else {
+        res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0),
+                                  PyTuple_GET_SIZE(args), NULL);
+        if (res == NULL) {
+            exc = fetch_exception();
+        }
+        if (PyContext_Exit(ctx) < 0) {
+            /* Cannot happen: we entered it just above. */
+            PyErr_Clear();
+        }
+    }
+    Py_DECREF(cb);
+    Py_DECREF(args);
+    Py_DECREF(ctx);
+    if (exc == NULL) {
+        Py_DECREF(res);
+        return 0;
+    }
+    if (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
+        PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt)) {
+        restore_exception(exc);
+        return -1;
+    }
+    tl_state *st = h->loop->st;
+    if (st->report_exception == NULL) {
+        /* Only before tideloop/_loop.py ran: report the bare exception. */
+        PyErr_WriteUnraisable(exc);
+        Py_DECREF(exc);
+        return 0;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(st->report_exception,
+                                               (PyObject *)h, exc, NULL);
+    Py_DECREF(exc);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---- Python-visible API -------------------------------------------- */
+
+static PyObject *
+Handle_new_disallowed(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly",
+                 type->tp_name);
+    return NULL;
+}
+
+static int
+Handle_traverse(HandleObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->callback);
+    Py_VISIT(self->args);
+    Py_VISIT(self->context);
+    Py_VISIT(self->loop);
+    Py_VISIT(self->source_traceback);
+    Py_VISIT(self->repr);
+    if (self->is_timer) {
+        Py_VISIT(((TimerHandleObject *)self)->when_obj);
+    }
+    return 0;
+}
+
+static int
+Handle_clear(HandleObject *self)
+{
+    Py_CLEAR(self->callback);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->context);
+    Py_CLEAR(self->source_traceback);
+    Py_CLEAR(self->repr);
+    /* The loop reference is kept: heap membership needs it. */
+    return 0;
+}
+
+static void
+Handle_dealloc(HandleObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    Handle_clear(self);
+    Py_CLEAR(self->loop);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+static void
+TimerHandle_dealloc(TimerHandleObject *self)
+{
+    Py_CLEAR(self->when_obj);
+    Handle_dealloc(&self->base);
+}
+
+static PyObject *
+Handle_cancel(HandleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->cancelled) {
+        Py_RETURN_NONE;
+    }
+    if (self->is_timer) {
+        tl_loop_timer_cancelled(self->loop, (TimerHandleObject *)self);
+    }
+    self->cancelled = 1;
+    if (self->loop->debug) {
+        /* Keep a repr for debugging: the callback is dropped below. */
+        PyObject *r = PyObject_Repr((PyObject *)self);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_XSETREF(self->repr, r);
+    }
+    tl_handle_clear_callback(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Handle_cancelled(HandleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->cancelled);
+}
+
+static PyObject *
+Handle_get_context(HandleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_INCREF(self->context);
+    return self->context;
+}
+
+static PyObject *
+Handle_run_method(HandleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->callback == NULL) {
+        /* asyncio would call None and report a TypeError; a cancelled
+         * handle has nothing to run. */
+        Py_RETURN_NONE;
+    }
+    if (tl_handle_run(self) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Handle_repr(HandleObject *self)
+{
+    if (self->repr != NULL) {
+        Py_INCREF(self->repr);
+        return self->repr;
+    }
+    tl_state *st = self->loop->st;
+    if (st->handle_repr == NULL) {
+        return PyUnicode_FromFormat("<%s>", Py_TYPE(self)->tp_name);
+    }
+    return PyObject_CallOneArg(st->handle_repr, (PyObject *)self);
+}
+
+#define GET_OR_NONE(field)                                                  \
+    do {                                                                    \
+        PyObject *v_ = (field);                                             \
+        if (v_ == NULL) {                                                   \
+            Py_RETURN_NONE;                                                 \
+        }                                                                   \
+        Py_INCREF(v_);                                                      \
+        return v_;                                                          \
+    } while (0)
+
+static PyObject *
+Handle_get_callback(HandleObject *self, void *c)
+{
+    GET_OR_NONE(self->callback);
+}
+
+static PyObject *
+Handle_get_args(HandleObject *self, void *c)
+{
+    GET_OR_NONE(self->args);
+}
+
+static PyObject *
+Handle_get_cancelled(HandleObject *self, void *c)
+{
+    return PyBool_FromLong(self->cancelled);
+}
+
+static PyObject *
+Handle_get_loop(HandleObject *self, void *c)
+{
+    GET_OR_NONE((PyObject *)self->loop);
+}
+
+static PyObject *
+Handle_get_source_traceback(HandleObject *self, void *c)
+{
+    GET_OR_NONE(self->source_traceback);
+}
+
+static PyObject *
+Handle_get_ctx(HandleObject *self, void *c)
+{
+    GET_OR_NONE(self->context);
+}
+
+static PyObject *
+Handle_get_saved_repr(HandleObject *self, void *c)
+{
+    GET_OR_NONE(self->repr);
+}
+
+static PyGetSetDef Handle_getset[] = {
+    {"_callback", (getter)Handle_get_callback, NULL, NULL, NULL},
+    {"_args", (getter)Handle_get_args, NULL, NULL, NULL},
+    {"_cancelled", (getter)Handle_get_cancelled, NULL, NULL, NULL},
+    {"_loop", (getter)Handle_get_loop, NULL, NULL, NULL},
+    {"_source_traceback", (getter)Handle_get_source_traceback, NULL, NULL,
+     NULL},
+    {"_context", (getter)Handle_get_ctx, NULL, NULL, NULL},
+    {"_repr", (getter)Handle_get_saved_repr, NULL, NULL, NULL},
+    {NULL}};
+
+static PyMethodDef Handle_methods[] = {
+    {"cancel", (PyCFunction)Handle_cancel, METH_NOARGS,
+     "Cancel the callback.  Does nothing if it already ran."},
+    {"cancelled", (PyCFunction)Handle_cancelled, METH_NOARGS,
+     "Return True if the callback was cancelled."},
+    {"get_context", (PyCFunction)Handle_get_context, METH_NOARGS,
+     "Return the contextvars.Context the callback runs in."},
+    {"_run", (PyCFunction)Handle_run_method, METH_NOARGS, NULL},
+    {NULL}};
+
+static PyMemberDef Handle_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(HandleObject, weakreflist),
+     READONLY},
+    {NULL}};
+
+static PyType_Slot Handle_slots[] = {
+    {Py_tp_new, Handle_new_disallowed},
+    {Py_tp_dealloc, Handle_dealloc},
+    {Py_tp_traverse, Handle_traverse},
+    {Py_tp_clear, Handle_clear},
+    {Py_tp_repr, Handle_repr},
+    {Py_tp_methods, Handle_methods},
+    {Py_tp_getset, Handle_getset},
+    {Py_tp_members, Handle_members},
+    {Py_tp_doc, "Object returned by callback registration methods."},
+    {0, NULL}};
+
+static PyType_Spec Handle_spec = {
+    .name = "tideloop._core.Handle",
+    .basicsize = sizeof(HandleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = Handle_slots,
+};
+
+/* ---- TimerHandle ---------------------------------------------------- */
+
+static PyObject *
+TimerHandle_when(TimerHandleObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->when_obj != NULL) {
+        Py_INCREF(self->when_obj);
+        return self->when_obj;
+    }
+    return PyFloat_FromDouble(self->when);
+}
+
+static PyObject *
+TimerHandle_get_scheduled(TimerHandleObject *self, void *c)
+{
+    return PyBool_FromLong(self->heap_index >= 0);
+}
+
+static Py_hash_t
+TimerHandle_hash(TimerHandleObject *self)
+{
+    PyObject *w = TimerHandle_when(self, NULL);
+    if (w == NULL) {
+        return -1;
+    }
+    Py_hash_t h = PyObject_Hash(w);
+    Py_DECREF(w);
+    return h;
+}
+
+static int
+timer_eq(TimerHandleObject *a, TimerHandleObject *b)
+{
+    if (a->when != b->when || a->base.cancelled != b->base.cancelled) {
+        return 0;
+    }
+    PyObject *ca = a->base.callback ? a->base.callback : Py_None;
+    PyObject *cb = b->base.callback ? b->base.callback : Py_None;
+    int r = PyObject_RichCompareBool(ca, cb, Py_EQ);
+    if (r <= 0) {
+        return r;
+    }
+    PyObject *aa = a->base.args ? a->base.args : Py_None;
+    PyObject *ab = b->base.args ? b->base.args : Py_None;
+    return PyObject_RichCompareBool(aa, ab, Py_EQ);
+}
+
+static PyObject *
+TimerHandle_richcompare(TimerHandleObject *self, PyObject *other, int op)
+{
+    tl_state *st = self->base.loop->st;
+    if (!PyObject_TypeCheck(other, st->TimerHandleType)) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    TimerHandleObject *o = (TimerHandleObject *)other;
+    int r;
+    switch (op) {
+    case Py_LT:
+        return PyBool_FromLong(self->when < o->when);
+    case Py_GT:
+        return PyBool_FromLong(self->when > o->when);
+    case Py_LE:
+    case Py_GE:
+        if (op == Py_LE ? self->when < o->when : self->when > o->when) {
+            Py_RETURN_TRUE;
+        }
+        r = timer_eq(self, o);
+        if (r < 0) {
+            return NULL;
+        }
+        return PyBool_FromLong(r);
+    case Py_EQ:
+    case Py_NE:
+        r = timer_eq(self, o);
+        if (r < 0) {
+            return NULL;
+        }
+        return PyBool_FromLong(op == Py_EQ ? r : !r);
+    default:
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+}
+
+static PyGetSetDef TimerHandle_getset[] = {
+    {"_when", (getter)TimerHandle_when, NULL, NULL, NULL},
+    {"_scheduled", (getter)TimerHandle_get_scheduled, NULL, NULL, NULL},
+    {NULL}};
+
+static PyMethodDef TimerHandle_methods[] = {
+    {"when", (PyCFunction)TimerHandle_when, METH_NOARGS,
+     "Return the scheduled time, as a float on the loop's clock."},
+    {NULL}};
+
+static PyType_Slot TimerHandle_slots[] = {
+    {Py_tp_dealloc, TimerHandle_dealloc},
+    {Py_tp_traverse, Handle_traverse},
+    {Py_tp_clear, Handle_clear},
+    {Py_tp_hash, TimerHandle_hash},
+    {Py_tp_richcompare, TimerHandle_richcompare},
+    {Py_tp_methods, TimerHandle_methods},
+    {Py_tp_getset, TimerHandle_getset},
+    {Py_tp_doc, "Object returned by timed callback registration methods."},
+    {0, NULL}};
+
+static PyType_Spec TimerHandle_spec = {
+    .name = "tideloop._core.TimerHandle",
+    .basicsize = sizeof(TimerHandleObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = TimerHandle_slots,
+};
+
+int
+tl_handle_init_types(PyObject *module, tl_state *st)
+{
+    st->HandleType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &Handle_spec, NULL);
+    if (st->HandleType == NULL) {
+        return -1;
+    }
+    PyObject *bases = PyTuple_Pack(1, (PyObject *)st->HandleType);
+    if (bases == NULL) {
+        return -1;
+    }
+    st->TimerHandleType = (PyTypeObject *)PyType_FromModuleAndSpec(
+        module, &TimerHandle_spec, bases);
+    Py_DECREF(bases);
+    if (st->TimerHandleType == NULL) {
+        return -1;
+    }
+    if (PyModule_AddObjectRef(module, "Handle",
+                              (PyObject *)st->HandleType) < 0 ||
+        PyModule_AddObjectRef(module, "TimerHandle",
+                              (PyObject *)st->TimerHandleType) < 0) {
+        return -1;
+    }
+    return 0;
+}

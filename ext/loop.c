@@ -1,0 +1,1100 @@
+/* LoopBase: the event loop's hot paths in C.
+ *
+ * The iteration follows asyncio's BaseEventLoop._run_once():
+ *   1. poll for I/O: without blocking when callbacks are ready or stop()
+ *      was called, else until the earliest timer (or forever);
+ *   2. dispatch what the poll recorded (signals);
+ *   3. move every due timer to the ready queue, in (when, seq) order;
+ *   4. run exactly the handles that were ready at the start of step 4.
+ *
+ * GIL: the libuv callbacks of this file never touch Python: they only
+ * record events in C.  So a blocking uv_run() runs with the GIL released
+ * and the loop takes it back once, after the poll.
+ *
+ * Timers: our own binary heap keyed by the loop's clock (CLOCK_MONOTONIC,
+ * the clock of time.monotonic()), with O(log n) removal on cancel, and
+ * one timerfd armed (in absolute nanoseconds) for the earliest deadline.
+ * libuv's own timers have millisecond resolution and may fire up to 1 ms
+ * early; the timerfd wakes the poll at the right nanosecond, and a timer
+ * runs only once loop.time() >= its `when`. */
+#include "tideloop.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <structmember.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+/* asyncio's MAXIMUM_SELECT_TIMEOUT: never arm further than a day ahead. */
+#define TL_MAX_TIMEOUT_NS ((int64_t)24 * 3600 * 1000000000LL)
+
+int64_t
+tl_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* The same float as time.monotonic() for the same instant. */
+static inline double
+ns_to_sec(int64_t ns)
+{
+    return (double)ns / 1e9;
+}
+
+static inline double
+loop_now(void)
+{
+    return ns_to_sec(tl_monotonic_ns());
+}
+
+static int
+loop_check_closed(LoopObject *self)
+{
+    if (self->closed) {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- ready queue ---------------------------------------------------- */
+
+static int
+rq_grow(LoopObject *self)
+{
+    Py_ssize_t cap = self->rq_cap ? self->rq_cap * 2 : 64;
+    HandleObject **n = PyMem_Malloc(cap * sizeof(*n));
+    if (n == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    /* Unwrap the ring into the new buffer, head first. */
+    for (Py_ssize_t i = 0; i < self->rq_len; i++) {
+        n[i] = self->rq[(self->rq_head + i) & (self->rq_cap - 1)];
+    }
+    PyMem_Free(self->rq);
+    self->rq = n;
+    self->rq_head = 0;
+    self->rq_cap = cap;
+    return 0;
+}
+
+/* Steals the reference to h. */
+static inline int
+rq_push(LoopObject *self, HandleObject *h)
+{
+    if (self->rq_len == self->rq_cap && rq_grow(self) < 0) {
+        Py_DECREF(h);
+        return -1;
+    }
+    self->rq[(self->rq_head + self->rq_len) & (self->rq_cap - 1)] = h;
+    self->rq_len++;
+    return 0;
+}
+
+/* Returns the reference the queue held. */
+static inline HandleObject *
+rq_pop(LoopObject *self)
+{
+    HandleObject *h = self->rq[self->rq_head];
+    self->rq_head = (self->rq_head + 1) & (self->rq_cap - 1);
+    self->rq_len--;
+    return h;
+}
+
+/* ---- timer heap ----------------------------------------------------- */
+
+static inline int
+timer_before(TimerHandleObject *a, TimerHandleObject *b)
+{
+    /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
+    double wa = isnan(a->when) ? -INFINITY : a->when;
+    double wb = isnan(b->when) ? -INFINITY : b->when;
+    if (wa != wb) {
+        return wa < wb;
+    }
+    return a->seq < b->seq;
+}
+
+static inline void
+heap_set(LoopObject *self, Py_ssize_t i, TimerHandleObject *t)
+{
+    self->heap[i] = t;
+    t->heap_index = i;
+}
+
+static void
+heap_sift_up(LoopObject *self, Py_ssize_t i)
+{
+    TimerHandleObject *t = self->heap[i];
+    while (i > 0) {
+        Py_ssize_t parent = (i - 1) / 2;
+        if (!timer_before(t, self->heap[parent])) {
+            break;
+        }
+        heap_set(self, i, self->heap[parent]);
+        i = parent;
+    }
+    heap_set(self, i, t);
+}
+
+static void
+heap_sift_down(LoopObject *self, Py_ssize_t i)
+{
+    TimerHandleObject *t = self->heap[i];
+    Py_ssize_t n = self->heap_len;
+    for (;;) {
+        Py_ssize_t child = 2 * i + 1;
+        if (child >= n) {
+            break;
+        }
+        if (child + 1 < n &&
+            timer_before(self->heap[child + 1], self->heap[child])) {
+            child++;
+        }
+        if (!timer_before(self->heap[child], t)) {
+            break;
+        }
+        heap_set(self, i, self->heap[child]);
+        i = child;
+    }
+    heap_set(self, i, t);
+}
+
+/* Takes a new reference to t. */
+static int
+heap_push(LoopObject *self, TimerHandleObject *t)
+{
+    if (self->heap_len == self->heap_cap) {
+        Py_ssize_t cap = self->heap_cap ? self->heap_cap * 2 : 64;
+        TimerHandleObject **n =
+            PyMem_Realloc(self->heap, cap * sizeof(*n));
+        if (n == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        self->heap = n;
+        self->heap_cap = cap;
+    }
+    Py_INCREF(t);
+    t->seq = self->timer_seq++;
+    self->heap[self->heap_len] = t;
+    t->heap_index = self->heap_len;
+    self->heap_len++;
+    heap_sift_up(self, self->heap_len - 1);
+    return 0;
+}
+
+/* Removes the timer at index i; returns the reference the heap held. */
+static TimerHandleObject *
+heap_remove(LoopObject *self, Py_ssize_t i)
+{
+    TimerHandleObject *t = self->heap[i];
+    Py_ssize_t last = --self->heap_len;
+    t->heap_index = -1;
+    if (i != last) {
+        heap_set(self, i, self->heap[last]);
+        if (i > 0 && timer_before(self->heap[i], self->heap[(i - 1) / 2])) {
+            heap_sift_up(self, i);
+        }
+        else {
+            heap_sift_down(self, i);
+        }
+    }
+    return t;
+}
+
+void
+tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
+{
+    Py_ssize_t i = t->heap_index;
+    if (i >= 0 && i < self->heap_len && self->heap[i] == t) {
+        TimerHandleObject *r = heap_remove(self, i);
+        /* The caller (cancel) holds its own reference. */
+        Py_DECREF(r);
+    }
+}
+
+/* ---- timerfd -------------------------------------------------------- */
+
+static void
+timerfd_set_abs(tl_uv *u, int64_t ns)
+{
+    struct itimerspec its;
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = ns / 1000000000LL;
+    its.it_value.tv_nsec = ns % 1000000000LL;
+    (void)timerfd_settime(u->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+/* Arm the timerfd for `when` (seconds), never earlier. */
+static void
+loop_arm_timer(LoopObject *self, double when, int64_t now_ns)
+{
+    int64_t cap = now_ns + TL_MAX_TIMEOUT_NS;
+    int64_t target;
+    double ns = ceil(when * 1e9);
+    if (!(ns < (double)cap)) {
+        /* Far away (or inf): a wake-up a day ahead is as good. */
+        if (self->armed_ns > now_ns + TL_MAX_TIMEOUT_NS / 2) {
+            return;
+        }
+        target = cap;
+    }
+    else {
+        target = (int64_t)ns;
+        if (target <= now_ns) {
+            /* Rounding put the deadline in the past although the float
+             * compare said "not yet": come back in a microsecond. */
+            target = now_ns + 1000;
+        }
+    }
+    if (target == self->armed_ns) {
+        return;
+    }
+    timerfd_set_abs(self->uv, target);
+    self->armed_ns = target;
+}
+
+static void
+loop_disarm_timer(LoopObject *self)
+{
+    if (self->armed_ns != 0) {
+        struct itimerspec its;
+        memset(&its, 0, sizeof(its));
+        (void)timerfd_settime(self->uv->timerfd, 0, &its, NULL);
+        self->armed_ns = 0;
+    }
+}
+
+/* ---- libuv callbacks: C only, no Python, the GIL may be released ----- */
+
+static void
+loop_on_async(uv_async_t *h)
+{
+    /* The wake-up is the whole job: the handle is already queued. */
+}
+
+static void
+loop_on_timerfd(uv_poll_t *h, int status, int events)
+{
+    LoopObject *self = h->data;
+    uint64_t ticks;
+    /* Drain it so that the level-triggered poll does not report it
+     * again; it is now disarmed. */
+    while (read(self->uv->timerfd, &ticks, sizeof(ticks)) > 0) {
+    }
+    self->armed_ns = 0;
+}
+
+static void
+loop_on_signal_fd(uv_poll_t *h, int status, int events)
+{
+    LoopObject *self = h->data;
+    self->uv->sig_pending = 1;
+    /* Stop watching until the bytes are read with the GIL held; else
+     * this level-triggered poll would report it on every NOWAIT pass. */
+    uv_poll_stop(h);
+}
+
+static void
+uv_on_close(uv_handle_t *h)
+{
+    tl_uv *u = h->loop->data;
+    u->closing_left--;
+}
+
+/* ---- creation and destruction -------------------------------------- */
+
+static void
+uv_free_all(tl_uv *u)
+{
+    /* Close every handle, let libuv run their close callbacks, then free
+     * the memory they live in.  No Python is involved. */
+    u->closing_left = 0;
+    uv_handle_t *hs[] = {(uv_handle_t *)&u->async,
+                         (uv_handle_t *)&u->timer_poll,
+                         (uv_handle_t *)&u->signal_poll};
+    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
+        if (hs[i]->loop == &u->loop && !uv_is_closing(hs[i])) {
+            u->closing_left++;
+            uv_close(hs[i], uv_on_close);
+        }
+    }
+    while (u->closing_left > 0) {
+        uv_run(&u->loop, UV_RUN_NOWAIT);
+    }
+    (void)uv_loop_close(&u->loop);
+    close(u->timerfd);
+    close(u->sig_rfd);
+    close(u->sig_wfd);
+    PyMem_RawFree(u);
+}
+
+static int
+make_signal_pair(int *rfd, int *wfd)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   sv) < 0) {
+        return -1;
+    }
+    *rfd = sv[0];
+    *wfd = sv[1];
+    return 0;
+}
+
+static tl_uv *
+uv_create(LoopObject *self)
+{
+    tl_uv *u = PyMem_RawCalloc(1, sizeof(tl_uv));
+    if (u == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    u->timerfd = -1;
+    u->sig_rfd = u->sig_wfd = -1;
+    int err = uv_loop_init(&u->loop);
+    if (err < 0) {
+        PyMem_RawFree(u);
+        PyErr_Format(PyExc_OSError, "uv_loop_init: %s", uv_strerror(err));
+        return NULL;
+    }
+    u->loop.data = u;
+    u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (u->timerfd < 0 || make_signal_pair(&u->sig_rfd, &u->sig_wfd) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        goto error;
+    }
+    if ((err = uv_async_init(&u->loop, &u->async, loop_on_async)) < 0 ||
+        (err = uv_poll_init(&u->loop, &u->timer_poll, u->timerfd)) < 0 ||
+        (err = uv_poll_init(&u->loop, &u->signal_poll, u->sig_rfd)) < 0) {
+        PyErr_Format(PyExc_OSError, "libuv: %s", uv_strerror(err));
+        goto error;
+    }
+    u->async.data = self;
+    u->timer_poll.data = self;
+    u->signal_poll.data = self;
+    if ((err = uv_poll_start(&u->timer_poll, UV_READABLE,
+                             loop_on_timerfd)) < 0 ||
+        (err = uv_poll_start(&u->signal_poll, UV_READABLE,
+                             loop_on_signal_fd)) < 0) {
+        PyErr_Format(PyExc_OSError, "libuv: %s", uv_strerror(err));
+        goto error;
+    }
+    return u;
+
+error:
+    uv_free_all(u);
+    return NULL;
+}
+
+static PyObject *
+Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    tl_state *st = tl_state_from_type(type);
+    if (st == NULL) {
+        return NULL;
+    }
+    LoopObject *self = (LoopObject *)type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    self->st = st;
+    Py_INCREF(Py_None);
+    self->thread_id = Py_None;
+    Py_INCREF(Py_None);
+    self->current_handle = Py_None;
+    self->uv = uv_create(self);
+    if (self->uv == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+}
+
+/* Drop every queued handle and timer.  Re-entrancy: dropping the last
+ * reference to a callback may run arbitrary code, which may schedule
+ * more; loop until both are empty. */
+static void
+loop_clear_queues(LoopObject *self)
+{
+    while (self->rq_len > 0 || self->heap_len > 0) {
+        while (self->rq_len > 0) {
+            HandleObject *h = rq_pop(self);
+            Py_DECREF(h);
+        }
+        while (self->heap_len > 0) {
+            TimerHandleObject *t = heap_remove(self, self->heap_len - 1);
+            Py_DECREF(t);
+        }
+    }
+}
+
+static int
+Loop_traverse(LoopObject *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->thread_id);
+    Py_VISIT(self->current_handle);
+    for (Py_ssize_t i = 0; i < self->rq_len; i++) {
+        Py_VISIT(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
+    }
+    for (Py_ssize_t i = 0; i < self->heap_len; i++) {
+        Py_VISIT(self->heap[i]);
+    }
+    return 0;
+}
+
+static int
+Loop_clear(LoopObject *self)
+{
+    loop_clear_queues(self);
+    Py_CLEAR(self->current_handle);
+    return 0;
+}
+
+static void
+Loop_dealloc(LoopObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    Loop_clear(self);
+    Py_CLEAR(self->thread_id);
+    if (self->uv != NULL) {
+        uv_free_all(self->uv);
+        self->uv = NULL;
+    }
+    PyMem_Free(self->rq);
+    PyMem_Free(self->heap);
+    tp->tp_free((PyObject *)self);
+    Py_DECREF(tp);
+}
+
+/* ---- argument helpers ----------------------------------------------- */
+
+/* Accepts only context= as a keyword.  *ctx is borrowed or NULL. */
+static int
+parse_context_kw(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                 PyObject *kwnames, const char *fname, PyObject **ctx)
+{
+    *ctx = NULL;
+    if (kwnames == NULL) {
+        return 0;
+    }
+    Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t i = 0; i < nk; i++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, i);
+        if (key == self->st->str_context ||
+            PyUnicode_Compare(key, self->st->str_context) == 0) {
+            *ctx = args[nargs + i];
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() got an unexpected keyword argument '%U'",
+                         fname, key);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int
+loop_debug_checks(LoopObject *self, PyObject *callback, const char *method,
+                  int check_thread)
+{
+    if (self->st->check_debug == NULL) {
+        return 0;
+    }
+    PyObject *r = PyObject_CallFunction(self->st->check_debug, "OOsi",
+                                        (PyObject *)self, callback, method,
+                                        check_thread);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---- scheduling ----------------------------------------------------- */
+
+static PyObject *
+loop_call_soon_impl(LoopObject *self, PyObject *const *args,
+                    Py_ssize_t nargs, PyObject *kwnames, const char *fname,
+                    int threadsafe)
+{
+    PyObject *ctx;
+    if (nargs < 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing 1 required positional argument: "
+                     "'callback'",
+                     fname);
+        return NULL;
+    }
+    if (parse_context_kw(self, args, nargs, kwnames, fname, &ctx) < 0 ||
+        loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug &&
+        loop_debug_checks(self, args[0], fname, !threadsafe) < 0) {
+        return NULL;
+    }
+    HandleObject *h = tl_handle_new(self->st, self, args[0], args + 1,
+                                    nargs - 1, ctx);
+    if (h == NULL) {
+        return NULL;
+    }
+    h->threadsafe = (char)threadsafe;
+    Py_INCREF(h);
+    if (rq_push(self, h) < 0) {
+        Py_DECREF(h);
+        return NULL;
+    }
+    if (threadsafe) {
+        uv_async_send(&self->uv->async);
+    }
+    return (PyObject *)h;
+}
+
+static PyObject *
+Loop_call_soon(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+               PyObject *kwnames)
+{
+    return loop_call_soon_impl(self, args, nargs, kwnames, "call_soon", 0);
+}
+
+static PyObject *
+Loop_call_soon_threadsafe(LoopObject *self, PyObject *const *args,
+                          Py_ssize_t nargs, PyObject *kwnames)
+{
+    return loop_call_soon_impl(self, args, nargs, kwnames,
+                               "call_soon_threadsafe", 1);
+}
+
+static PyObject *
+loop_call_at_impl(LoopObject *self, double when, PyObject *when_obj,
+                  PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+                  const char *fname)
+{
+    PyObject *ctx;
+    if (nargs < 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() missing 1 required positional argument: "
+                     "'callback'",
+                     fname);
+        return NULL;
+    }
+    if (parse_context_kw(self, args, nargs, kwnames, fname, &ctx) < 0 ||
+        loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug && loop_debug_checks(self, args[0], "call_at", 1) < 0) {
+        return NULL;
+    }
+    TimerHandleObject *t = tl_timer_new(self->st, self, when, when_obj,
+                                        args[0], args + 1, nargs - 1, ctx);
+    if (t == NULL) {
+        return NULL;
+    }
+    if (heap_push(self, t) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return (PyObject *)t;
+}
+
+static PyObject *
+Loop_call_at(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_at() missing 2 required positional arguments: "
+                        "'when' and 'callback'");
+        return NULL;
+    }
+    PyObject *when_obj = args[0];
+    if (when_obj == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "when cannot be None");
+        return NULL;
+    }
+    double when = PyFloat_AsDouble(when_obj);
+    if (when == -1.0 && PyErr_Occurred()) {
+        return NULL;
+    }
+    return loop_call_at_impl(self, when,
+                             PyFloat_CheckExact(when_obj) ? NULL : when_obj,
+                             args + 1, nargs - 1, kwnames, "call_at");
+}
+
+static PyObject *
+Loop_call_later(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError,
+                        "call_later() missing 2 required positional "
+                        "arguments: 'delay' and 'callback'");
+        return NULL;
+    }
+    PyObject *delay = args[0];
+    double when;
+#if PY_VERSION_HEX >= 0x030B0000
+    if (delay == Py_None) {
+        PyErr_SetString(PyExc_TypeError, "delay must not be None");
+        return NULL;
+    }
+#endif
+    double now = loop_now();
+    if (PyFloat_Check(delay)) {
+        when = now + PyFloat_AS_DOUBLE(delay);
+    }
+    else if (PyLong_CheckExact(delay)) {
+        double d = PyLong_AsDouble(delay);
+        if (d == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+        when = now + d;
+    }
+    else {
+        /* Whatever `loop.time() + delay` does in asyncio, with the same
+         * error for a bad type. */
+        PyObject *fnow = PyFloat_FromDouble(now);
+        if (fnow == NULL) {
+            return NULL;
+        }
+        PyObject *sum = PyNumber_Add(fnow, delay);
+        Py_DECREF(fnow);
+        if (sum == NULL) {
+            return NULL;
+        }
+        when = PyFloat_AsDouble(sum);
+        Py_DECREF(sum);
+        if (when == -1.0 && PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return loop_call_at_impl(self, when, NULL, args + 1, nargs - 1, kwnames,
+                             "call_later");
+}
+
+/* Queue an existing handle again (signal handlers reuse theirs). */
+static PyObject *
+Loop_push_handle(LoopObject *self, PyObject *h)
+{
+    if (!PyObject_TypeCheck(h, self->st->HandleType)) {
+        PyErr_SetString(PyExc_TypeError, "a tideloop Handle was expected");
+        return NULL;
+    }
+    if (loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    Py_INCREF(h);
+    if (rq_push(self, (HandleObject *)h) < 0) {
+        return NULL;
+    }
+    uv_async_send(&self->uv->async);
+    Py_RETURN_NONE;
+}
+
+/* A Handle that is not queued: _new_handle(callback, *args). */
+static PyObject *
+Loop_new_handle(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1) {
+        PyErr_SetString(PyExc_TypeError, "callback required");
+        return NULL;
+    }
+    return (PyObject *)tl_handle_new(self->st, self, args[0], args + 1,
+                                     nargs - 1, NULL);
+}
+
+static PyObject *
+Loop_time(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyFloat_FromDouble(loop_now());
+}
+
+static PyObject *
+Loop_create_future(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *args[1] = {(PyObject *)self};
+    return PyObject_Vectorcall(self->st->FutureType, args, 0,
+                               self->st->kw_loop);
+}
+
+static PyObject *
+Loop_stop(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    self->stopping = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_get_debug(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->debug);
+}
+
+static PyObject *
+Loop_is_running(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->thread_id != Py_None);
+}
+
+static PyObject *
+Loop_is_closed(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *
+Loop_write_to_self(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->uv != NULL) {
+        uv_async_send(&self->uv->async);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- the iteration -------------------------------------------------- */
+
+/* Read the signal numbers Python's C handler wrote to the wake-up socket
+ * and hand each to Loop._handle_signal(), after running the Python-level
+ * signal handlers (where Ctrl-C raises KeyboardInterrupt). */
+static int
+loop_process_signals(LoopObject *self)
+{
+    tl_uv *u = self->uv;
+    unsigned char buf[256];
+    ssize_t n = 0;
+    int r = 0;
+
+    if (PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+    for (;;) {
+        n = read(u->sig_rfd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n <= 0) {
+            break;
+        }
+        for (ssize_t i = 0; i < n && r == 0; i++) {
+            PyObject *sig = PyLong_FromLong(buf[i]);
+            PyObject *res = NULL;
+            if (sig != NULL) {
+                res = PyObject_CallMethodOneArg(
+                    (PyObject *)self, self->st->str_handle_signal, sig);
+                Py_DECREF(sig);
+            }
+            if (res == NULL) {
+                r = -1;
+            }
+            Py_XDECREF(res);
+        }
+        /* Re-entrancy: _handle_signal() may have closed us. */
+        if (r < 0 || self->uv == NULL) {
+            break;
+        }
+    }
+    if (self->uv != NULL) {
+        u->sig_pending = 0;
+        uv_poll_start(&u->signal_poll, UV_READABLE, loop_on_signal_fd);
+    }
+    return r;
+}
+
+static int
+loop_run_handle_debug(LoopObject *self, HandleObject *h)
+{
+    Py_INCREF(h);
+    Py_SETREF(self->current_handle, (PyObject *)h);
+    double t0 = loop_now();
+    int r = tl_handle_run(h);
+    double dt = loop_now() - t0;
+    Py_INCREF(Py_None);
+    Py_SETREF(self->current_handle, Py_None);
+    if (r == 0 && self->st->log_slow != NULL) {
+        PyObject *d = PyFloat_FromDouble(dt);
+        if (d == NULL) {
+            return -1;
+        }
+        PyObject *res = PyObject_CallFunctionObjArgs(
+            self->st->log_slow, (PyObject *)self, (PyObject *)h, d, NULL);
+        Py_DECREF(d);
+        if (res == NULL) {
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    return r;
+}
+
+static int
+loop_run_once(LoopObject *self)
+{
+    tl_uv *u = self->uv;
+    int block = (self->rq_len == 0 && !self->stopping);
+
+    if (self->heap_len > 0) {
+        if (block) {
+            int64_t now_ns = tl_monotonic_ns();
+            double when = self->heap[0]->when;
+            if (!(when > ns_to_sec(now_ns))) {
+                block = 0;
+            }
+            else {
+                loop_arm_timer(self, when, now_ns);
+            }
+        }
+    }
+    else if (self->armed_ns != 0) {
+        loop_disarm_timer(self);
+    }
+
+    if (block) {
+        Py_BEGIN_ALLOW_THREADS
+        uv_run(&u->loop, UV_RUN_ONCE);
+        Py_END_ALLOW_THREADS
+    }
+    else {
+        uv_run(&u->loop, UV_RUN_NOWAIT);
+    }
+    self->n_iterations++;
+
+    if (u->sig_pending) {
+        if (loop_process_signals(self) < 0) {
+            return -1;
+        }
+        if (self->uv == NULL) {
+            return 0;
+        }
+    }
+    else if (block && PyErr_CheckSignals() < 0) {
+        return -1;
+    }
+
+    if (self->heap_len > 0) {
+        double now = loop_now();
+        while (self->heap_len > 0 && !(self->heap[0]->when > now)) {
+            TimerHandleObject *t = heap_remove(self, 0);
+            self->n_timers_fired++;
+            if (rq_push(self, (HandleObject *)t) < 0) {
+                return -1;
+            }
+        }
+    }
+
+    /* Run only what is ready now; what these callbacks schedule waits
+     * for the next iteration. */
+    Py_ssize_t ntodo = self->rq_len;
+    for (Py_ssize_t i = 0; i < ntodo && self->rq_len > 0; i++) {
+        HandleObject *h = rq_pop(self);
+        int r = 0;
+        if (!h->cancelled) {
+            self->n_callbacks++;
+            r = self->debug ? loop_run_handle_debug(self, h)
+                            : tl_handle_run(h);
+        }
+        Py_DECREF(h);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+Loop_run(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->in_run) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "This event loop is already running");
+        return NULL;
+    }
+    self->in_run = 1;
+    int r = 0;
+    for (;;) {
+        r = loop_run_once(self);
+        if (r < 0 || self->stopping || self->uv == NULL) {
+            break;
+        }
+    }
+    self->in_run = 0;
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Drop the queues and free libuv; the Python close() did the checks. */
+static PyObject *
+Loop_close_impl(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->in_run) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot close a running event loop");
+        return NULL;
+    }
+    self->closed = 1;
+    loop_clear_queues(self);
+    if (self->uv != NULL) {
+        tl_uv *u = self->uv;
+        self->uv = NULL;
+        uv_free_all(u);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_clear_queues(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    loop_clear_queues(self);
+    Py_RETURN_NONE;
+}
+
+/* In a child after fork(): new epoll set, new timerfd and signal socket
+ * (the inherited ones are shared with the parent), same fd numbers. */
+static PyObject *
+Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_uv *u = self->uv;
+    if (u == NULL) {
+        Py_RETURN_NONE;
+    }
+    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    int r, w;
+    if (tfd < 0 || make_signal_pair(&r, &w) < 0) {
+        if (tfd >= 0) {
+            close(tfd);
+        }
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    dup3(tfd, u->timerfd, O_CLOEXEC);
+    dup3(r, u->sig_rfd, O_CLOEXEC);
+    dup3(w, u->sig_wfd, O_CLOEXEC);
+    close(tfd);
+    close(r);
+    close(w);
+    self->armed_ns = 0;
+    int err = uv_loop_fork(&u->loop);
+    if (err < 0) {
+        PyErr_Format(PyExc_OSError, "uv_loop_fork: %s", uv_strerror(err));
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Loop_signal_wakeup_fd(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    if (loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(self->uv->sig_wfd);
+}
+
+static PyObject *
+Loop_stats(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("{s:K,s:K,s:K,s:n,s:n}", "iterations",
+                         (unsigned long long)self->n_iterations,
+                         "callbacks_run",
+                         (unsigned long long)self->n_callbacks,
+                         "timers_fired",
+                         (unsigned long long)self->n_timers_fired, "ready",
+                         self->rq_len, "timers", self->heap_len);
+}
+
+static PyMethodDef Loop_methods[] = {
+    {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon,
+     METH_FASTCALL | METH_KEYWORDS,
+     "call_soon(callback, *args, context=None)\n--\n\n"
+     "Arrange for a callback to be called as soon as possible."},
+    {"call_soon_threadsafe",
+     (PyCFunction)(void (*)(void))Loop_call_soon_threadsafe,
+     METH_FASTCALL | METH_KEYWORDS,
+     "call_soon_threadsafe(callback, *args, context=None)\n--\n\n"
+     "Like call_soon(), but thread-safe."},
+    {"call_later", (PyCFunction)(void (*)(void))Loop_call_later,
+     METH_FASTCALL | METH_KEYWORDS,
+     "call_later(delay, callback, *args, context=None)\n--\n\n"
+     "Arrange for a callback to be called after `delay` seconds."},
+    {"call_at", (PyCFunction)(void (*)(void))Loop_call_at,
+     METH_FASTCALL | METH_KEYWORDS,
+     "call_at(when, callback, *args, context=None)\n--\n\n"
+     "Like call_later(), but uses an absolute time on the loop's clock."},
+    {"time", (PyCFunction)Loop_time, METH_NOARGS,
+     "Return the time according to the loop's clock (time.monotonic)."},
+    {"create_future", (PyCFunction)Loop_create_future, METH_NOARGS,
+     "Create an asyncio.Future attached to the loop."},
+    {"stop", (PyCFunction)Loop_stop, METH_NOARGS,
+     "Stop the loop after the callbacks that are ready have run."},
+    {"get_debug", (PyCFunction)Loop_get_debug, METH_NOARGS, NULL},
+    {"is_running", (PyCFunction)Loop_is_running, METH_NOARGS, NULL},
+    {"is_closed", (PyCFunction)Loop_is_closed, METH_NOARGS, NULL},
+    {"_write_to_self", (PyCFunction)Loop_write_to_self, METH_NOARGS, NULL},
+    {"_run", (PyCFunction)Loop_run, METH_NOARGS, NULL},
+    {"_close_impl", (PyCFunction)Loop_close_impl, METH_NOARGS, NULL},
+    {"_clear_queues", (PyCFunction)Loop_clear_queues, METH_NOARGS, NULL},
+    {"_after_fork", (PyCFunction)Loop_after_fork, METH_NOARGS, NULL},
+    {"_signal_wakeup_fd", (PyCFunction)Loop_signal_wakeup_fd, METH_NOARGS,
+     NULL},
+    {"_push_handle", (PyCFunction)Loop_push_handle, METH_O, NULL},
+    {"_new_handle", (PyCFunction)(void (*)(void))Loop_new_handle,
+     METH_FASTCALL, NULL},
+    {"_stats", (PyCFunction)Loop_stats, METH_NOARGS, NULL},
+    {NULL}};
+
+static PyMemberDef Loop_members[] = {
+    {"_closed", T_BOOL, offsetof(LoopObject, closed), 0, NULL},
+    {"_stopping", T_BOOL, offsetof(LoopObject, stopping), 0, NULL},
+    {"_debug", T_BOOL, offsetof(LoopObject, debug), 0, NULL},
+    {"_thread_id", T_OBJECT, offsetof(LoopObject, thread_id), 0, NULL},
+    {"_current_handle", T_OBJECT, offsetof(LoopObject, current_handle), 0,
+     NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(LoopObject, weakreflist),
+     READONLY},
+    {NULL}};
+
+static PyType_Slot Loop_slots[] = {
+    {Py_tp_new, Loop_new},
+    {Py_tp_dealloc, Loop_dealloc},
+    {Py_tp_traverse, Loop_traverse},
+    {Py_tp_clear, Loop_clear},
+    {Py_tp_methods, Loop_methods},
+    {Py_tp_members, Loop_members},
+    {Py_tp_doc, "The C base of tideloop.Loop."},
+    {0, NULL}};
+
+static PyType_Spec Loop_spec = {
+    .name = "tideloop._core.LoopBase",
+    .basicsize = sizeof(LoopObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
+    .slots = Loop_slots,
+};
+
+int
+tl_loop_init_types(PyObject *module, tl_state *st)
+{
+    st->LoopBaseType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &Loop_spec, NULL);
+    if (st->LoopBaseType == NULL) {
+        return -1;
+    }
+    return PyModule_AddObjectRef(module, "LoopBase",
+                                 (PyObject *)st->LoopBaseType);
+}

@@ -1,0 +1,191 @@
+/* Module tideloop._core: state, type creation, and the helpers that the
+ * Python half of the package installs. */
+#include "tideloop.h"
+
+static struct PyModuleDef tl_moduledef;
+
+/* The state of the module that defined `type` or one of its bases.
+ * Python subclasses (tideloop.Loop) have no module of their own, so walk
+ * the MRO to our heap type; works on 3.9+ (PyType_GetModuleByDef is
+ * 3.11+). */
+tl_state *
+tl_state_from_type(PyTypeObject *type)
+{
+    PyObject *mro = type->tp_mro;
+    Py_ssize_t n = mro ? PyTuple_GET_SIZE(mro) : 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            continue;
+        }
+        PyObject *mod = ((PyHeapTypeObject *)t)->ht_module;
+        if (mod != NULL && PyModule_GetDef(mod) == &tl_moduledef) {
+            return (tl_state *)PyModule_GetState(mod);
+        }
+    }
+    PyErr_SetString(PyExc_TypeError, "not a tideloop type");
+    return NULL;
+}
+
+static PyObject *
+tl_set_helpers(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"report_exception", "extract_stack",
+                             "log_slow", "check_debug", "handle_repr", NULL};
+    PyObject *a, *b, *c, *d, *e;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO:_set_helpers",
+                                     kwlist, &a, &b, &c, &d, &e)) {
+        return NULL;
+    }
+    tl_state *st = PyModule_GetState(module);
+    Py_INCREF(a);
+    Py_XSETREF(st->report_exception, a);
+    Py_INCREF(b);
+    Py_XSETREF(st->extract_stack, b);
+    Py_INCREF(c);
+    Py_XSETREF(st->log_slow, c);
+    Py_INCREF(d);
+    Py_XSETREF(st->check_debug, d);
+    Py_INCREF(e);
+    Py_XSETREF(st->handle_repr, e);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+tl_libuv_version(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyUnicode_FromString(uv_version_string());
+}
+
+static PyObject *
+tl_monotonic(PyObject *module, PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromLongLong(tl_monotonic_ns());
+}
+
+static PyMethodDef tl_functions[] = {
+    {"_set_helpers", (PyCFunction)(void (*)(void))tl_set_helpers,
+     METH_VARARGS | METH_KEYWORDS,
+     "Install the Python helpers the C core calls on slow paths."},
+    {"libuv_version", tl_libuv_version, METH_NOARGS,
+     "Version of the libuv tideloop runs on, e.g. '1.44.2'."},
+    {"monotonic_ns", tl_monotonic, METH_NOARGS,
+     "The loop's clock in integer nanoseconds."},
+    {NULL}};
+
+static int
+tl_exec(PyObject *module)
+{
+    tl_state *st = PyModule_GetState(module);
+    PyObject *asyncio_futures = NULL, *asyncio_events = NULL;
+
+    st->str_context = PyUnicode_InternFromString("context");
+    st->str_loop = PyUnicode_InternFromString("loop");
+    st->str_handle_signal = PyUnicode_InternFromString("_handle_signal");
+    st->empty_tuple = PyTuple_New(0);
+    if (st->str_context == NULL || st->str_loop == NULL ||
+        st->str_handle_signal == NULL || st->empty_tuple == NULL) {
+        return -1;
+    }
+    st->kw_loop = PyTuple_Pack(1, st->str_loop);
+    if (st->kw_loop == NULL) {
+        return -1;
+    }
+
+    asyncio_futures = PyImport_ImportModule("asyncio.futures");
+    if (asyncio_futures == NULL) {
+        goto error;
+    }
+    st->FutureType = PyObject_GetAttrString(asyncio_futures, "Future");
+    if (st->FutureType == NULL) {
+        goto error;
+    }
+    asyncio_events = PyImport_ImportModule("asyncio.events");
+    if (asyncio_events == NULL) {
+        goto error;
+    }
+    st->set_running_loop =
+        PyObject_GetAttrString(asyncio_events, "_set_running_loop");
+    if (st->set_running_loop == NULL) {
+        goto error;
+    }
+    if (tl_handle_init_types(module, st) < 0 ||
+        tl_loop_init_types(module, st) < 0) {
+        goto error;
+    }
+    Py_DECREF(asyncio_futures);
+    Py_DECREF(asyncio_events);
+    return 0;
+
+error:
+    Py_XDECREF(asyncio_futures);
+    Py_XDECREF(asyncio_events);
+    return -1;
+}
+
+static int
+tl_traverse(PyObject *module, visitproc visit, void *arg)
+{
+    tl_state *st = PyModule_GetState(module);
+    Py_VISIT(st->LoopBaseType);
+    Py_VISIT(st->HandleType);
+    Py_VISIT(st->TimerHandleType);
+    Py_VISIT(st->FutureType);
+    Py_VISIT(st->set_running_loop);
+    Py_VISIT(st->report_exception);
+    Py_VISIT(st->extract_stack);
+    Py_VISIT(st->log_slow);
+    Py_VISIT(st->check_debug);
+    Py_VISIT(st->handle_repr);
+    return 0;
+}
+
+static int
+tl_clear(PyObject *module)
+{
+    tl_state *st = PyModule_GetState(module);
+    Py_CLEAR(st->LoopBaseType);
+    Py_CLEAR(st->HandleType);
+    Py_CLEAR(st->TimerHandleType);
+    Py_CLEAR(st->FutureType);
+    Py_CLEAR(st->set_running_loop);
+    Py_CLEAR(st->report_exception);
+    Py_CLEAR(st->extract_stack);
+    Py_CLEAR(st->log_slow);
+    Py_CLEAR(st->check_debug);
+    Py_CLEAR(st->handle_repr);
+    Py_CLEAR(st->str_context);
+    Py_CLEAR(st->str_loop);
+    Py_CLEAR(st->kw_loop);
+    Py_CLEAR(st->str_handle_signal);
+    Py_CLEAR(st->empty_tuple);
+    return 0;
+}
+
+static void
+tl_free(void *module)
+{
+    tl_clear((PyObject *)module);
+}
+
+static PyModuleDef_Slot tl_slots[] = {
+    {Py_mod_exec, tl_exec},
+    {0, NULL}};
+
+static struct PyModuleDef tl_moduledef = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "tideloop._core",
+    .m_doc = "The C core of tideloop: an asyncio event loop on libuv.",
+    .m_size = sizeof(tl_state),
+    .m_methods = tl_functions,
+    .m_slots = tl_slots,
+    .m_traverse = tl_traverse,
+    .m_clear = tl_clear,
+    .m_free = tl_free,
+};
+
+PyMODINIT_FUNC
+PyInit__core(void)
+{
+    return PyModuleDef_Init(&tl_moduledef);
+}

@@ -1,0 +1,152 @@
+/* tideloop: shared declarations of the C core (module tideloop._core). */
+#ifndef TIDELOOP_H
+#define TIDELOOP_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <uv.h>
+
+#if PY_VERSION_HEX < 0x030A0000
+static inline PyObject *
+Py_NewRef(PyObject *o)
+{
+    Py_INCREF(o);
+    return o;
+}
+
+static inline int
+PyModule_AddObjectRef(PyObject *mod, const char *name, PyObject *value)
+{
+    Py_INCREF(value);
+    if (PyModule_AddObject(mod, name, value) < 0) {
+        Py_DECREF(value);
+        return -1;
+    }
+    return 0;
+}
+#endif
+
+/* Per-module state.  There are no C globals: everything lives here, and
+ * every object keeps a borrowed pointer to it (the types hold the module,
+ * which owns the state). */
+typedef struct tl_state {
+    PyTypeObject *LoopBaseType;
+    PyTypeObject *HandleType;
+    PyTypeObject *TimerHandleType;
+
+    PyObject *FutureType;        /* asyncio.Future */
+    PyObject *set_running_loop;  /* asyncio.events._set_running_loop */
+
+    /* Python helpers installed by tideloop/_loop.py through
+     * _core._set_helpers(); each may be NULL before that call. */
+    PyObject *report_exception;  /* (handle, exc) -> None */
+    PyObject *extract_stack;     /* () -> list (debug source traceback) */
+    PyObject *log_slow;          /* (loop, handle, seconds) -> None */
+    PyObject *check_debug;       /* (loop, callback, method) -> None */
+    PyObject *handle_repr;       /* (handle) -> str */
+
+    PyObject *str_context;       /* interned "context" */
+    PyObject *str_loop;          /* interned "loop" */
+    PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
+    PyObject *str_handle_signal; /* interned "_handle_signal" */
+    PyObject *empty_tuple;
+} tl_state;
+
+struct LoopObject;
+
+/* asyncio.Handle's behaviour in C.  A TimerHandle extends it. */
+typedef struct HandleObject {
+    PyObject_HEAD
+    PyObject *callback;          /* NULL once cancelled */
+    PyObject *args;              /* tuple; NULL once cancelled */
+    PyObject *context;           /* contextvars.Context */
+    struct LoopObject *loop;     /* strong */
+    PyObject *source_traceback;  /* list or NULL (debug mode only) */
+    PyObject *repr;              /* repr saved at cancel() in debug mode */
+    PyObject *weakreflist;
+    char cancelled;
+    char threadsafe;             /* created by call_soon_threadsafe */
+    char is_timer;               /* a TimerHandleObject */
+} HandleObject;
+
+typedef struct TimerHandleObject {
+    HandleObject base;
+    double when;                 /* seconds on the loop's clock */
+    PyObject *when_obj;          /* the object given to call_at, or NULL */
+    uint64_t seq;                /* ties between equal `when` are FIFO */
+    Py_ssize_t heap_index;       /* position in the loop's heap, or -1 */
+} TimerHandleObject;
+
+/* Memory owned by libuv handles: freed only after every close callback
+ * has run, so it is allocated apart from the Python object. */
+typedef struct tl_uv {
+    uv_loop_t loop;
+    uv_async_t async;            /* call_soon_threadsafe wake-up */
+    uv_poll_t timer_poll;        /* watches timerfd */
+    uv_poll_t signal_poll;       /* watches the signal wake-up socket */
+    int timerfd;
+    int sig_rfd;
+    int sig_wfd;
+    int closing_left;            /* handles whose close callback is due */
+    char sig_pending;            /* the wake-up socket became readable */
+} tl_uv;
+
+typedef struct LoopObject {
+    PyObject_HEAD
+    tl_state *st;
+    tl_uv *uv;                   /* NULL once closed */
+
+    /* Ready queue: a ring of strong references to handles. */
+    HandleObject **rq;
+    Py_ssize_t rq_head;
+    Py_ssize_t rq_len;
+    Py_ssize_t rq_cap;           /* power of two */
+
+    /* Timer heap ordered by (when, seq); strong references. */
+    TimerHandleObject **heap;
+    Py_ssize_t heap_len;
+    Py_ssize_t heap_cap;
+    uint64_t timer_seq;
+    int64_t armed_ns;            /* timerfd deadline, 0 if disarmed */
+
+    PyObject *thread_id;         /* None or int: running in that thread */
+    PyObject *current_handle;    /* debug mode only */
+    PyObject *weakreflist;
+    char closed;
+    char stopping;
+    char debug;
+    char in_run;                 /* inside _run(): no re-entrant _run */
+
+    /* Counters for loop.stats(). */
+    uint64_t n_iterations;
+    uint64_t n_callbacks;
+    uint64_t n_timers_fired;
+} LoopObject;
+
+/* module.c */
+tl_state *tl_state_from_type(PyTypeObject *type);
+
+/* loop.c */
+int tl_loop_init_types(PyObject *module, tl_state *st);
+int64_t tl_monotonic_ns(void);
+
+/* handle.c */
+int tl_handle_init_types(PyObject *module, tl_state *st);
+/* Run one handle.  Returns 0, or -1 with a BaseException set that must
+ * stop the loop (SystemExit, KeyboardInterrupt, or a failing handler). */
+int tl_handle_run(HandleObject *h);
+/* New reference to a Handle; steals nothing. */
+HandleObject *tl_handle_new(tl_state *st, LoopObject *loop,
+                            PyObject *callback, PyObject *const *args,
+                            Py_ssize_t nargs, PyObject *context);
+TimerHandleObject *tl_timer_new(tl_state *st, LoopObject *loop, double when,
+                                PyObject *when_obj, PyObject *callback,
+                                PyObject *const *args, Py_ssize_t nargs,
+                                PyObject *context);
+void tl_handle_clear_callback(HandleObject *h);
+
+/* loop.c: used by handle.c when a TimerHandle is cancelled. */
+void tl_loop_timer_cancelled(LoopObject *loop, TimerHandleObject *t);
+
+#endif /* TIDELOOP_H */

@@ -1,0 +1,75 @@
+"""tideloop: a fast asyncio event loop written in C on libuv.
+
+Use it in any of these ways::
+
+    tideloop.run(main())
+    asyncio.run(main(), loop_factory=tideloop.new_event_loop)   # 3.12+
+    asyncio.set_event_loop_policy(tideloop.EventLoopPolicy())   # or install()
+    python -m tideloop script.py [args]
+"""
+
+import asyncio as _asyncio
+import sys as _sys
+
+from . import _core
+from ._core import libuv_version
+from ._loop import Loop
+
+__all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run",
+           "libuv_version")
+__version__ = "0.1.0"
+
+
+def new_event_loop():
+    """Return a new tideloop event loop."""
+    return Loop()
+
+
+class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
+    """An asyncio event loop policy whose loops are tideloop loops.
+
+    asyncio.set_event_loop_policy(tideloop.EventLoopPolicy())
+    """
+
+    _loop_factory = Loop
+
+    def __repr__(self):
+        return f"<{type(self).__module__}.{type(self).__qualname__}>"
+
+
+def install():
+    """Make tideloop the loop of asyncio.run() and new_event_loop()."""
+    _asyncio.set_event_loop_policy(EventLoopPolicy())
+
+
+if _sys.version_info >= (3, 11):
+    def run(main, *, debug=None):
+        """Run the coroutine `main` on a new tideloop loop, like
+        asyncio.run(), and return its result."""
+        with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as r:
+            return r.run(main)
+else:
+    def run(main, *, debug=None):
+        """Run the coroutine `main` on a new tideloop loop, like
+        asyncio.run(), and return its result."""
+        from asyncio import coroutines, events, runners
+
+        if events._get_running_loop() is not None:
+            raise RuntimeError(
+                "asyncio.run() cannot be called from a running event loop")
+        if not coroutines.iscoroutine(main):
+            raise ValueError(f"a coroutine was expected, got {main!r}")
+        loop = new_event_loop()
+        try:
+            events.set_event_loop(loop)
+            if debug is not None:
+                loop.set_debug(debug)
+            return loop.run_until_complete(main)
+        finally:
+            try:
+                runners._cancel_all_tasks(loop)
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                events.set_event_loop(None)
+                loop.close()

@@ -1,0 +1,393 @@
+"""tideloop.Loop: the Python half of the event loop.
+
+The hot paths (scheduling, timers, the iteration itself) are in C, in
+``tideloop._core.LoopBase``.  This class adds what runs once per call or
+less: argument checks, signal handler registration, executors, async
+generator hooks and exception handling.
+
+Where asyncio's own ``BaseEventLoop`` implements a method purely in terms
+of the public loop API and a few plain attributes (run_until_complete,
+create_task, the exception handler machinery, executors, ...), we use
+that very function of the running Python's asyncio, so the behaviour and
+the error messages are the ones of that Python version, not a copy that
+drifts.
+"""
+
+import asyncio
+import errno
+import inspect
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import warnings
+import weakref
+from asyncio import base_events, coroutines, events, format_helpers
+
+from . import _core
+
+__all__ = ("Loop",)
+
+logger = logging.getLogger("asyncio")
+
+_BaseEventLoop = base_events.BaseEventLoop
+
+# BaseEventLoop methods that only use the public loop API and plain
+# attributes that Loop.__init__ sets up the same way.
+_BORROWED = (
+    "__repr__",
+    "_asyncgen_finalizer_hook",
+    "_asyncgen_firstiter_hook",
+    "_check_callback",
+    "_check_default_executor",
+    "_check_running",
+    "_check_thread",
+    "_do_shutdown",
+    "_getaddrinfo_debug",
+    "_set_coroutine_origin_tracking",
+    "call_exception_handler",
+    "create_task",
+    "default_exception_handler",
+    "get_exception_handler",
+    "get_task_factory",
+    "getaddrinfo",
+    "getnameinfo",
+    "run_in_executor",
+    "run_until_complete",
+    "set_debug",
+    "set_default_executor",
+    "set_exception_handler",
+    "set_task_factory",
+    "shutdown_asyncgens",
+    "shutdown_default_executor",
+)
+
+# What later issues implement; until then each raises a NotImplementedError
+# that names it.
+_NOT_YET = {
+    "networking": (
+        "add_reader", "remove_reader", "add_writer", "remove_writer",
+        "sock_recv", "sock_recv_into", "sock_recvfrom",
+        "sock_recvfrom_into", "sock_sendall", "sock_sendto",
+        "sock_connect", "sock_accept", "sock_sendfile",
+        "create_connection", "create_server", "create_unix_connection",
+        "create_unix_server", "connect_accepted_socket",
+        "create_datagram_endpoint", "start_tls", "sendfile",
+        "connect_read_pipe", "connect_write_pipe",
+    ),
+    "subprocesses": ("subprocess_exec", "subprocess_shell"),
+}
+
+_all_loops = weakref.WeakSet()
+
+
+def _sighandler_noop(signum, frame):
+    """Dummy signal handler: Python's C handler writes the signal number
+    to the wake-up fd, which the loop reads."""
+
+
+class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
+    """An asyncio event loop implemented in C on libuv."""
+
+    def __init__(self):
+        self._timer_cancelled_count = 0
+        self._default_executor = None
+        self._internal_fds = 0
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
+        self._exception_handler = None
+        self._old_agen_hooks = None
+        self.slow_callback_duration = 0.1
+        self._task_factory = None
+        self._coroutine_origin_tracking_enabled = False
+        self._coroutine_origin_tracking_saved_depth = None
+        self._asyncgens = weakref.WeakSet()
+        self._asyncgens_shutdown_called = False
+        self._executor_shutdown_called = False
+        self._signal_handlers = {}
+        self._saved_wakeup_fd = None
+        self.set_debug(coroutines._is_debug_mode())
+        _all_loops.add(self)
+
+    # -- running ---------------------------------------------------------
+
+    def _run_forever_setup(self):
+        self._check_closed()
+        self._check_running()
+        self._set_coroutine_origin_tracking(self._debug)
+        self._old_agen_hooks = sys.get_asyncgen_hooks()
+        self._thread_id = threading.get_ident()
+        sys.set_asyncgen_hooks(firstiter=self._asyncgen_firstiter_hook,
+                               finalizer=self._asyncgen_finalizer_hook)
+        events._set_running_loop(self)
+        # Ctrl-C must wake a blocked poll: have Python's C signal handler
+        # write to our wake-up socket while we run in the main thread.
+        if threading.current_thread() is threading.main_thread():
+            try:
+                self._saved_wakeup_fd = signal.set_wakeup_fd(
+                    self._signal_wakeup_fd())
+            except (ValueError, OSError):
+                self._saved_wakeup_fd = None
+
+    def _run_forever_cleanup(self):
+        self._stopping = False
+        self._thread_id = None
+        events._set_running_loop(None)
+        self._set_coroutine_origin_tracking(False)
+        if self._old_agen_hooks is not None:
+            sys.set_asyncgen_hooks(*self._old_agen_hooks)
+            self._old_agen_hooks = None
+        if self._saved_wakeup_fd is not None:
+            fd, self._saved_wakeup_fd = self._saved_wakeup_fd, None
+            # With signal handlers left, keep our fd, as asyncio does from
+            # add_signal_handler() on: signals between runs are not lost.
+            if not self._signal_handlers:
+                try:
+                    signal.set_wakeup_fd(fd)
+                except (ValueError, OSError):
+                    pass
+
+    def run_forever(self):
+        """Run until stop() is called."""
+        self._run_forever_setup()
+        try:
+            self._run()
+        finally:
+            self._run_forever_cleanup()
+
+    def _check_closed(self):
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+
+    def close(self):
+        """Close the loop: drop pending callbacks, shut the default
+        executor down without waiting, remove signal handlers and free
+        the libuv resources.  The loop must not be running."""
+        if self.is_running():
+            raise RuntimeError("Cannot close a running event loop")
+        if self._closed:
+            return
+        if self._debug:
+            logger.debug("Close %r", self)
+        self._closed = True
+        self._clear_queues()
+        self._executor_shutdown_called = True
+        executor = self._default_executor
+        if executor is not None:
+            self._default_executor = None
+            executor.shutdown(wait=False)
+        if not sys.is_finalizing():
+            for sig in list(self._signal_handlers):
+                self.remove_signal_handler(sig)
+        elif self._signal_handlers:
+            warnings.warn(f"Closing the loop {self!r} "
+                          f"on interpreter shutdown "
+                          f"stage, skipping signal handlers removal",
+                          ResourceWarning,
+                          source=self)
+            self._signal_handlers.clear()
+        self._close_impl()
+
+    def __del__(self, _warn=warnings.warn):
+        if not self.is_closed():
+            _warn(f"unclosed event loop {self!r}", ResourceWarning,
+                  source=self)
+            if not self.is_running():
+                self.close()
+
+    # -- signals ---------------------------------------------------------
+
+    def _check_signal(self, sig):
+        if not isinstance(sig, int):
+            raise TypeError(f"sig must be an int, not {sig!r}")
+        if sig not in signal.valid_signals():
+            raise ValueError(f"invalid signal number {sig}")
+
+    def add_signal_handler(self, sig, callback, *args):
+        """Add a handler for a signal.
+
+        Raise ValueError if the signal number is invalid or uncatchable.
+        Raise RuntimeError if there is a problem setting up the handler.
+        """
+        if (coroutines.iscoroutine(callback) or
+                coroutines.iscoroutinefunction(callback)):
+            raise TypeError("coroutines cannot be used "
+                            "with add_signal_handler()")
+        self._check_signal(sig)
+        self._check_closed()
+        try:
+            # Raises ValueError outside the main thread: a loop running in
+            # another thread cannot add a signal handler.
+            signal.set_wakeup_fd(self._signal_wakeup_fd())
+        except (ValueError, OSError) as exc:
+            raise RuntimeError(str(exc))
+
+        handle = self._new_handle(callback, *args)
+        self._signal_handlers[sig] = handle
+        try:
+            signal.signal(sig, _sighandler_noop)
+            signal.siginterrupt(sig, False)
+        except OSError as exc:
+            del self._signal_handlers[sig]
+            if not self._signal_handlers:
+                try:
+                    signal.set_wakeup_fd(-1)
+                except (ValueError, OSError) as nexc:
+                    logger.info("set_wakeup_fd(-1) failed: %s", nexc)
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught")
+            raise
+
+    def _handle_signal(self, sig):
+        """Called by the C loop for each signal number read from the
+        wake-up socket."""
+        handle = self._signal_handlers.get(sig)
+        if handle is None:
+            return
+        if handle._cancelled:
+            self.remove_signal_handler(sig)
+        else:
+            self._push_handle(handle)
+
+    def remove_signal_handler(self, sig):
+        """Remove a handler for a signal.
+
+        Return True if a signal handler was removed, False if not.
+        """
+        self._check_signal(sig)
+        try:
+            del self._signal_handlers[sig]
+        except KeyError:
+            return False
+        if sig == signal.SIGINT:
+            handler = signal.default_int_handler
+        else:
+            handler = signal.SIG_DFL
+        try:
+            signal.signal(sig, handler)
+        except OSError as exc:
+            if exc.errno == errno.EINVAL:
+                raise RuntimeError(f"sig {sig} cannot be caught")
+            raise
+        if not self._signal_handlers:
+            try:
+                # While running, run_forever() restores the fd it replaced
+                # when it returns; until then Ctrl-C must still wake us.
+                if not (self.is_running() and
+                        self._saved_wakeup_fd is not None):
+                    signal.set_wakeup_fd(-1)
+            except (ValueError, OSError) as exc:
+                logger.info("set_wakeup_fd(-1) failed: %s", exc)
+        return True
+
+    # -- introspection ---------------------------------------------------
+
+    def stats(self):
+        """A mapping of counters: iterations, callbacks run, timers
+        fired, handles ready and timers scheduled now."""
+        return self._stats()
+
+
+for _name in _BORROWED:
+    setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
+
+
+def _not_implemented(name, area, is_coro):
+    msg = (f"tideloop does not implement loop.{name}() yet "
+           f"({area} is still to come); see README 'Status'")
+    if is_coro:
+        async def method(self, *args, **kwargs):
+            raise NotImplementedError(msg)
+    else:
+        def method(self, *args, **kwargs):
+            raise NotImplementedError(msg)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = msg
+    return method
+
+
+for _area, _names in _NOT_YET.items():
+    for _name in _names:
+        _abstract = getattr(asyncio.AbstractEventLoop, _name, None)
+        if _abstract is None:
+            continue
+        setattr(Loop, _name, _not_implemented(
+            _name, _area, inspect.iscoroutinefunction(_abstract)))
+del _area, _names, _name, _abstract
+
+
+# -- helpers the C core calls on slow paths ------------------------------
+
+_SOURCE_TAKES_DEBUG = "debug" in inspect.signature(
+    format_helpers._format_callback_source).parameters
+
+
+def _callback_source(handle):
+    if _SOURCE_TAKES_DEBUG:
+        return format_helpers._format_callback_source(
+            handle._callback, handle._args, debug=handle._loop.get_debug())
+    return format_helpers._format_callback_source(handle._callback,
+                                                  handle._args)
+
+
+def _report_exception(handle, exc):
+    """What asyncio's Handle._run() does with an exception."""
+    context = {
+        "message": f"Exception in callback {_callback_source(handle)}",
+        "exception": exc,
+        "handle": handle,
+    }
+    if handle._source_traceback:
+        context["source_traceback"] = handle._source_traceback
+    handle._loop.call_exception_handler(context)
+
+
+def _extract_stack():
+    # Frame 0 is this helper; the C caller has no frame, so frame 1 is
+    # the Python code that called loop.call_soon() & co.
+    return format_helpers.extract_stack(sys._getframe(1))
+
+
+def _log_slow(loop, handle, dt):
+    if dt >= loop.slow_callback_duration:
+        logger.warning("Executing %s took %.3f seconds",
+                       base_events._format_handle(handle), dt)
+
+
+def _check_debug(loop, callback, method, check_thread):
+    if check_thread:
+        loop._check_thread()
+    loop._check_callback(callback, method)
+
+
+def _handle_repr(handle):
+    info = [type(handle).__name__]
+    if handle._cancelled:
+        info.append("cancelled")
+    if isinstance(handle, _core.TimerHandle):
+        info.append(f"when={handle._when}")
+    if handle._callback is not None:
+        info.append(_callback_source(handle))
+    if handle._source_traceback:
+        frame = handle._source_traceback[-1]
+        info.append(f"created at {frame[0]}:{frame[1]}")
+    return "<{}>".format(" ".join(info))
+
+
+_core._set_helpers(report_exception=_report_exception,
+                   extract_stack=_extract_stack,
+                   log_slow=_log_slow,
+                   check_debug=_check_debug,
+                   handle_repr=_handle_repr)
+
+
+def _after_fork_in_child():
+    for loop in list(_all_loops):
+        loop._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+Loop.__module__ = "tideloop"
