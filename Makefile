@@ -1,0 +1,112 @@
+# tideloop developer entry points. Every target works from a fresh clone:
+# it installs libuv's headers if missing (`deps`), makes the venv (`venv`)
+# and installs the package with `pip install .` before using it.
+#
+# Variables (override on the command line, e.g. `make test PYTHON=python3.13
+# VENV=.venv-3.13`):
+#   PYTHON             interpreter the venv is made from (default: python3.11
+#                      if it runs, else pyenv's 3.11.7, else python3)
+#   VENV               venv directory (default .venv)
+#   PYTEST_ARGS        extra pytest arguments (default -q)
+#   PIP_INSTALL_FLAGS  flags for `pip install .` (default --no-build-isolation;
+#                      add -v to see compiler output)
+#   TEST_VERSIONS      Python versions for test-all (default 3.9 ... 3.13)
+#   ASAN_VENV          venv for the sanitizer build (default .venv-asan)
+#   ASAN_OPTIONS       (default detect_leaks=0)
+#   BENCH_ARGS         arguments for benchmarks/run.py
+#   TUTORIAL           tutorial runner used by `make run`
+#   TUTORIAL_ARGS      extra arguments for it (e.g. -k 08_call_later)
+# Build switches read by setup.py from the environment: TIDELOOP_WERROR=1,
+# TIDELOOP_DEBUG=1, TIDELOOP_ASAN=1, TIDELOOP_LIBUV_CFLAGS, TIDELOOP_LIBUV_LIBS.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell \
+  if command -v python3.11 >/dev/null 2>&1 && python3.11 -c '' >/dev/null 2>&1; then \
+    echo python3.11; \
+  elif [ -x /root/.pyenv/versions/3.11.7/bin/python ]; then \
+    echo /root/.pyenv/versions/3.11.7/bin/python; \
+  else \
+    echo python3; \
+  fi)
+endif
+
+VENV ?= .venv
+PY = $(VENV)/bin/python
+PYTEST_ARGS ?= -q
+PIP_INSTALL_FLAGS ?= --no-build-isolation
+TEST_VERSIONS ?= 3.9 3.10 3.11 3.12 3.13
+ASAN_VENV ?= .venv-asan
+ASAN_OPTIONS ?= detect_leaks=0
+UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+BENCH_ARGS ?=
+TUTORIAL ?= ../shared/tutorial/run_all.py
+TUTORIAL_ARGS ?=
+TUTORIAL_SETUP = import tideloop; asyncio.set_event_loop_policy(tideloop.EventLoopPolicy())
+
+export PIP_INSTALL_FLAGS
+export PIP_DISABLE_PIP_VERSION_CHECK = 1
+
+.PHONY: help deps venv install run test test-all bench asan clean distclean
+
+help:
+	@echo "make run        build, install and run the tutorial suite (or examples/demo.py)"
+	@echo "make test       build, install and run the test suite (pytest)"
+	@echo "make test-all   the test suite on every Python in TEST_VERSIONS ($(TEST_VERSIONS))"
+	@echo "make bench      benchmarks/run.py against asyncio and uvloop"
+	@echo "make asan       the test suite on an AddressSanitizer/UBSan build"
+	@echo "make deps       install libuv1-dev and pkg-config if missing (apt-get)"
+	@echo "make venv       create $(VENV) from $(PYTHON) and pip install ."
+	@echo "make clean      remove build products (make distclean: also the venvs)"
+
+deps:
+	@scripts/deps.sh "$(PYTHON)"
+
+# `venv` always reinstalls the package: cheap when nothing changed, and it
+# guarantees the venv runs the current ext/ and python/.
+venv: deps
+	@scripts/venv.sh "$(VENV)" "$(PYTHON)"
+
+install: venv
+
+run: venv
+	@if [ -f "$(TUTORIAL)" ]; then \
+	  echo "== tutorial: $(TUTORIAL)"; \
+	  $(PY) "$(TUTORIAL)" --python "$(abspath $(PY))" \
+	    --setup "$(TUTORIAL_SETUP)" --expect-loop-class tideloop \
+	    $(TUTORIAL_ARGS); \
+	else \
+	  echo "== $(TUTORIAL) not found: running examples/demo.py"; \
+	  $(PY) -m tideloop examples/demo.py; \
+	fi
+
+test: venv
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-all: deps
+	@scripts/test_all.sh $(TEST_VERSIONS)
+
+bench: venv
+	@$(PY) -m pip install -q uvloop || echo "bench: note: uvloop not installed; comparing with asyncio only"
+	@if [ -f benchmarks/requirements.txt ]; then $(PY) -m pip install -q -r benchmarks/requirements.txt; fi
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# The extension is built with -fsanitize=address,undefined and the
+# interpreter is not: scripts/asan.sh preloads libasan, sets PYTHONMALLOC=malloc
+# and collects sanitizer reports from build/sanitizer-logs.
+asan:
+	@scripts/deps.sh "$(PYTHON)"
+	@TIDELOOP_ASAN=1 scripts/venv.sh "$(ASAN_VENV)" "$(PYTHON)"
+	ASAN_OPTIONS="$(ASAN_OPTIONS)" UBSAN_OPTIONS="$(UBSAN_OPTIONS)" \
+	  scripts/asan.sh "$(ASAN_VENV)" $(PYTEST_ARGS)
+
+clean:
+	rm -rf build dist .pytest_cache python/*.egg-info *.egg-info
+	find . -path './.venv*' -prune -o -path ./.git -prune -o \
+	  \( -name __pycache__ -o -name '*.so' -o -name '*.o' \) -print0 | xargs -0 rm -rf
+
+distclean: clean
+	rm -rf .venv .venv-*
