@@ -153,6 +153,32 @@ restore_exception(PyObject *exc)
 #endif
 }
 
+static PyObject *
+context_run_slow(PyObject *ctx, PyObject *cb, PyObject *args)
+{
+    PyObject *run = PyObject_GetAttrString(ctx, "run");
+    if (run == NULL) {
+        return NULL;
+    }
+    Py_ssize_t n = PyTuple_GET_SIZE(args);
+    PyObject *full = PyTuple_New(n + 1);
+    if (full == NULL) {
+        Py_DECREF(run);
+        return NULL;
+    }
+    Py_INCREF(cb);
+    PyTuple_SET_ITEM(full, 0, cb);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *a = PyTuple_GET_ITEM(args, i);
+        Py_INCREF(a);
+        PyTuple_SET_ITEM(full, i + 1, a);
+    }
+    PyObject *res = PyObject_Call(run, full, NULL);
+    Py_DECREF(full);
+    Py_DECREF(run);
+    return res;
+}
+
 int
 tl_handle_run(HandleObject *h)
 {
@@ -167,7 +193,15 @@ tl_handle_run(HandleObject *h)
     Py_INCREF(cb);
     Py_INCREF(args);
     Py_INCREF(ctx);
-    if (PyContext_Enter(ctx) < 0) {
+    if (!PyContext_CheckExact(ctx)) {
+        /* asyncio calls context.run(callback, *args): keep its duck
+         * typing and its AttributeError for a non-context. */
+        res = context_run_slow(ctx, cb, args);
+        if (res == NULL) {
+            exc = fetch_exception();
+        }
+    }
+    else if (PyContext_Enter(ctx) < 0) {
         exc = fetch_exception();
     }
     else {
@@ -384,7 +418,14 @@ Handle_get_saved_repr(HandleObject *self, void *c)
     GET_OR_NONE(self->repr);
 }
 
+static PyObject *
+Handle_get_threadsafe(HandleObject *self, void *c)
+{
+    return PyBool_FromLong(self->threadsafe);
+}
+
 static PyGetSetDef Handle_getset[] = {
+    {"_threadsafe", (getter)Handle_get_threadsafe, NULL, NULL, NULL},
     {"_callback", (getter)Handle_get_callback, NULL, NULL, NULL},
     {"_args", (getter)Handle_get_args, NULL, NULL, NULL},
     {"_cancelled", (getter)Handle_get_cancelled, NULL, NULL, NULL},
@@ -423,7 +464,7 @@ static PyType_Slot Handle_slots[] = {
     {0, NULL}};
 
 static PyType_Spec Handle_spec = {
-    .name = "tideloop._core.Handle",
+    .name = "Handle",
     .basicsize = sizeof(HandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .slots = Handle_slots,
@@ -534,7 +575,7 @@ static PyType_Slot TimerHandle_slots[] = {
     {0, NULL}};
 
 static PyType_Spec TimerHandle_spec = {
-    .name = "tideloop._core.TimerHandle",
+    .name = "TimerHandle",
     .basicsize = sizeof(TimerHandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .slots = TimerHandle_slots,
@@ -558,6 +599,20 @@ tl_handle_init_types(PyObject *module, tl_state *st)
     if (st->TimerHandleType == NULL) {
         return -1;
     }
+    /* The specs have bare names so that error messages say 'Handle' and
+     * 'TimerHandle' as asyncio's do; give the types their module. */
+    PyObject *modname = PyModule_GetNameObject(module);
+    if (modname == NULL) {
+        return -1;
+    }
+    if (PyObject_SetAttrString((PyObject *)st->HandleType, "__module__",
+                               modname) < 0 ||
+        PyObject_SetAttrString((PyObject *)st->TimerHandleType,
+                               "__module__", modname) < 0) {
+        Py_DECREF(modname);
+        return -1;
+    }
+    Py_DECREF(modname);
     if (PyModule_AddObjectRef(module, "Handle",
                               (PyObject *)st->HandleType) < 0 ||
         PyModule_AddObjectRef(module, "TimerHandle",

@@ -46,6 +46,10 @@ if _sys.version_info >= (3, 11):
     def run(main, *, debug=None):
         """Run the coroutine `main` on a new tideloop loop, like
         asyncio.run(), and return its result."""
+        if _asyncio.events._get_running_loop() is not None:
+            # Same check and message as asyncio.run().
+            raise RuntimeError(
+                "asyncio.run() cannot be called from a running event loop")
         with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as r:
             return r.run(main)
 else:

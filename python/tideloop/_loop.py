@@ -361,8 +361,13 @@ def _check_debug(loop, callback, method, check_thread):
     loop._check_callback(callback, method)
 
 
+# 3.13 returns an events._ThreadSafeHandle from call_soon_threadsafe().
+_THREADSAFE_NAME = ("_ThreadSafeHandle"
+                    if hasattr(events, "_ThreadSafeHandle") else "Handle")
+
+
 def _handle_repr(handle):
-    info = [type(handle).__name__]
+    info = [_THREADSAFE_NAME if handle._threadsafe else type(handle).__name__]
     if handle._cancelled:
         info.append("cancelled")
     if isinstance(handle, _core.TimerHandle):
