@@ -464,7 +464,7 @@ static PyType_Slot Handle_slots[] = {
     {0, NULL}};
 
 static PyType_Spec Handle_spec = {
-    .name = "Handle",
+    .name = "tideloop._core.Handle",
     .basicsize = sizeof(HandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .slots = Handle_slots,
@@ -575,7 +575,7 @@ static PyType_Slot TimerHandle_slots[] = {
     {0, NULL}};
 
 static PyType_Spec TimerHandle_spec = {
-    .name = "TimerHandle",
+    .name = "tideloop._core.TimerHandle",
     .basicsize = sizeof(TimerHandleObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
     .slots = TimerHandle_slots,
@@ -599,20 +599,10 @@ tl_handle_init_types(PyObject *module, tl_state *st)
     if (st->TimerHandleType == NULL) {
         return -1;
     }
-    /* The specs have bare names so that error messages say 'Handle' and
-     * 'TimerHandle' as asyncio's do; give the types their module. */
-    PyObject *modname = PyModule_GetNameObject(module);
-    if (modname == NULL) {
-        return -1;
-    }
-    if (PyObject_SetAttrString((PyObject *)st->HandleType, "__module__",
-                               modname) < 0 ||
-        PyObject_SetAttrString((PyObject *)st->TimerHandleType,
-                               "__module__", modname) < 0) {
-        Py_DECREF(modname);
-        return -1;
-    }
-    Py_DECREF(modname);
+    /* Error messages use tp_name: make it read 'Handle' and 'TimerHandle'
+     * as asyncio's do (__name__ and __module__ are kept elsewhere). */
+    st->HandleType->tp_name = "Handle";
+    st->TimerHandleType->tp_name = "TimerHandle";
     if (PyModule_AddObjectRef(module, "Handle",
                               (PyObject *)st->HandleType) < 0 ||
         PyModule_AddObjectRef(module, "TimerHandle",

@@ -623,7 +623,12 @@ Loop_call_at(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     }
     PyObject *when_obj = args[0];
     if (when_obj == Py_None) {
+#if PY_VERSION_HEX >= 0x030B0000
         PyErr_SetString(PyExc_TypeError, "when cannot be None");
+#else
+        /* 3.9 and 3.10: TimerHandle.__init__ asserts it. */
+        PyErr_SetNone(PyExc_AssertionError);
+#endif
         return NULL;
     }
     double when = PyFloat_AsDouble(when_obj);
