@@ -91,6 +91,19 @@ tl_exec(PyObject *module)
     if (st->kw_loop == NULL) {
         return -1;
     }
+    {
+        PyObject *n = PyUnicode_InternFromString("name");
+        if (n == NULL) {
+            return -1;
+        }
+        st->kw_loop_name = PyTuple_Pack(2, st->str_loop, n);
+        st->kw_loop_name_context =
+            PyTuple_Pack(3, st->str_loop, n, st->str_context);
+        Py_DECREF(n);
+        if (st->kw_loop_name == NULL || st->kw_loop_name_context == NULL) {
+            return -1;
+        }
+    }
 
     asyncio_futures = PyImport_ImportModule("asyncio.futures");
     if (asyncio_futures == NULL) {
@@ -99,6 +112,22 @@ tl_exec(PyObject *module)
     st->FutureType = PyObject_GetAttrString(asyncio_futures, "Future");
     if (st->FutureType == NULL) {
         goto error;
+    }
+    {
+        PyObject *tasks = PyImport_ImportModule("asyncio.tasks");
+        if (tasks == NULL) {
+            goto error;
+        }
+        st->tasks_dict = PyModule_GetDict(tasks);
+        Py_XINCREF(st->tasks_dict);
+        Py_DECREF(tasks);
+        st->str_Task = PyUnicode_InternFromString("Task");
+        st->str_name = PyUnicode_InternFromString("name");
+        st->str_create_task_py = PyUnicode_InternFromString("_create_task_py");
+        if (st->tasks_dict == NULL || st->str_Task == NULL ||
+            st->str_name == NULL || st->str_create_task_py == NULL) {
+            goto error;
+        }
     }
     asyncio_events = PyImport_ImportModule("asyncio.events");
     if (asyncio_events == NULL) {
@@ -131,6 +160,7 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->HandleType);
     Py_VISIT(st->TimerHandleType);
     Py_VISIT(st->FutureType);
+    Py_VISIT(st->tasks_dict);
     Py_VISIT(st->set_running_loop);
     Py_VISIT(st->report_exception);
     Py_VISIT(st->extract_stack);
@@ -148,6 +178,10 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->HandleType);
     Py_CLEAR(st->TimerHandleType);
     Py_CLEAR(st->FutureType);
+    Py_CLEAR(st->tasks_dict);
+    Py_CLEAR(st->str_Task);
+    Py_CLEAR(st->str_name);
+    Py_CLEAR(st->str_create_task_py);
     Py_CLEAR(st->set_running_loop);
     Py_CLEAR(st->report_exception);
     Py_CLEAR(st->extract_stack);
@@ -157,6 +191,8 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->str_context);
     Py_CLEAR(st->str_loop);
     Py_CLEAR(st->kw_loop);
+    Py_CLEAR(st->kw_loop_name);
+    Py_CLEAR(st->kw_loop_name_context);
     Py_CLEAR(st->str_handle_signal);
     Py_CLEAR(st->empty_tuple);
     return 0;

@@ -4,6 +4,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -36,6 +37,10 @@ typedef struct tl_state {
     PyTypeObject *TimerHandleType;
 
     PyObject *FutureType;        /* asyncio.Future */
+    PyObject *tasks_dict;        /* asyncio.tasks.__dict__ (for Task) */
+    PyObject *str_Task;          /* interned "Task" */
+    PyObject *str_name;          /* interned "name" */
+    PyObject *str_create_task_py; /* interned "_create_task_py" */
     PyObject *set_running_loop;  /* asyncio.events._set_running_loop */
 
     /* Python helpers installed by tideloop/_loop.py through
@@ -49,6 +54,8 @@ typedef struct tl_state {
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
+    PyObject *kw_loop_name;      /* ("loop", "name") for Task() */
+    PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
     PyObject *str_handle_signal; /* interned "_handle_signal" */
     PyObject *empty_tuple;
 } tl_state;
@@ -82,13 +89,17 @@ typedef struct TimerHandleObject {
  * has run, so it is allocated apart from the Python object. */
 typedef struct tl_uv {
     uv_loop_t loop;
-    uv_async_t async;            /* call_soon_threadsafe wake-up */
+    uv_poll_t wake_poll;         /* watches wakefd */
     uv_poll_t timer_poll;        /* watches timerfd */
     uv_poll_t signal_poll;       /* watches the signal wake-up socket */
     int timerfd;
+    int wakefd;                  /* eventfd: call_soon_threadsafe wake-up */
     int sig_rfd;
     int sig_wfd;
     int closing_left;            /* handles whose close callback is due */
+    /* Threads writing wakefd without the GIL: close waits for them so the
+     * fd number cannot be reused under their write. */
+    atomic_int wake_writers;
     char sig_pending;            /* the wake-up socket became readable */
 } tl_uv;
 
@@ -111,12 +122,17 @@ typedef struct LoopObject {
     int64_t armed_ns;            /* timerfd deadline, 0 if disarmed */
 
     PyObject *thread_id;         /* None or int: running in that thread */
+    PyObject *task_factory;      /* _task_factory: NULL/None = default */
     PyObject *current_handle;    /* debug mode only */
     PyObject *weakreflist;
     char closed;
     char stopping;
     char debug;
     char in_run;                 /* inside _run(): no re-entrant _run */
+    /* Both under the GIL: the loop is (about to be) blocked in the poll
+     * without the GIL, and whether wakefd was written since. */
+    char sleeping;
+    char wakeup_sent;
 
     /* Counters for loop.stats(). */
     uint64_t n_iterations;

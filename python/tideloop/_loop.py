@@ -48,7 +48,6 @@ _BORROWED = (
     "_getaddrinfo_debug",
     "_set_coroutine_origin_tracking",
     "call_exception_handler",
-    "create_task",
     "default_exception_handler",
     "get_exception_handler",
     "get_task_factory",
@@ -291,6 +290,10 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
 
 for _name in _BORROWED:
     setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
+
+# The C create_task() handles the common case and calls this for the rest
+# (task factories, debug mode, eager_start= and other keywords).
+Loop._create_task_py = _BaseEventLoop.__dict__["create_task"]
 
 
 def _not_implemented(name, area, is_coro):
