@@ -465,7 +465,7 @@ Loop_traverse(LoopObject *self, visitproc visit, void *arg)
     for (Py_ssize_t i = 0; i < self->heap_len; i++) {
         Py_VISIT(self->heap[i]);
     }
-    return 0;
+    return tl_poll_traverse(self, visit, arg);
 }
 
 static int
@@ -488,6 +488,7 @@ Loop_dealloc(LoopObject *self)
     Loop_clear(self);
     Py_CLEAR(self->thread_id);
     if (self->uv != NULL) {
+        tl_poll_close_all(self);
         uv_free_all(self->uv);
         self->uv = NULL;
     }
@@ -1007,6 +1008,10 @@ loop_run_once(LoopObject *self)
         return -1;
     }
 
+    if (self->fired != NULL && tl_poll_dispatch(self, rq_push) < 0) {
+        return -1;
+    }
+
     if (self->heap_len > 0) {
         double now = loop_now();
         while (self->heap_len > 0 && !(self->heap[0]->when > now)) {
@@ -1076,6 +1081,7 @@ Loop_close_impl(LoopObject *self, PyObject *Py_UNUSED(ignored))
     loop_clear_queues(self);
     if (self->uv != NULL) {
         tl_uv *u = self->uv;
+        tl_poll_close_all(self);
         self->uv = NULL;
         uv_free_all(u);
     }
@@ -1141,13 +1147,14 @@ Loop_signal_wakeup_fd(LoopObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Loop_stats(LoopObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:K,s:K,s:K,s:n,s:n}", "iterations",
+    return Py_BuildValue("{s:K,s:K,s:K,s:n,s:n,s:i}", "iterations",
                          (unsigned long long)self->n_iterations,
                          "callbacks_run",
                          (unsigned long long)self->n_callbacks,
                          "timers_fired",
                          (unsigned long long)self->n_timers_fired, "ready",
-                         self->rq_len, "timers", self->heap_len);
+                         self->rq_len, "timers", self->heap_len, "fds",
+                         tl_poll_count(self));
 }
 
 static PyMethodDef Loop_methods[] = {
@@ -1192,6 +1199,12 @@ static PyMethodDef Loop_methods[] = {
     {"_new_handle", (PyCFunction)(void (*)(void))Loop_new_handle,
      METH_FASTCALL, NULL},
     {"_stats", (PyCFunction)Loop_stats, METH_NOARGS, NULL},
+    {"_add_reader", (PyCFunction)(void (*)(void))tl_poll_add_reader,
+     METH_FASTCALL, "_add_reader(fd, callback, *args) -> Handle"},
+    {"_add_writer", (PyCFunction)(void (*)(void))tl_poll_add_writer,
+     METH_FASTCALL, "_add_writer(fd, callback, *args) -> Handle"},
+    {"_remove_reader", (PyCFunction)tl_poll_remove_reader, METH_O, NULL},
+    {"_remove_writer", (PyCFunction)tl_poll_remove_writer, METH_O, NULL},
     {NULL}};
 
 static PyMemberDef Loop_members[] = {

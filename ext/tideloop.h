@@ -134,6 +134,11 @@ typedef struct LoopObject {
     char sleeping;
     char wakeup_sent;
 
+    /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
+    struct tl_poller **pollers;
+    int npollers;
+    struct tl_poller *fired;     /* recorded by the poll, GIL released */
+
     /* Counters for loop.stats(). */
     uint64_t n_iterations;
     uint64_t n_callbacks;
@@ -161,6 +166,20 @@ TimerHandleObject *tl_timer_new(tl_state *st, LoopObject *loop, double when,
                                 PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *context);
 void tl_handle_clear_callback(HandleObject *h);
+
+/* poll.c */
+PyObject *tl_poll_add_reader(LoopObject *self, PyObject *const *args,
+                             Py_ssize_t nargs);
+PyObject *tl_poll_add_writer(LoopObject *self, PyObject *const *args,
+                             Py_ssize_t nargs);
+PyObject *tl_poll_remove_reader(LoopObject *self, PyObject *fileobj);
+PyObject *tl_poll_remove_writer(LoopObject *self, PyObject *fileobj);
+/* Queue the handles of the fds that fired; `push` steals a reference. */
+int tl_poll_dispatch(LoopObject *self,
+                     int (*push)(LoopObject *, HandleObject *));
+int tl_poll_traverse(LoopObject *self, visitproc visit, void *arg);
+void tl_poll_close_all(LoopObject *self);
+int tl_poll_count(LoopObject *self);
 
 /* loop.c: used by handle.c when a TimerHandle is cancelled. */
 void tl_loop_timer_cancelled(LoopObject *loop, TimerHandleObject *t);

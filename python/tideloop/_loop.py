@@ -24,7 +24,8 @@ import threading
 import time
 import warnings
 import weakref
-from asyncio import base_events, coroutines, events, format_helpers
+from asyncio import (base_events, coroutines, events, format_helpers,
+                     selector_events, unix_events)
 
 from . import _core
 
@@ -67,10 +68,6 @@ _BORROWED = (
 # that names it.
 _NOT_YET = {
     "networking": (
-        "add_reader", "remove_reader", "add_writer", "remove_writer",
-        "sock_recv", "sock_recv_into", "sock_recvfrom",
-        "sock_recvfrom_into", "sock_sendall", "sock_sendto",
-        "sock_connect", "sock_accept", "sock_sendfile",
         "create_connection", "create_server", "create_unix_connection",
         "create_unix_server", "connect_accepted_socket",
         "create_datagram_endpoint", "start_tls", "sendfile",
@@ -105,6 +102,9 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         self._asyncgens_shutdown_called = False
         self._executor_shutdown_called = False
         self._signal_handlers = {}
+        # fd -> transport, as in asyncio's selector loop: add_reader()
+        # refuses an fd that a live transport owns.
+        self._transports = weakref.WeakValueDictionary()
         self._saved_wakeup_fd = None
         self.set_debug(coroutines._is_debug_mode())
         _all_loops.add(self)
@@ -290,6 +290,25 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
 
 for _name in _BORROWED:
     setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
+
+# add_reader() & co. and the sock_* methods: asyncio's selector-loop code
+# of this Python, on top of the C fd watchers (_add_reader, _remove_reader,
+# _add_writer, _remove_writer); sock_sendfile() with the os.sendfile()
+# path of the Unix loop.
+_SEL = selector_events.BaseSelectorEventLoop.__dict__
+for _name in _SEL:
+    if (_name.startswith(("sock_", "_sock_")) or _name in (
+            "add_reader", "remove_reader", "add_writer", "remove_writer",
+            "_ensure_fd_no_transport")):
+        setattr(Loop, _name, _SEL[_name])
+_UNIX = unix_events._UnixSelectorEventLoop.__dict__
+for _name in _UNIX:
+    if _name.startswith(("_sock_sendfile", "_sock_add_cancellation")):
+        setattr(Loop, _name, _UNIX[_name])
+for _name in ("sock_sendfile", "_sock_sendfile_fallback",
+              "_check_sendfile_params", "_ensure_resolved"):
+    if _name in _BaseEventLoop.__dict__ and _name not in Loop.__dict__:
+        setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
 
 # The C create_task() handles the common case and calls this for the rest
 # (task factories, debug mode, eager_start= and other keywords).
