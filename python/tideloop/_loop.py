@@ -64,17 +64,28 @@ _BORROWED = (
     "shutdown_default_executor",
 )
 
-# What later issues implement; until then each raises a NotImplementedError
-# that names it.
-_NOT_YET = {
-    "networking": (
-        "create_connection", "create_server", "create_unix_connection",
-        "create_unix_server", "connect_accepted_socket",
-        "create_datagram_endpoint", "start_tls", "sendfile",
-        "connect_read_pipe", "connect_write_pipe",
-    ),
-    "subprocesses": ("subprocess_exec", "subprocess_shell"),
-}
+# Transports, servers, pipes and subprocesses: until tideloop's C
+# transports exist, asyncio's own selector-loop implementations of the
+# running Python serve them, over the C fd watchers above.  Behaviour is
+# asyncio's by construction; speed is that of asyncio's Python transports
+# (on a faster loop).
+_FALLBACK_BASE = (
+    "_connect_sock", "_create_connection_transport",
+    "_create_server_getaddrinfo", "_log_subprocess", "_sendfile_fallback",
+    "connect_accepted_socket", "connect_read_pipe", "connect_write_pipe",
+    "create_connection", "create_datagram_endpoint", "create_server",
+    "sendfile", "start_tls", "subprocess_exec", "subprocess_shell",
+)
+_FALLBACK_SELECTOR = (
+    "_accept_connection", "_accept_connection2",
+    "_make_datagram_transport", "_make_socket_transport",
+    "_make_ssl_transport", "_sendfile_native", "_start_serving",
+)
+_FALLBACK_UNIX = (
+    "_child_watcher_callback", "_make_read_pipe_transport",
+    "_make_subprocess_transport", "_make_write_pipe_transport",
+    "create_unix_connection", "create_unix_server",
+)
 
 _all_loops = weakref.WeakSet()
 
@@ -105,6 +116,8 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         # fd -> transport, as in asyncio's selector loop: add_reader()
         # refuses an fd that a live transport owns.
         self._transports = weakref.WeakValueDictionary()
+        # Listening Unix sockets to unlink on close (3.13's cleanup).
+        self._unix_server_sockets = {}
         self._saved_wakeup_fd = None
         self.set_debug(coroutines._is_debug_mode())
         _all_loops.add(self)
@@ -196,6 +209,29 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 self.close()
 
     # -- signals ---------------------------------------------------------
+
+    # -- servers -------------------------------------------------------
+
+    def _stop_serving(self, sock):
+        """Stop accepting on a listening socket; on 3.13+ also remove the
+        file of a Unix server socket that create_unix_server() made (if it
+        is still the same file), as asyncio does."""
+        if sock in self._unix_server_sockets:
+            path = sock.getsockname()
+        else:
+            path = None
+        self._remove_reader(sock.fileno())
+        sock.close()
+        if path is not None:
+            prev_ino = self._unix_server_sockets.pop(sock)
+            try:
+                if os.stat(path).st_ino == prev_ino:
+                    os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:
+                logger.error("Unable to clean up listening UNIX socket "
+                             "%r: %r", path, err)
 
     def _check_signal(self, sig):
         if not isinstance(sig, int):
@@ -315,28 +351,13 @@ for _name in ("sock_sendfile", "_sock_sendfile_fallback",
 Loop._create_task_py = _BaseEventLoop.__dict__["create_task"]
 
 
-def _not_implemented(name, area, is_coro):
-    msg = (f"tideloop does not implement loop.{name}() yet "
-           f"({area} is still to come); see README 'Status'")
-    if is_coro:
-        async def method(self, *args, **kwargs):
-            raise NotImplementedError(msg)
-    else:
-        def method(self, *args, **kwargs):
-            raise NotImplementedError(msg)
-    method.__name__ = method.__qualname__ = name
-    method.__doc__ = msg
-    return method
-
-
-for _area, _names in _NOT_YET.items():
+for _names, _cls in ((_FALLBACK_BASE, _BaseEventLoop),
+                     (_FALLBACK_SELECTOR,
+                      selector_events.BaseSelectorEventLoop),
+                     (_FALLBACK_UNIX, unix_events._UnixSelectorEventLoop)):
     for _name in _names:
-        _abstract = getattr(asyncio.AbstractEventLoop, _name, None)
-        if _abstract is None:
-            continue
-        setattr(Loop, _name, _not_implemented(
-            _name, _area, inspect.iscoroutinefunction(_abstract)))
-del _area, _names, _name, _abstract
+        setattr(Loop, _name, _cls.__dict__[_name])
+del _names, _cls, _name
 
 
 # -- helpers the C core calls on slow paths ------------------------------
