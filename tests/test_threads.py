@@ -1,0 +1,203 @@
+"""call_soon_threadsafe from other threads; wake-ups; loops in threads."""
+import asyncio
+import threading
+import time
+
+from support import attempt, run_forever_guarded, run_until
+
+
+def test_call_soon_threadsafe_from_many_threads(loop):
+    n_threads, n_calls = 10, 1000
+    received = {i: [] for i in range(n_threads)}
+    done = []
+    start = threading.Event()
+
+    def record(tid, seq):
+        received[tid].append(seq)
+        if seq == n_calls - 1:
+            done.append(tid)
+            if len(done) == n_threads:
+                loop.stop()
+
+    def producer(tid):
+        start.wait(5)
+        for seq in range(n_calls):
+            loop.call_soon_threadsafe(record, tid, seq)
+
+    threads = [threading.Thread(target=producer, args=(i,))
+               for i in range(n_threads)]
+    for t in threads:
+        t.start()
+    loop.call_soon(start.set)
+    try:
+        run_forever_guarded(loop, timeout=20)
+    finally:
+        start.set()
+        for t in threads:
+            t.join(10)
+    for tid, seqs in received.items():
+        # All delivered, each thread's calls in its own order.
+        assert seqs == list(range(n_calls)), (tid, len(seqs))
+
+
+def test_call_soon_threadsafe_wakes_a_loop_blocked_on_a_timer(loop):
+    wake_delays = []
+
+    def from_thread():
+        time.sleep(0.1)
+        wake_delays.append(time.monotonic())
+        loop.call_soon_threadsafe(loop.stop)
+
+    far = loop.call_later(30, lambda: None)
+    t = threading.Thread(target=from_thread)
+    t.start()
+    t0 = time.monotonic()
+    run_forever_guarded(loop, timeout=10)
+    returned = time.monotonic()
+    t.join(5)
+    far.cancel()
+    assert returned - wake_delays[0] < 0.5, returned - wake_delays[0]
+    assert returned - t0 < 1.0
+
+
+def test_call_soon_threadsafe_wakes_a_loop_with_nothing_to_do(loop):
+    woken = []
+
+    def from_thread():
+        time.sleep(0.1)
+        woken.append(time.monotonic())
+        loop.call_soon_threadsafe(loop.stop)
+
+    t = threading.Thread(target=from_thread)
+    t.start()
+    run_forever_guarded(loop, timeout=10)
+    returned = time.monotonic()
+    t.join(5)
+    assert returned - woken[0] < 0.5
+
+
+def test_future_completed_from_thread_wakes_loop(loop):
+    async def main():
+        fut = loop.create_future()
+
+        def complete():
+            time.sleep(0.05)
+            loop.call_soon_threadsafe(fut.set_result, "from thread")
+
+        threading.Thread(target=complete).start()
+        t0 = time.monotonic()
+        result = await fut
+        return result, time.monotonic() - t0
+
+    result, elapsed = run_until(loop, main())
+    assert result == "from thread"
+    assert elapsed < 0.5
+
+
+def test_run_coroutine_threadsafe(loop):
+    results = []
+
+    async def add(a, b):
+        await asyncio.sleep(0.001)
+        return a + b
+
+    def worker():
+        futs = [asyncio.run_coroutine_threadsafe(add(i, i), loop)
+                for i in range(50)]
+        results.extend(f.result(5) for f in futs)
+        loop.call_soon_threadsafe(loop.stop)
+
+    t = threading.Thread(target=worker)
+    t.start()
+    run_forever_guarded(loop, timeout=10)
+    t.join(5)
+    assert results == [2 * i for i in range(50)]
+
+
+def test_call_soon_threadsafe_on_closed_loop(compare):
+    def scenario(loop):
+        trace = []
+        loop.close()
+        errors = []
+        t = threading.Thread(target=lambda: attempt(
+            errors, "call_soon_threadsafe", loop.call_soon_threadsafe,
+            print))
+        t.start()
+        t.join(5)
+        trace.extend(errors)
+        attempt(trace, "same thread", loop.call_soon_threadsafe, print)
+        return trace
+
+    assert compare(scenario)[0] == ("raised", "call_soon_threadsafe",
+                                    "RuntimeError", "Event loop is closed")
+
+
+def test_call_soon_threadsafe_handle(compare):
+    def scenario(loop):
+        trace = []
+        holder = []
+
+        def from_thread():
+            holder.append(loop.call_soon_threadsafe(trace.append, "cancelled"))
+            holder[0].cancel()
+            loop.call_soon_threadsafe(trace.append, "ran")
+            loop.call_soon_threadsafe(loop.stop)
+
+        t = threading.Thread(target=from_thread)
+        t.start()
+        t.join(5)
+        run_forever_guarded(loop)
+        trace.append(("cancelled()", holder[0].cancelled()))
+        return trace
+
+    assert compare(scenario) == ["ran", ("cancelled()", True)]
+
+
+def test_loops_in_several_threads(loop_factory):
+    results = {}
+    errors = []
+
+    def run(i):
+        try:
+            lp = loop_factory()
+            asyncio.set_event_loop(lp)
+            try:
+                async def main():
+                    await asyncio.sleep(0.01 * (i % 3))
+                    return (i, asyncio.get_running_loop() is lp,
+                            asyncio.get_event_loop() is lp)
+                results[i] = lp.run_until_complete(
+                    asyncio.wait_for(main(), 5))
+            finally:
+                asyncio.set_event_loop(None)
+                lp.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert not errors
+    assert results == {i: (i, True, True) for i in range(8)}
+
+
+def test_timer_added_from_thread_rearms_a_blocked_loop(loop):
+    # The loop sleeps until a timer 30 s away; a thread adds a 50 ms timer
+    # (through call_soon_threadsafe): the loop must wake for it.
+    far = loop.call_later(30, lambda: None)
+    added = []
+
+    def from_thread():
+        time.sleep(0.05)
+        added.append(time.monotonic())
+        loop.call_soon_threadsafe(loop.call_later, 0.05, loop.stop)
+
+    t = threading.Thread(target=from_thread)
+    t.start()
+    run_forever_guarded(loop, timeout=10)
+    returned = time.monotonic()
+    t.join(5)
+    far.cancel()
+    assert 0.05 <= returned - added[0] < 0.5, returned - added[0]
