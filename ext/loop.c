@@ -494,6 +494,7 @@ Loop_dealloc(LoopObject *self)
     }
     PyMem_Free(self->rq);
     PyMem_Free(self->heap);
+    PyMem_Free(self->rbuf);
     tp->tp_free((PyObject *)self);
     Py_DECREF(tp);
 }
@@ -1205,6 +1206,7 @@ static PyMethodDef Loop_methods[] = {
      METH_FASTCALL, "_add_writer(fd, callback, *args) -> Handle"},
     {"_remove_reader", (PyCFunction)tl_poll_remove_reader, METH_O, NULL},
     {"_remove_writer", (PyCFunction)tl_poll_remove_writer, METH_O, NULL},
+    {"_fd_events", (PyCFunction)tl_poll_fd_events, METH_O, NULL},
     {NULL}};
 
 static PyMemberDef Loop_members[] = {

@@ -52,6 +52,29 @@ tl_set_helpers(PyObject *module, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
+tl_set_transport_helpers(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fatal_error", "server_detach", "debug_log",
+                             "warn_send", "finalize", "repr", NULL};
+    PyObject *o[6];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds,
+                                     "OOOOOO:_set_transport_helpers", kwlist,
+                                     &o[0], &o[1], &o[2], &o[3], &o[4],
+                                     &o[5])) {
+        return NULL;
+    }
+    tl_state *st = PyModule_GetState(module);
+    PyObject **dst[6] = {&st->tr_fatal_error, &st->tr_server_detach,
+                         &st->tr_debug_log, &st->tr_warn_send,
+                         &st->tr_finalize, &st->tr_repr};
+    for (int i = 0; i < 6; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*dst[i], o[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 tl_libuv_version(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     return PyUnicode_FromString(uv_version_string());
@@ -67,6 +90,10 @@ static PyMethodDef tl_functions[] = {
     {"_set_helpers", (PyCFunction)(void (*)(void))tl_set_helpers,
      METH_VARARGS | METH_KEYWORDS,
      "Install the Python helpers the C core calls on slow paths."},
+    {"_set_transport_helpers",
+     (PyCFunction)(void (*)(void))tl_set_transport_helpers,
+     METH_VARARGS | METH_KEYWORDS,
+     "Install the Python helpers of the C transports."},
     {"libuv_version", tl_libuv_version, METH_NOARGS,
      "Version of the libuv tideloop runs on, e.g. '1.44.2'."},
     {"monotonic_ns", tl_monotonic, METH_NOARGS,
@@ -138,8 +165,13 @@ tl_exec(PyObject *module)
     if (st->set_running_loop == NULL) {
         goto error;
     }
+    st->str_data_received = PyUnicode_InternFromString("data_received");
+    if (st->str_data_received == NULL) {
+        goto error;
+    }
     if (tl_handle_init_types(module, st) < 0 ||
-        tl_loop_init_types(module, st) < 0) {
+        tl_loop_init_types(module, st) < 0 ||
+        tl_transport_init_types(module, st) < 0) {
         goto error;
     }
     Py_DECREF(asyncio_futures);
@@ -167,6 +199,14 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->log_slow);
     Py_VISIT(st->check_debug);
     Py_VISIT(st->handle_repr);
+    Py_VISIT(st->SocketTransportType);
+    Py_VISIT(st->BufferedProtocolType);
+    Py_VISIT(st->tr_fatal_error);
+    Py_VISIT(st->tr_server_detach);
+    Py_VISIT(st->tr_debug_log);
+    Py_VISIT(st->tr_warn_send);
+    Py_VISIT(st->tr_finalize);
+    Py_VISIT(st->tr_repr);
     return 0;
 }
 
@@ -188,6 +228,15 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->log_slow);
     Py_CLEAR(st->check_debug);
     Py_CLEAR(st->handle_repr);
+    Py_CLEAR(st->SocketTransportType);
+    Py_CLEAR(st->BufferedProtocolType);
+    Py_CLEAR(st->str_data_received);
+    Py_CLEAR(st->tr_fatal_error);
+    Py_CLEAR(st->tr_server_detach);
+    Py_CLEAR(st->tr_debug_log);
+    Py_CLEAR(st->tr_warn_send);
+    Py_CLEAR(st->tr_finalize);
+    Py_CLEAR(st->tr_repr);
     Py_CLEAR(st->str_context);
     Py_CLEAR(st->str_loop);
     Py_CLEAR(st->kw_loop);

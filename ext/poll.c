@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 
 typedef struct tl_poller {
     uv_poll_t poll;              /* poll.data points back here */
@@ -163,22 +164,23 @@ poller_update(LoopObject *loop, tl_poller *p)
 }
 
 /* The fd of an int or of an object with fileno(), with the messages of
- * selectors._fileobj_to_fd(). */
+ * selectors._fileobj_to_fd().  Returns the fd, -1 with an exception set,
+ * or -2 (no exception) for a non-negative number too large for a C int,
+ * which no fd can be: asyncio's epoll.register() then raises
+ * OverflowError and its lookup for removal finds nothing. */
 static int
 fileobj_to_fd(PyObject *obj)
 {
-    long fd;
+    PyObject *num;
     if (PyLong_Check(obj)) {
-        fd = PyLong_AsLong(obj);
-        if (fd == -1 && PyErr_Occurred()) {
-            return -1;
-        }
+        Py_INCREF(obj);
+        num = obj;
     }
     else {
         PyObject *r = PyObject_CallMethod(obj, "fileno", NULL);
-        PyObject *i = r ? PyNumber_Long(r) : NULL;
+        num = r ? PyNumber_Long(r) : NULL;
         Py_XDECREF(r);
-        if (i == NULL) {
+        if (num == NULL) {
             if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
                 PyErr_ExceptionMatches(PyExc_TypeError) ||
                 PyErr_ExceptionMatches(PyExc_ValueError)) {
@@ -188,15 +190,21 @@ fileobj_to_fd(PyObject *obj)
             }
             return -1;
         }
-        fd = PyLong_AsLong(i);
-        Py_DECREF(i);
-        if (fd == -1 && PyErr_Occurred()) {
-            return -1;
-        }
     }
-    if (fd < 0 || fd > INT32_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+    int overflow;
+    long fd = PyLong_AsLongAndOverflow(num, &overflow);
+    if (fd == -1 && PyErr_Occurred()) {
+        Py_DECREF(num);
         return -1;
+    }
+    if (overflow < 0 || fd < 0) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %S", num);
+        Py_DECREF(num);
+        return -1;
+    }
+    Py_DECREF(num);
+    if (overflow > 0 || fd > INT_MAX) {
+        return -2;
     }
     return (int)fd;
 }
@@ -217,6 +225,10 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     int fd = fileobj_to_fd(args[0]);
+    if (fd == -2) {
+        PyErr_SetString(PyExc_OverflowError,
+                        "Python int too large to convert to C int");
+    }
     if (fd < 0) {
         return NULL;
     }
@@ -279,6 +291,9 @@ poll_remove(LoopObject *self, PyObject *fileobj, int writer)
         Py_RETURN_FALSE;
     }
     int fd = fileobj_to_fd(fileobj);
+    if (fd == -2) {
+        Py_RETURN_FALSE;
+    }
     if (fd < 0) {
         return NULL;
     }
@@ -311,6 +326,43 @@ PyObject *
 tl_poll_remove_writer(LoopObject *self, PyObject *fileobj)
 {
     return poll_remove(self, fileobj, 1);
+}
+
+/* For C transports: watch `fd` for reading (or writing) with handle `h`,
+ * which the transport keeps and reuses; h == NULL stops watching.  Unlike
+ * _remove_reader(), the handle is not cancelled. */
+int
+tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
+{
+    tl_poller *p = poller_get(self, fd);
+    if (h == NULL) {
+        if (p == NULL) {
+            return 0;
+        }
+        HandleObject **slot = writer ? &p->writer : &p->reader;
+        HandleObject *old = *slot;
+        *slot = NULL;
+        int rc = poller_update(self, p);
+        Py_XDECREF(old);
+        return rc;
+    }
+    if (p == NULL && (p = poller_create(self, fd)) == NULL) {
+        return -1;
+    }
+    HandleObject **slot = writer ? &p->writer : &p->reader;
+    HandleObject *old = *slot;
+    Py_INCREF(h);
+    *slot = h;
+    if (poller_update(self, p) < 0) {
+        *slot = old;
+        Py_DECREF(h);
+        if (p->reader == NULL && p->writer == NULL) {
+            poller_destroy(self, p);
+        }
+        return -1;
+    }
+    Py_XDECREF(old);
+    return 0;
 }
 
 /* After the poll, with the GIL: queue the callbacks of what fired, as
@@ -385,6 +437,25 @@ tl_poll_close_all(LoopObject *self)
     PyMem_Free(self->pollers);
     self->pollers = NULL;
     self->npollers = 0;
+}
+
+/* _fd_events(fd) -> selectors-style mask (1 read, 2 write) or 0. */
+PyObject *
+tl_poll_fd_events(LoopObject *self, PyObject *fileobj)
+{
+    int fd = fileobj_to_fd(fileobj);
+    if (fd == -2) {
+        return PyLong_FromLong(0);
+    }
+    if (fd < 0) {
+        return NULL;
+    }
+    tl_poller *p = poller_get(self, fd);
+    int mask = 0;
+    if (p != NULL) {
+        mask = (p->reader ? 1 : 0) | (p->writer ? 2 : 0);
+    }
+    return PyLong_FromLong(mask);
 }
 
 int

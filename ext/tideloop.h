@@ -51,6 +51,17 @@ typedef struct tl_state {
     PyObject *check_debug;       /* (loop, callback, method) -> None */
     PyObject *handle_repr;       /* (handle) -> str */
 
+    /* transport.c */
+    PyTypeObject *SocketTransportType;
+    PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
+    PyObject *str_data_received;
+    PyObject *tr_fatal_error;    /* (transport, exc, message) */
+    PyObject *tr_server_detach;  /* (server, transport) */
+    PyObject *tr_debug_log;      /* (transport, format) */
+    PyObject *tr_warn_send;      /* (transport,): writes after close */
+    PyObject *tr_finalize;       /* (transport,): unclosed warning */
+    PyObject *tr_repr;           /* (transport,) -> str */
+
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
@@ -139,6 +150,8 @@ typedef struct LoopObject {
     int npollers;
     struct tl_poller *fired;     /* recorded by the poll, GIL released */
 
+    char *rbuf;                  /* 256 KiB read buffer of transports */
+
     /* Counters for loop.stats(). */
     uint64_t n_iterations;
     uint64_t n_callbacks;
@@ -167,6 +180,9 @@ TimerHandleObject *tl_timer_new(tl_state *st, LoopObject *loop, double when,
                                 PyObject *context);
 void tl_handle_clear_callback(HandleObject *h);
 
+/* transport.c */
+int tl_transport_init_types(PyObject *module, tl_state *st);
+
 /* poll.c */
 PyObject *tl_poll_add_reader(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs);
@@ -178,8 +194,11 @@ PyObject *tl_poll_remove_writer(LoopObject *self, PyObject *fileobj);
 int tl_poll_dispatch(LoopObject *self,
                      int (*push)(LoopObject *, HandleObject *));
 int tl_poll_traverse(LoopObject *self, visitproc visit, void *arg);
+int tl_poll_set_handle(LoopObject *self, int fd, int writer,
+                       HandleObject *h);
 void tl_poll_close_all(LoopObject *self);
 int tl_poll_count(LoopObject *self);
+PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
 
 /* loop.c: used by handle.c when a TimerHandle is cancelled. */
 void tl_loop_timer_cancelled(LoopObject *loop, TimerHandleObject *t);

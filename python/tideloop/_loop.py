@@ -16,6 +16,7 @@ drifts.
 import asyncio
 import errno
 import inspect
+import selectors
 import logging
 import os
 import signal
@@ -27,7 +28,7 @@ import weakref
 from asyncio import (base_events, coroutines, events, format_helpers,
                      selector_events, unix_events)
 
-from . import _core
+from . import _core, _transports
 
 __all__ = ("Loop",)
 
@@ -78,8 +79,7 @@ _FALLBACK_BASE = (
 )
 _FALLBACK_SELECTOR = (
     "_accept_connection", "_accept_connection2",
-    "_make_datagram_transport", "_make_socket_transport",
-    "_make_ssl_transport", "_sendfile_native", "_start_serving",
+    "_make_datagram_transport", "_sendfile_native", "_start_serving",
 )
 _FALLBACK_UNIX = (
     "_child_watcher_callback", "_make_read_pipe_transport",
@@ -88,6 +88,27 @@ _FALLBACK_UNIX = (
 )
 
 _all_loops = weakref.WeakSet()
+
+
+class _SelectorView:
+    """Read-only stand-in for the selector of asyncio's selector loop.
+
+    asyncio's Python transports (still used for pipes and datagrams) show
+    in their repr whether the loop polls their fd, through
+    ``loop._selector.get_key(fd).events``; this answers from tideloop's fd
+    watchers.  Nothing can be registered through it."""
+
+    __slots__ = ("_loop",)
+
+    def __init__(self, loop):
+        self._loop = loop
+
+    def get_key(self, fileobj):
+        events = self._loop._fd_events(fileobj)
+        if not events:
+            raise KeyError(f"{fileobj!r} is not registered")
+        fd = selectors._fileobj_to_fd(fileobj)
+        return selectors.SelectorKey(fileobj, fd, events, None)
 
 
 def _sighandler_noop(signum, frame):
@@ -209,6 +230,25 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 self.close()
 
     # -- signals ---------------------------------------------------------
+
+    # -- transports ----------------------------------------------------
+
+    @property
+    def _selector(self):
+        # None once closed, as asyncio's selector loop sets it.
+        return None if self._closed else _SelectorView(self)
+
+    def _make_socket_transport(self, sock, protocol, waiter=None, *,
+                               extra=None, server=None):
+        """TCP and Unix stream sockets get tideloop's C transport."""
+        return _transports.make_socket_transport(
+            self, sock, protocol, waiter, extra=extra, server=server)
+
+    def _make_ssl_transport(self, rawsock, protocol, sslcontext,
+                            waiter=None, **kwargs):
+        """asyncio's SSLProtocol over tideloop's C transport."""
+        return _transports.make_ssl_transport(
+            self, rawsock, protocol, sslcontext, waiter, **kwargs)
 
     # -- servers -------------------------------------------------------
 

@@ -1,0 +1,1373 @@
+/* SocketTransport: asyncio's selector socket transport, in C.
+ *
+ * The type's real base is asyncio.transports._FlowControlMixin (so an
+ * instance *is* an asyncio.Transport: get_extra_info(), the write buffer
+ * limits and pause/resume_writing logic are asyncio's own).  Our fields
+ * live after the base's layout, at Py_TYPE(self)->tp_base->tp_basicsize.
+ *
+ * Reading and writing follow asyncio's _SelectorSocketTransport: the fd is
+ * watched through the loop's fd watchers (poll.c), readiness queues our
+ * reusable read/write handle on the ready queue, and the handle calls
+ * _read_ready()/_write_ready() here, which recv()/send() on the fd the
+ * socket object owns.  Protocol callbacks therefore run in the same order
+ * relative to other callbacks as in asyncio. */
+#include "tideloop.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <structmember.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define TL_READ_SIZE (256 * 1024)   /* asyncio's max_size */
+#define TL_IOV_MAX 1024
+#define TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
+
+typedef struct {
+    PyObject *obj;               /* strong: the object exporting view */
+    Py_buffer view;
+    Py_ssize_t off;              /* bytes of view already sent */
+} wb_item;
+
+typedef struct {
+    LoopObject *loop;            /* strong until connection lost */
+    PyObject *sock;              /* strong; NULL once closed */
+    PyObject *protocol;          /* strong; NULL once connection lost */
+    PyObject *server;            /* strong or NULL */
+    PyObject *empty_waiter;      /* strong or NULL (sendfile) */
+    HandleObject *read_handle;   /* reusable; strong or NULL */
+    HandleObject *write_handle;
+    wb_item *wb;                 /* write buffer: a ring of items */
+    Py_ssize_t wb_head, wb_len, wb_cap;
+    Py_ssize_t wb_bytes;
+    int fd;
+    int conn_lost;
+    char closing;
+    char paused;
+    char eof;
+    char buffered;               /* protocol is a BufferedProtocol */
+    char protocol_connected;
+    char reading;                /* read handle installed */
+    char writing;                /* write handle installed */
+    PyObject *weakreflist;
+    PyObject *dict;
+} tl_transport;
+
+static inline tl_transport *
+TR(PyObject *self)
+{
+    Py_ssize_t base_size = Py_TYPE(self)->tp_base->tp_basicsize;
+    return (tl_transport *)((char *)self + base_size);
+}
+
+static tl_state *
+tr_state(PyObject *self)
+{
+    return tl_state_from_type(Py_TYPE(self));
+}
+
+/* ---- write buffer --------------------------------------------------- */
+
+static int
+wb_push(tl_transport *t, PyObject *obj, Py_buffer *view, Py_ssize_t off)
+{
+    if (t->wb_len == t->wb_cap) {
+        Py_ssize_t cap = t->wb_cap ? t->wb_cap * 2 : 8;
+        wb_item *n = PyMem_Malloc(cap * sizeof(*n));
+        if (n == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < t->wb_len; i++) {
+            n[i] = t->wb[(t->wb_head + i) % t->wb_cap];
+        }
+        PyMem_Free(t->wb);
+        t->wb = n;
+        t->wb_head = 0;
+        t->wb_cap = cap;
+    }
+    wb_item *it = &t->wb[(t->wb_head + t->wb_len) % t->wb_cap];
+    Py_INCREF(obj);
+    it->obj = obj;
+    it->view = *view;            /* the buffer export moves in here */
+    it->off = off;
+    t->wb_len++;
+    t->wb_bytes += view->len - off;
+    return 0;
+}
+
+static void
+wb_pop(tl_transport *t)
+{
+    wb_item *it = &t->wb[t->wb_head];
+    t->wb_bytes -= it->view.len - it->off;
+    PyBuffer_Release(&it->view);
+    Py_DECREF(it->obj);
+    t->wb_head = (t->wb_head + 1) % t->wb_cap;
+    t->wb_len--;
+}
+
+static void
+wb_clear(tl_transport *t)
+{
+    while (t->wb_len > 0) {
+        wb_pop(t);
+    }
+    t->wb_bytes = 0;
+}
+
+static void
+wb_consume(tl_transport *t, Py_ssize_t n)
+{
+    while (n > 0 && t->wb_len > 0) {
+        wb_item *it = &t->wb[t->wb_head];
+        Py_ssize_t left = it->view.len - it->off;
+        if (left <= n) {
+            n -= left;
+            wb_pop(t);
+        }
+        else {
+            it->off += n;
+            t->wb_bytes -= n;
+            n = 0;
+        }
+    }
+}
+
+/* ---- watching ------------------------------------------------------- */
+
+static int
+tr_watch(PyObject *self, int writer, int on)
+{
+    tl_transport *t = TR(self);
+    char *flag = writer ? &t->writing : &t->reading;
+    if (!!*flag == !!on) {
+        return 0;
+    }
+    if (t->loop == NULL || t->loop->uv == NULL) {
+        *flag = 0;
+        return 0;
+    }
+    HandleObject *h = NULL;
+    if (on) {
+        HandleObject **slot = writer ? &t->write_handle : &t->read_handle;
+        if (*slot == NULL) {
+            PyObject *m = PyObject_GetAttrString(
+                self, writer ? "_write_ready" : "_read_ready");
+            if (m == NULL) {
+                return -1;
+            }
+            *slot = tl_handle_new(t->loop->st, t->loop, m, NULL, 0, NULL);
+            Py_DECREF(m);
+            if (*slot == NULL) {
+                return -1;
+            }
+        }
+        h = *slot;
+    }
+    if (tl_poll_set_handle(t->loop, t->fd, writer, h) < 0) {
+        return -1;
+    }
+    *flag = (char)on;
+    return 0;
+}
+
+/* ---- slow paths in Python ------------------------------------------ */
+
+static int
+call_helper(tl_state *st, PyObject *fn, PyObject *a, PyObject *b,
+            PyObject *c)
+{
+    if (fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "tideloop transport helpers not installed");
+        return -1;
+    }
+    PyObject *r = PyObject_CallFunctionObjArgs(fn, a, b, c, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* _fatal_error(exc, message): logs or reports, then _force_close(exc).
+ * Consumes the pending exception if exc is NULL. */
+static int
+tr_fatal(PyObject *self, PyObject *exc, const char *message)
+{
+    tl_state *st = tr_state(self);
+    int own = 0;
+    if (exc == NULL) {
+#if PY_VERSION_HEX >= 0x030C0000
+        exc = PyErr_GetRaisedException();
+#else
+        PyObject *tp, *tb;
+        PyErr_Fetch(&tp, &exc, &tb);
+        PyErr_NormalizeException(&tp, &exc, &tb);
+        if (tb != NULL) {
+            PyException_SetTraceback(exc, tb);
+        }
+        Py_XDECREF(tp);
+        Py_XDECREF(tb);
+#endif
+        own = 1;
+    }
+    PyObject *msg = PyUnicode_FromString(message);
+    int r = -1;
+    if (msg != NULL) {
+        r = call_helper(st, st->tr_fatal_error, self, exc, msg);
+        Py_DECREF(msg);
+    }
+    if (own) {
+        Py_DECREF(exc);
+    }
+    return r;
+}
+
+/* True for exceptions that must stop the loop rather than close us. */
+static int
+is_loop_stopping(void)
+{
+    return PyErr_ExceptionMatches(PyExc_SystemExit) ||
+           PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+}
+
+static PyObject *
+oserror_from_errno(int err)
+{
+    errno = err;
+    PyErr_SetFromErrno(PyExc_OSError);
+    return NULL;
+}
+
+static int tr_debug_log(PyObject *self, const char *fmt);
+
+/* ---- connection teardown ------------------------------------------- */
+
+static PyObject *
+tr_call_soon_lost(PyObject *self, PyObject *exc)
+{
+    tl_transport *t = TR(self);
+    PyObject *m = PyObject_GetAttrString(self, "_call_connection_lost");
+    if (m == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethod((PyObject *)t->loop, "call_soon",
+                                      "OO", m, exc ? exc : Py_None);
+    Py_DECREF(m);
+    return r;
+}
+
+static PyObject *
+Transport_force_close(PyObject *self, PyObject *exc)
+{
+    tl_transport *t = TR(self);
+    if (t->conn_lost) {
+        Py_RETURN_NONE;
+    }
+    if (t->wb_len > 0) {
+        wb_clear(t);
+        if (tr_watch(self, 1, 0) < 0) {
+            return NULL;
+        }
+    }
+    if (!t->closing) {
+        t->closing = 1;
+        if (tr_watch(self, 0, 0) < 0) {
+            return NULL;
+        }
+    }
+    t->conn_lost++;
+    PyObject *r = tr_call_soon_lost(self, exc == Py_None ? NULL : exc);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_abort(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return Transport_force_close(self, Py_None);
+}
+
+static PyObject *
+Transport_call_connection_lost(PyObject *self, PyObject *exc)
+{
+    tl_transport *t = TR(self);
+    tl_state *st = tr_state(self);
+    PyObject *res = Py_None;
+    Py_INCREF(res);
+    if (t->protocol_connected && t->protocol != NULL) {
+        Py_DECREF(res);
+        res = PyObject_CallMethod(t->protocol, "connection_lost", "O", exc);
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *saved = res == NULL ? PyErr_GetRaisedException() : NULL;
+#else
+    PyObject *st_, *sv_, *stb_;
+    PyErr_Fetch(&st_, &sv_, &stb_);
+#endif
+    /* finally: close the socket and drop everything. */
+    int ok = 1;
+    if (t->sock != NULL) {
+        PyObject *r = PyObject_CallMethod(t->sock, "close", NULL);
+        if (r == NULL) {
+            PyErr_Clear();
+            ok = 0;
+        }
+        Py_XDECREF(r);
+        Py_CLEAR(t->sock);
+    }
+    Py_CLEAR(t->protocol);
+    if (PyObject_SetAttrString(self, "_loop", Py_None) < 0) {
+        PyErr_Clear();
+    }
+    PyObject *server = t->server;
+    t->server = NULL;
+    if (server != NULL) {
+        if (call_helper(st, st->tr_server_detach, server, self, NULL) < 0) {
+            PyErr_Clear();
+        }
+        Py_DECREF(server);
+    }
+    Py_CLEAR(t->read_handle);
+    Py_CLEAR(t->write_handle);
+    Py_CLEAR(t->loop);
+#if PY_VERSION_HEX >= 0x030C0000
+    if (saved != NULL) {
+        PyErr_SetRaisedException(saved);
+    }
+#else
+    PyErr_Restore(st_, sv_, stb_);
+#endif
+    (void)ok;
+    if (t->empty_waiter != NULL && res != NULL) {
+        PyObject *err = PyObject_CallFunction(
+            PyExc_ConnectionError, "s", "Connection is closed by peer");
+        if (err == NULL) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        PyObject *r = PyObject_CallMethod(t->empty_waiter, "set_exception",
+                                          "O", err);
+        Py_DECREF(err);
+        if (r == NULL) {
+            Py_DECREF(res);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    if (res == NULL) {
+        return NULL;
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_close(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (t->closing) {
+        Py_RETURN_NONE;
+    }
+    t->closing = 1;
+    if (tr_watch(self, 0, 0) < 0) {
+        return NULL;
+    }
+    if (t->wb_len == 0) {
+        t->conn_lost++;
+        if (tr_watch(self, 1, 0) < 0) {
+            return NULL;
+        }
+        PyObject *r = tr_call_soon_lost(self, NULL);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- reading -------------------------------------------------------- */
+
+static PyObject *
+tr_on_eof(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    tl_state *st = tr_state(self);
+    (void)st;
+    if (tr_debug_log(self, "%r received EOF") < 0) {
+        return NULL;
+    }
+    PyObject *keep = PyObject_CallMethod(t->protocol, "eof_received", NULL);
+    if (keep == NULL) {
+        if (is_loop_stopping()) {
+            return NULL;
+        }
+        if (tr_fatal(self, NULL,
+                     "Fatal error: protocol.eof_received() call failed.")
+            < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    int k = PyObject_IsTrue(keep);
+    Py_DECREF(keep);
+    if (k < 0) {
+        return NULL;
+    }
+    if (k) {
+        if (tr_watch(self, 0, 0) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    return Transport_close(self, NULL);
+}
+
+static PyObject *
+Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    /* asyncio cancels the reader handle when it stops reading; a read
+     * queued before that must not run. */
+    if (t->conn_lost || !t->reading || t->protocol == NULL) {
+        Py_RETURN_NONE;
+    }
+    ssize_t n;
+    if (t->buffered) {
+        PyObject *buf = PyObject_CallMethod(t->protocol, "get_buffer", "i",
+                                            -1);
+        Py_buffer view;
+        if (buf == NULL) {
+            goto get_buffer_failed;
+        }
+        if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+            Py_DECREF(buf);
+            goto get_buffer_failed;
+        }
+        if (view.len == 0) {
+            PyBuffer_Release(&view);
+            Py_DECREF(buf);
+            PyErr_SetString(PyExc_RuntimeError,
+                            "get_buffer() returned an empty buffer");
+            goto get_buffer_failed;
+        }
+        do {
+            n = recv(t->fd, view.buf, view.len, 0);
+        } while (0);
+        int err = errno;
+        PyBuffer_Release(&view);
+        Py_DECREF(buf);
+        if (n < 0) {
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+                Py_RETURN_NONE;
+            }
+            oserror_from_errno(err);
+            if (tr_fatal(self, NULL, "Fatal read error on socket transport")
+                < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        if (n == 0) {
+            return tr_on_eof(self);
+        }
+        PyObject *r = PyObject_CallMethod(t->protocol, "buffer_updated", "n",
+                                          (Py_ssize_t)n);
+        if (r == NULL) {
+            if (is_loop_stopping()) {
+                return NULL;
+            }
+            if (tr_fatal(self, NULL,
+                         "Fatal error: protocol.buffer_updated() call "
+                         "failed.") < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        Py_DECREF(r);
+        Py_RETURN_NONE;
+
+    get_buffer_failed:
+        if (is_loop_stopping()) {
+            return NULL;
+        }
+        if (tr_fatal(self, NULL,
+                     "Fatal error: protocol.get_buffer() call failed.") < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+
+    LoopObject *loop = t->loop;
+    if (loop->rbuf == NULL) {
+        loop->rbuf = PyMem_Malloc(TL_READ_SIZE);
+        if (loop->rbuf == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    n = recv(t->fd, loop->rbuf, TL_READ_SIZE, 0);
+    if (n < 0) {
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+            Py_RETURN_NONE;
+        }
+        oserror_from_errno(err);
+        if (tr_fatal(self, NULL, "Fatal read error on socket transport") <
+            0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (n == 0) {
+        return tr_on_eof(self);
+    }
+    PyObject *data = PyBytes_FromStringAndSize(loop->rbuf, n);
+    if (data == NULL) {
+        return NULL;
+    }
+    PyObject *args[2] = {t->protocol, data};
+    PyObject *r = PyObject_VectorcallMethod(
+        tr_state(self)->str_data_received, args,
+        2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(data);
+    if (r == NULL) {
+        if (is_loop_stopping()) {
+            return NULL;
+        }
+        if (tr_fatal(self, NULL,
+                     "Fatal error: protocol.data_received() call failed.") <
+            0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+/* ---- writing -------------------------------------------------------- */
+
+static int
+tr_maybe(PyObject *self, const char *method)
+{
+    PyObject *r = PyObject_CallMethod(self, method, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+/* Send what the buffer holds: asyncio's _write_sendmsg(). */
+static PyObject *
+tr_flush(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    if (t->conn_lost || t->wb_len == 0) {
+        Py_RETURN_NONE;
+    }
+    struct iovec iov[TL_IOV_MAX];
+    int cnt = 0;
+    for (Py_ssize_t i = 0; i < t->wb_len && cnt < TL_IOV_MAX; i++) {
+        wb_item *it = &t->wb[(t->wb_head + i) % t->wb_cap];
+        iov[cnt].iov_base = (char *)it->view.buf + it->off;
+        iov[cnt].iov_len = it->view.len - it->off;
+        cnt++;
+    }
+    ssize_t n = writev(t->fd, iov, cnt);
+    if (n < 0) {
+        int err = errno;
+        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+            Py_RETURN_NONE;
+        }
+        if (tr_watch(self, 1, 0) < 0) {
+            return NULL;
+        }
+        wb_clear(t);
+        oserror_from_errno(err);
+#if PY_VERSION_HEX >= 0x030C0000
+        PyObject *exc = PyErr_GetRaisedException();
+#else
+        PyObject *tp, *exc, *tb;
+        PyErr_Fetch(&tp, &exc, &tb);
+        PyErr_NormalizeException(&tp, &exc, &tb);
+        Py_XDECREF(tp);
+        Py_XDECREF(tb);
+#endif
+        if (tr_fatal(self, exc, "Fatal write error on socket transport") <
+            0) {
+            Py_DECREF(exc);
+            return NULL;
+        }
+        if (t->empty_waiter != NULL) {
+            PyObject *r = PyObject_CallMethod(t->empty_waiter,
+                                              "set_exception", "O", exc);
+            if (r == NULL) {
+                Py_DECREF(exc);
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        Py_DECREF(exc);
+        Py_RETURN_NONE;
+    }
+    wb_consume(t, n);
+    /* May append to the buffer. */
+    if (tr_maybe(self, "_maybe_resume_protocol") < 0) {
+        return NULL;
+    }
+    if (t->wb_len == 0) {
+        if (tr_watch(self, 1, 0) < 0) {
+            return NULL;
+        }
+        if (t->empty_waiter != NULL) {
+            PyObject *r = PyObject_CallMethod(t->empty_waiter, "set_result",
+                                              "O", Py_None);
+            if (r == NULL) {
+                return NULL;
+            }
+            Py_DECREF(r);
+        }
+        if (t->closing) {
+            return Transport_call_connection_lost(self, Py_None);
+        }
+        if (t->eof && shutdown(t->fd, SHUT_WR) < 0) {
+            return oserror_from_errno(errno);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    /* asyncio cancels the writer handle when it stops writing; a call
+     * queued before that must not run. */
+    if (!TR(self)->writing) {
+        Py_RETURN_NONE;
+    }
+    return tr_flush(self);
+}
+
+static int
+check_bytes_like(PyObject *data)
+{
+    if (PyBytes_Check(data) || PyByteArray_Check(data) ||
+        PyMemoryView_Check(data)) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError,
+                 "data argument must be a bytes-like object, not '%.200s'",
+                 Py_TYPE(data)->tp_name);
+    return -1;
+}
+
+static PyObject *
+Transport_write(PyObject *self, PyObject *data)
+{
+    tl_transport *t = TR(self);
+    if (check_bytes_like(data) < 0) {
+        return NULL;
+    }
+    if (t->eof) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot call write() after write_eof()");
+        return NULL;
+    }
+    if (t->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "unable to write; sendfile is in progress");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+    if (t->conn_lost) {
+        PyBuffer_Release(&view);
+        if (t->conn_lost >= TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            tl_state *st = tr_state(self);
+            if (call_helper(st, st->tr_warn_send, self, NULL, NULL) < 0) {
+                return NULL;
+            }
+        }
+        t->conn_lost++;
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t off = 0;
+    if (t->wb_len == 0) {
+        ssize_t n = send(t->fd, view.buf, view.len, 0);
+        if (n < 0) {
+            int err = errno;
+            if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
+                PyBuffer_Release(&view);
+                oserror_from_errno(err);
+                if (tr_fatal(self, NULL,
+                             "Fatal write error on socket transport") < 0) {
+                    return NULL;
+                }
+                Py_RETURN_NONE;
+            }
+            n = 0;
+        }
+        if (n == view.len) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+        off = n;
+        if (tr_watch(self, 1, 1) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    if (wb_push(t, data, &view, off) < 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    if (tr_maybe(self, "_maybe_pause_protocol") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_writelines(PyObject *self, PyObject *list)
+{
+    tl_transport *t = TR(self);
+    if (t->eof) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "Cannot call writelines() after write_eof()");
+        return NULL;
+    }
+    if (t->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "unable to writelines; sendfile is in progress");
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(list);
+    if (it == NULL) {
+        return NULL;
+    }
+    PyObject *item;
+    int any = 0;
+    while ((item = PyIter_Next(it)) != NULL) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(item, &view, PyBUF_SIMPLE) < 0) {
+            Py_DECREF(item);
+            Py_DECREF(it);
+            return NULL;
+        }
+        int r = wb_push(t, item, &view, 0);
+        Py_DECREF(item);
+        if (r < 0) {
+            PyBuffer_Release(&view);
+            Py_DECREF(it);
+            return NULL;
+        }
+        any = 1;
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (!any) {
+        Py_RETURN_NONE;
+    }
+    /* asyncio calls _write_ready() at once, then watches what is left. */
+    PyObject *r = tr_flush(self);
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    if (t->wb_len > 0 && !t->conn_lost && tr_watch(self, 1, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (t->closing || t->eof) {
+        Py_RETURN_NONE;
+    }
+    t->eof = 1;
+    if (t->wb_len == 0 && shutdown(t->fd, SHUT_WR) < 0) {
+        return oserror_from_errno(errno);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_can_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_RETURN_TRUE;
+}
+
+static PyObject *
+Transport_get_write_buffer_size(PyObject *self,
+                                PyObject *Py_UNUSED(ignored))
+{
+    return PyLong_FromSsize_t(TR(self)->wb_bytes);
+}
+
+/* ---- reading state -------------------------------------------------- */
+
+static int
+tr_is_reading(tl_transport *t)
+{
+    return !t->closing && !t->paused;
+}
+
+static PyObject *
+Transport_is_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(tr_is_reading(TR(self)));
+}
+
+static PyObject *
+Transport_is_closing(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return PyBool_FromLong(TR(self)->closing);
+}
+
+static int
+tr_debug_log(PyObject *self, const char *fmt)
+{
+    tl_transport *t = TR(self);
+    if (t->loop == NULL || !t->loop->debug) {
+        return 0;
+    }
+    tl_state *st = tr_state(self);
+    PyObject *f = PyUnicode_FromString(fmt);
+    if (f == NULL) {
+        return -1;
+    }
+    int r = call_helper(st, st->tr_debug_log, self, f, NULL);
+    Py_DECREF(f);
+    return r;
+}
+
+static PyObject *
+Transport_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (!tr_is_reading(t)) {
+        Py_RETURN_NONE;
+    }
+    t->paused = 1;
+    if (tr_watch(self, 0, 0) < 0 ||
+        tr_debug_log(self, "%r pauses reading") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (t->closing || !t->paused) {
+        Py_RETURN_NONE;
+    }
+    t->paused = 0;
+    if (tr_watch(self, 0, 1) < 0 ||
+        tr_debug_log(self, "%r resumes reading") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The first watch, scheduled with call_soon() at creation like asyncio's
+ * call_soon(self._add_reader, ...): only if still reading then. */
+static PyObject *
+Transport_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (tr_is_reading(t) && tr_watch(self, 0, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ---- protocol ------------------------------------------------------- */
+
+static PyObject *
+Transport_set_protocol(PyObject *self, PyObject *protocol)
+{
+    tl_transport *t = TR(self);
+    tl_state *st = tr_state(self);
+    int b = PyObject_IsInstance(protocol, st->BufferedProtocolType);
+    if (b < 0) {
+        return NULL;
+    }
+    t->buffered = (char)b;
+    Py_INCREF(protocol);
+    Py_XSETREF(t->protocol, protocol);
+    t->protocol_connected = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Transport_get_protocol(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *p = TR(self)->protocol;
+    if (p == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(p);
+    return p;
+}
+
+/* ---- sendfile support (loop.sendfile's native path) ----------------- */
+
+static PyObject *
+Transport_make_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (t->empty_waiter != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Empty waiter is already set");
+        return NULL;
+    }
+    if (t->loop == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "transport is closed");
+        return NULL;
+    }
+    PyObject *f = PyObject_CallMethod((PyObject *)t->loop, "create_future",
+                                      NULL);
+    if (f == NULL) {
+        return NULL;
+    }
+    t->empty_waiter = f;
+    if (t->wb_len == 0) {
+        PyObject *r = PyObject_CallMethod(f, "set_result", "O", Py_None);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    Py_INCREF(f);
+    return f;
+}
+
+static PyObject *
+Transport_reset_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(TR(self)->empty_waiter);
+    Py_RETURN_NONE;
+}
+
+/* ---- creation ------------------------------------------------------- */
+
+/* _new(loop, sock, protocol): the C part of construction; the Python
+ * factory (tideloop/_transports.py) does the rest as asyncio's
+ * __init__ does. */
+static PyObject *
+Transport_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "_new(loop, sock, protocol)");
+        return NULL;
+    }
+    PyTypeObject *tp = (PyTypeObject *)cls;
+    tl_state *st = tl_state_from_type(tp);
+    if (st == NULL) {
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[0], st->LoopBaseType)) {
+        PyErr_SetString(PyExc_TypeError, "a tideloop loop was expected");
+        return NULL;
+    }
+    PyObject *fdo = PyObject_CallMethod(args[1], "fileno", NULL);
+    if (fdo == NULL) {
+        return NULL;
+    }
+    long fd = PyLong_AsLong(fdo);
+    Py_DECREF(fdo);
+    if (fd == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (fd < 0 || fd > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+        return NULL;
+    }
+    PyObject *self = tp->tp_alloc(tp, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    tl_transport *t = TR(self);
+    Py_INCREF(args[0]);
+    t->loop = (LoopObject *)args[0];
+    Py_INCREF(args[1]);
+    t->sock = args[1];
+    t->fd = (int)fd;
+    PyObject *r = Transport_set_protocol(self, args[2]);
+    if (r == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_DECREF(r);
+    return self;
+}
+
+static PyObject *
+Transport_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
+{
+    PyErr_Format(PyExc_TypeError, "cannot create '%s' instances directly",
+                 type->tp_name);
+    return NULL;
+}
+
+/* The base classes' __slots__ (asyncio's _extra, _loop, ...). */
+static int
+base_slots_visit(PyObject *self, visitproc visit, void *arg)
+{
+    for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
+         tp = tp->tp_base) {
+        if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE) || tp->tp_members == NULL) {
+            continue;
+        }
+        for (PyMemberDef *m = tp->tp_members; m->name != NULL; m++) {
+            if (m->type == T_OBJECT_EX) {
+                Py_VISIT(*(PyObject **)((char *)self + m->offset));
+            }
+        }
+    }
+    return 0;
+}
+
+static void
+base_slots_clear(PyObject *self)
+{
+    for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
+         tp = tp->tp_base) {
+        if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE) || tp->tp_members == NULL) {
+            continue;
+        }
+        for (PyMemberDef *m = tp->tp_members; m->name != NULL; m++) {
+            if (m->type == T_OBJECT_EX) {
+                Py_CLEAR(*(PyObject **)((char *)self + m->offset));
+            }
+        }
+    }
+}
+
+static int
+Transport_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    tl_transport *t = TR(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(t->loop);
+    Py_VISIT(t->sock);
+    Py_VISIT(t->protocol);
+    Py_VISIT(t->server);
+    Py_VISIT(t->empty_waiter);
+    Py_VISIT(t->read_handle);
+    Py_VISIT(t->write_handle);
+    Py_VISIT(t->dict);
+    for (Py_ssize_t i = 0; i < t->wb_len; i++) {
+        Py_VISIT(t->wb[(t->wb_head + i) % t->wb_cap].obj);
+    }
+    return base_slots_visit(self, visit, arg);
+}
+
+static int
+Transport_clear(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    /* The watchers hold our handles, which hold bound methods of us: stop
+     * watching first (needs the loop). */
+    if (t->loop != NULL && t->loop->uv != NULL) {
+        if (t->reading) {
+            (void)tl_poll_set_handle(t->loop, t->fd, 0, NULL);
+            t->reading = 0;
+        }
+        if (t->writing) {
+            (void)tl_poll_set_handle(t->loop, t->fd, 1, NULL);
+            t->writing = 0;
+        }
+    }
+    wb_clear(t);
+    Py_CLEAR(t->read_handle);
+    Py_CLEAR(t->write_handle);
+    Py_CLEAR(t->protocol);
+    Py_CLEAR(t->server);
+    Py_CLEAR(t->empty_waiter);
+    Py_CLEAR(t->sock);
+    Py_CLEAR(t->dict);
+    Py_CLEAR(t->loop);
+    base_slots_clear(self);
+    return 0;
+}
+
+static void
+Transport_finalize(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    if (t->sock == NULL) {
+        return;
+    }
+    tl_state *st = tr_state(self);
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *et, *ev, *etb;
+    PyErr_Fetch(&et, &ev, &etb);
+#endif
+    if (st != NULL && call_helper(st, st->tr_finalize, self, NULL, NULL) < 0) {
+        PyErr_WriteUnraisable(self);
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_SetRaisedException(exc);
+#else
+    PyErr_Restore(et, ev, etb);
+#endif
+}
+
+static void
+Transport_dealloc(PyObject *self)
+{
+    PyTypeObject *tp = Py_TYPE(self);
+    if (PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return;  /* resurrected */
+    }
+    PyObject_GC_UnTrack(self);
+    tl_transport *t = TR(self);
+    if (t->weakreflist != NULL) {
+        PyObject_ClearWeakRefs(self);
+    }
+    Transport_clear(self);
+    PyMem_Free(t->wb);
+    t->wb = NULL;
+    tp->tp_free(self);
+    Py_DECREF(tp);
+}
+
+static PyObject *
+Transport_repr(PyObject *self)
+{
+    tl_state *st = tr_state(self);
+    if (st == NULL || st->tr_repr == NULL) {
+        return PyUnicode_FromFormat("<%s>", Py_TYPE(self)->tp_name);
+    }
+    return PyObject_CallOneArg(st->tr_repr, self);
+}
+
+/* ---- attributes ----------------------------------------------------- */
+
+#define TR_GET_OBJ(name, field)                                             \
+    static PyObject *Transport_get_##name(PyObject *self, void *c)         \
+    {                                                                       \
+        PyObject *v = (PyObject *)TR(self)->field;                          \
+        if (v == NULL) {                                                    \
+            Py_RETURN_NONE;                                                 \
+        }                                                                   \
+        Py_INCREF(v);                                                       \
+        return v;                                                           \
+    }
+
+TR_GET_OBJ(sock, sock)
+TR_GET_OBJ(protocol_attr, protocol)
+TR_GET_OBJ(server, server)
+TR_GET_OBJ(empty_waiter, empty_waiter)
+
+static int
+Transport_set_server(PyObject *self, PyObject *v, void *c)
+{
+    tl_transport *t = TR(self);
+    if (v == Py_None) {
+        v = NULL;
+    }
+    Py_XINCREF(v);
+    Py_XSETREF(t->server, v);
+    return 0;
+}
+
+static PyObject *
+Transport_get_sock_fd(PyObject *self, void *c)
+{
+    return PyLong_FromLong(TR(self)->fd);
+}
+
+static PyObject *
+Transport_get_closing(PyObject *self, void *c)
+{
+    return PyBool_FromLong(TR(self)->closing);
+}
+
+static PyObject *
+Transport_get_conn_lost(PyObject *self, void *c)
+{
+    return PyLong_FromLong(TR(self)->conn_lost);
+}
+
+static PyObject *
+Transport_get_paused(PyObject *self, void *c)
+{
+    return PyBool_FromLong(TR(self)->paused);
+}
+
+static PyObject *
+Transport_get_eof(PyObject *self, void *c)
+{
+    return PyBool_FromLong(TR(self)->eof);
+}
+
+static PyObject *
+Transport_get_reading(PyObject *self, void *c)
+{
+    return PyBool_FromLong(TR(self)->reading);
+}
+
+static PyObject *
+Transport_get_writing(PyObject *self, void *c)
+{
+    return PyBool_FromLong(TR(self)->writing);
+}
+
+static PyObject *
+Transport_get_protocol_connected(PyObject *self, void *c)
+{
+    return PyBool_FromLong(TR(self)->protocol_connected);
+}
+
+static PyGetSetDef Transport_getset[] = {
+    {"_sock", (getter)Transport_get_sock, NULL, NULL, NULL},
+    {"_sock_fd", (getter)Transport_get_sock_fd, NULL, NULL, NULL},
+    {"_protocol", (getter)Transport_get_protocol_attr, NULL, NULL, NULL},
+    {"_server", (getter)Transport_get_server, (setter)Transport_set_server,
+     NULL, NULL},
+    {"_empty_waiter", (getter)Transport_get_empty_waiter, NULL, NULL, NULL},
+    {"_closing", (getter)Transport_get_closing, NULL, NULL, NULL},
+    {"_conn_lost", (getter)Transport_get_conn_lost, NULL, NULL, NULL},
+    {"_paused", (getter)Transport_get_paused, NULL, NULL, NULL},
+    {"_eof", (getter)Transport_get_eof, NULL, NULL, NULL},
+    {"_reading_watched", (getter)Transport_get_reading, NULL, NULL, NULL},
+    {"_writing_watched", (getter)Transport_get_writing, NULL, NULL, NULL},
+    {"_protocol_connected", (getter)Transport_get_protocol_connected, NULL,
+     NULL, NULL},
+    {NULL}};
+
+static PyMethodDef Transport_methods[] = {
+    {"write", (PyCFunction)Transport_write, METH_O,
+     "Write some data bytes to the transport (never blocks)."},
+    {"writelines", (PyCFunction)Transport_writelines, METH_O,
+     "Write a list (or any iterable) of data bytes to the transport."},
+    {"write_eof", (PyCFunction)Transport_write_eof, METH_NOARGS,
+     "Close the write end after flushing buffered data."},
+    {"can_write_eof", (PyCFunction)Transport_can_write_eof, METH_NOARGS,
+     NULL},
+    {"close", (PyCFunction)Transport_close, METH_NOARGS,
+     "Close the transport after flushing buffered data."},
+    {"abort", (PyCFunction)Transport_abort, METH_NOARGS,
+     "Close the transport immediately, dropping buffered data."},
+    {"is_closing", (PyCFunction)Transport_is_closing, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)Transport_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)Transport_pause_reading, METH_NOARGS,
+     NULL},
+    {"resume_reading", (PyCFunction)Transport_resume_reading, METH_NOARGS,
+     NULL},
+    {"set_protocol", (PyCFunction)Transport_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)Transport_get_protocol, METH_NOARGS,
+     NULL},
+    {"get_write_buffer_size", (PyCFunction)Transport_get_write_buffer_size,
+     METH_NOARGS, NULL},
+    {"_read_ready", (PyCFunction)Transport_read_ready, METH_NOARGS, NULL},
+    {"_write_ready", (PyCFunction)Transport_write_ready, METH_NOARGS, NULL},
+    {"_force_close", (PyCFunction)Transport_force_close, METH_O, NULL},
+    {"_call_connection_lost", (PyCFunction)Transport_call_connection_lost,
+     METH_O, NULL},
+    {"_start_reading", (PyCFunction)Transport_start_reading, METH_NOARGS,
+     NULL},
+    {"_make_empty_waiter", (PyCFunction)Transport_make_empty_waiter,
+     METH_NOARGS, NULL},
+    {"_reset_empty_waiter", (PyCFunction)Transport_reset_empty_waiter,
+     METH_NOARGS, NULL},
+    {"_new", (PyCFunction)(void (*)(void))Transport_new_impl,
+     METH_FASTCALL | METH_CLASS, NULL},
+    {NULL}};
+
+int
+tl_transport_init_types(PyObject *module, tl_state *st)
+{
+    PyObject *transports = PyImport_ImportModule("asyncio.transports");
+    PyObject *protocols = PyImport_ImportModule("asyncio.protocols");
+    PyObject *base = NULL, *bases = NULL;
+    int rc = -1;
+    if (transports == NULL || protocols == NULL) {
+        goto done;
+    }
+    base = PyObject_GetAttrString(transports, "_FlowControlMixin");
+    st->BufferedProtocolType =
+        PyObject_GetAttrString(protocols, "BufferedProtocol");
+    if (base == NULL || st->BufferedProtocolType == NULL) {
+        goto done;
+    }
+    Py_ssize_t base_size = ((PyTypeObject *)base)->tp_basicsize;
+    PyMemberDef members[] = {
+        {"__weaklistoffset__", T_PYSSIZET,
+         base_size + offsetof(tl_transport, weakreflist), READONLY},
+        {"__dictoffset__", T_PYSSIZET,
+         base_size + offsetof(tl_transport, dict), READONLY},
+        {NULL}};
+    PyType_Slot slots[] = {
+        {Py_tp_new, Transport_tp_new},
+        {Py_tp_dealloc, Transport_dealloc},
+        {Py_tp_traverse, Transport_traverse},
+        {Py_tp_clear, Transport_clear},
+        {Py_tp_finalize, Transport_finalize},
+        {Py_tp_repr, Transport_repr},
+        {Py_tp_methods, Transport_methods},
+        {Py_tp_getset, Transport_getset},
+        {Py_tp_members, members},
+        {Py_tp_doc, "A socket transport (TCP or Unix) in C."},
+        {0, NULL}};
+    PyType_Spec spec = {
+        .name = "tideloop._core.SocketTransport",
+        .basicsize = (int)(base_size + sizeof(tl_transport)),
+        .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+        .slots = slots,
+    };
+    bases = PyTuple_Pack(1, base);
+    if (bases == NULL) {
+        goto done;
+    }
+    st->SocketTransportType =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec, bases);
+    if (st->SocketTransportType == NULL) {
+        goto done;
+    }
+    st->SocketTransportType->tp_name = "SocketTransport";
+    PyObject *maxsize = PyLong_FromLong(TL_READ_SIZE);
+    if (maxsize == NULL ||
+        PyObject_SetAttrString((PyObject *)st->SocketTransportType,
+                               "max_size", maxsize) < 0 ||
+        PyObject_SetAttrString((PyObject *)st->SocketTransportType,
+                               "_start_tls_compatible", Py_True) < 0) {
+        Py_XDECREF(maxsize);
+        goto done;
+    }
+    Py_DECREF(maxsize);
+    if (PyModule_AddObjectRef(module, "SocketTransport",
+                              (PyObject *)st->SocketTransportType) < 0) {
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_XDECREF(transports);
+    Py_XDECREF(protocols);
+    Py_XDECREF(base);
+    Py_XDECREF(bases);
+    return rc;
+}

@@ -1,0 +1,139 @@
+"""Construction and slow paths of tideloop's C socket transport.
+
+``_core.SocketTransport`` is asyncio's ``_SelectorSocketTransport`` in C;
+its real base is ``asyncio.transports._FlowControlMixin``, so it is an
+``asyncio.Transport`` and ``get_extra_info``, the write buffer limits and
+``pause_writing``/``resume_writing`` are asyncio's own code.  What runs
+once per connection (construction) or only on errors lives here.
+"""
+
+import inspect
+import logging
+import sys
+import warnings
+from asyncio import base_events, constants, futures, sslproto, transports
+from asyncio import trsock
+
+from . import _core
+
+logger = logging.getLogger("asyncio")
+
+SocketTransport = _core.SocketTransport
+SocketTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
+
+# Server._attach()/_detach() take the transport on 3.13+.
+_ATTACH_TAKES_TRANSPORT = len(inspect.signature(
+    base_events.Server._attach).parameters) > 1
+
+# 3.12+ refuse an fd that a live transport still owns.
+_CHECKS_FD = sys.version_info >= (3, 12)
+
+
+def make_socket_transport(loop, sock, protocol, waiter=None, *,
+                          extra=None, server=None):
+    """What asyncio's _SelectorSocketTransport.__init__ does, in order."""
+    if _CHECKS_FD:
+        loop._ensure_fd_no_transport(sock)
+    tr = SocketTransport._new(loop, sock, protocol)
+    transports._FlowControlMixin.__init__(tr, extra, loop)
+    tr._extra["socket"] = trsock.TransportSocket(sock)
+    try:
+        tr._extra["sockname"] = sock.getsockname()
+    except OSError:
+        tr._extra["sockname"] = None
+    if "peername" not in tr._extra:
+        try:
+            tr._extra["peername"] = sock.getpeername()
+        except OSError:
+            tr._extra["peername"] = None
+    if server is not None:
+        tr._server = server
+        if _ATTACH_TAKES_TRANSPORT:
+            server._attach(tr)
+        else:
+            server._attach()
+    loop._transports[tr._sock_fd] = tr
+    base_events._set_nodelay(sock)
+    loop.call_soon(protocol.connection_made, tr)
+    loop.call_soon(tr._start_reading)
+    if waiter is not None:
+        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+    return tr
+
+
+def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter=None, *,
+                       server_side=False, server_hostname=None, extra=None,
+                       server=None, **timeouts):
+    """asyncio's _make_ssl_transport() over the C transport."""
+    if _CHECKS_FD:
+        loop._ensure_fd_no_transport(rawsock)
+    ssl_protocol = sslproto.SSLProtocol(
+        loop, protocol, sslcontext, waiter, server_side, server_hostname,
+        **timeouts)
+    make_socket_transport(loop, rawsock, ssl_protocol, extra=extra,
+                          server=server)
+    return ssl_protocol._app_transport
+
+
+# -- slow paths called from C ---------------------------------------------
+
+def _fatal_error(tr, exc, message):
+    if isinstance(exc, OSError):
+        if tr._loop.get_debug():
+            logger.debug("%r: %s", tr, message, exc_info=True)
+    else:
+        tr._loop.call_exception_handler({
+            "message": message,
+            "exception": exc,
+            "transport": tr,
+            "protocol": tr._protocol,
+        })
+    tr._force_close(exc)
+
+
+def _server_detach(server, tr):
+    if _ATTACH_TAKES_TRANSPORT:
+        server._detach(tr)
+    else:
+        server._detach()
+
+
+def _debug_log(tr, fmt):
+    logger.debug(fmt, tr)
+
+
+def _warn_send(tr):
+    logger.warning("socket.send() raised exception.")
+
+
+def _finalize(tr, _warn=warnings.warn):
+    sock = tr._sock
+    if sock is not None:
+        _warn(f"unclosed transport {tr!r}", ResourceWarning, source=tr)
+        sock.close()
+        server = tr._server
+        if server is not None:
+            _server_detach(server, tr)
+
+
+def _repr(tr):
+    info = [type(tr).__name__]
+    if tr._sock is None:
+        info.append("closed")
+    elif tr._closing:
+        info.append("closing")
+    info.append(f"fd={tr._sock_fd}")
+    loop = tr._loop
+    if loop is not None and not loop.is_closed():
+        info.append("read=polling" if tr._reading_watched else "read=idle")
+        state = "polling" if tr._writing_watched else "idle"
+        info.append(f"write=<{state}, bufsize={tr.get_write_buffer_size()}>")
+    return "<{}>".format(" ".join(info))
+
+
+_core._set_transport_helpers(fatal_error=_fatal_error,
+                             server_detach=_server_detach,
+                             debug_log=_debug_log,
+                             warn_send=_warn_send,
+                             finalize=_finalize,
+                             repr=_repr)
