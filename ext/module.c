@@ -200,6 +200,7 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->check_debug);
     Py_VISIT(st->handle_repr);
     Py_VISIT(st->SocketTransportType);
+    Py_VISIT(st->DatagramTransportType);
     Py_VISIT(st->BufferedProtocolType);
     Py_VISIT(st->tr_fatal_error);
     Py_VISIT(st->tr_server_detach);
@@ -229,6 +230,7 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->check_debug);
     Py_CLEAR(st->handle_repr);
     Py_CLEAR(st->SocketTransportType);
+    Py_CLEAR(st->DatagramTransportType);
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->str_data_received);
     Py_CLEAR(st->tr_fatal_error);

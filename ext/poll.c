@@ -39,9 +39,17 @@ poller_on_event(uv_poll_t *h, int status, int events)
      * callbacks find the error when they read or write. */
     p->fired |= status < 0 ? (UV_READABLE | UV_WRITABLE) : events;
     if (!p->in_fired) {
+        /* Append: callbacks are queued in the order the poll reported
+         * the fds, as asyncio's _process_events() does. */
         p->in_fired = 1;
-        p->next_fired = loop->fired;
-        loop->fired = p;
+        p->next_fired = NULL;
+        if (loop->fired == NULL) {
+            loop->fired = p;
+        }
+        else {
+            loop->fired_tail->next_fired = p;
+        }
+        loop->fired_tail = p;
     }
 }
 
@@ -68,6 +76,14 @@ poller_destroy(LoopObject *loop, tl_poller *p)
         }
         if (*pp == p) {
             *pp = p->next_fired;
+            if (loop->fired_tail == p) {
+                /* The new tail is the entry that pointed to p. */
+                loop->fired_tail = NULL;
+                for (tl_poller *q = loop->fired; q != NULL;
+                     q = q->next_fired) {
+                    loop->fired_tail = q;
+                }
+            }
         }
         p->in_fired = 0;
     }
@@ -373,6 +389,9 @@ tl_poll_dispatch(LoopObject *self, int (*push)(LoopObject *, HandleObject *))
     while (self->fired != NULL) {
         tl_poller *p = self->fired;
         self->fired = p->next_fired;
+        if (self->fired == NULL) {
+            self->fired_tail = NULL;
+        }
         p->in_fired = 0;
         int ev = p->fired;
         p->fired = 0;
@@ -434,6 +453,7 @@ tl_poll_close_all(LoopObject *self)
         }
     }
     self->fired = NULL;
+    self->fired_tail = NULL;
     PyMem_Free(self->pollers);
     self->pollers = NULL;
     self->npollers = 0;

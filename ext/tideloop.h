@@ -53,6 +53,7 @@ typedef struct tl_state {
 
     /* transport.c */
     PyTypeObject *SocketTransportType;
+    PyTypeObject *DatagramTransportType;
     PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
     PyObject *str_data_received;
     PyObject *tr_fatal_error;    /* (transport, exc, message) */
@@ -149,6 +150,7 @@ typedef struct LoopObject {
     struct tl_poller **pollers;
     int npollers;
     struct tl_poller *fired;     /* recorded by the poll, GIL released */
+    struct tl_poller *fired_tail;
 
     char *rbuf;                  /* 256 KiB read buffer of transports */
 

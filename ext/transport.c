@@ -18,6 +18,10 @@
 #include <structmember.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
 
 #define TL_READ_SIZE (256 * 1024)   /* asyncio's max_size */
 #define TL_IOV_MAX 1024
@@ -27,6 +31,7 @@ typedef struct {
     PyObject *obj;               /* strong: the object exporting view */
     Py_buffer view;
     Py_ssize_t off;              /* bytes of view already sent */
+    PyObject *addr;              /* datagrams: strong destination or NULL */
 } wb_item;
 
 typedef struct {
@@ -40,8 +45,11 @@ typedef struct {
     wb_item *wb;                 /* write buffer: a ring of items */
     Py_ssize_t wb_head, wb_len, wb_cap;
     Py_ssize_t wb_bytes;
+    PyObject *address;           /* datagrams: connected address or NULL */
     int fd;
+    int family;
     int conn_lost;
+    char has_peer;               /* datagrams: _extra['peername'] is set */
     char closing;
     char paused;
     char eof;
@@ -91,6 +99,7 @@ wb_push(tl_transport *t, PyObject *obj, Py_buffer *view, Py_ssize_t off)
     it->obj = obj;
     it->view = *view;            /* the buffer export moves in here */
     it->off = off;
+    it->addr = NULL;
     t->wb_len++;
     t->wb_bytes += view->len - off;
     return 0;
@@ -103,6 +112,7 @@ wb_pop(tl_transport *t)
     t->wb_bytes -= it->view.len - it->off;
     PyBuffer_Release(&it->view);
     Py_DECREF(it->obj);
+    Py_CLEAR(it->addr);
     t->wb_head = (t->wb_head + 1) % t->wb_cap;
     t->wb_len--;
 }
@@ -743,6 +753,22 @@ Transport_write(PyObject *self, PyObject *data)
 static PyObject *
 Transport_writelines(PyObject *self, PyObject *list)
 {
+#if PY_VERSION_HEX < 0x030C0000
+    /* Before 3.12 asyncio's socket transport inherits
+     * WriteTransport.writelines(): write(b''.join(list_of_data)). */
+    PyObject *empty = PyBytes_FromStringAndSize(NULL, 0);
+    if (empty == NULL) {
+        return NULL;
+    }
+    PyObject *joined = PyObject_CallMethod(empty, "join", "O", list);
+    Py_DECREF(empty);
+    if (joined == NULL) {
+        return NULL;
+    }
+    PyObject *res = Transport_write(self, joined);
+    Py_DECREF(joined);
+    return res;
+#else
     tl_transport *t = TR(self);
     if (t->eof) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -761,14 +787,18 @@ Transport_writelines(PyObject *self, PyObject *list)
     PyObject *item;
     int any = 0;
     while ((item = PyIter_Next(it)) != NULL) {
+        /* asyncio queues memoryview(data) of each item. */
+        PyObject *mv = PyMemoryView_FromObject(item);
+        Py_DECREF(item);
         Py_buffer view;
-        if (PyObject_GetBuffer(item, &view, PyBUF_SIMPLE) < 0) {
-            Py_DECREF(item);
+        if (mv == NULL ||
+            PyObject_GetBuffer(mv, &view, PyBUF_SIMPLE) < 0) {
+            Py_XDECREF(mv);
             Py_DECREF(it);
             return NULL;
         }
-        int r = wb_push(t, item, &view, 0);
-        Py_DECREF(item);
+        int r = wb_push(t, mv, &view, 0);
+        Py_DECREF(mv);
         if (r < 0) {
             PyBuffer_Release(&view);
             Py_DECREF(it);
@@ -793,6 +823,7 @@ Transport_writelines(PyObject *self, PyObject *list)
         return NULL;
     }
     Py_RETURN_NONE;
+#endif
 }
 
 static PyObject *
@@ -1002,11 +1033,21 @@ Transport_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
         return NULL;
     }
+    PyObject *famo = PyObject_GetAttrString(args[1], "family");
+    if (famo == NULL) {
+        return NULL;
+    }
+    long family = PyLong_AsLong(famo);
+    Py_DECREF(famo);
+    if (family == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     PyObject *self = tp->tp_alloc(tp, 0);
     if (self == NULL) {
         return NULL;
     }
     tl_transport *t = TR(self);
+    t->family = (int)family;
     Py_INCREF(args[0]);
     t->loop = (LoopObject *)args[0];
     Py_INCREF(args[1]);
@@ -1073,11 +1114,13 @@ Transport_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->protocol);
     Py_VISIT(t->server);
     Py_VISIT(t->empty_waiter);
+    Py_VISIT(t->address);
     Py_VISIT(t->read_handle);
     Py_VISIT(t->write_handle);
     Py_VISIT(t->dict);
     for (Py_ssize_t i = 0; i < t->wb_len; i++) {
         Py_VISIT(t->wb[(t->wb_head + i) % t->wb_cap].obj);
+        Py_VISIT(t->wb[(t->wb_head + i) % t->wb_cap].addr);
     }
     return base_slots_visit(self, visit, arg);
 }
@@ -1104,6 +1147,7 @@ Transport_clear(PyObject *self)
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->server);
     Py_CLEAR(t->empty_waiter);
+    Py_CLEAR(t->address);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->loop);
@@ -1298,23 +1342,418 @@ static PyMethodDef Transport_methods[] = {
      METH_FASTCALL | METH_CLASS, NULL},
     {NULL}};
 
-int
-tl_transport_init_types(PyObject *module, tl_state *st)
+/* ---- DatagramTransport --------------------------------------------- */
+
+/* The address of a received datagram, as socket.recvfrom() returns it
+ * (CPython's makesockaddr) for the families handled here. */
+static PyObject *
+dgram_make_addr(struct sockaddr_storage *ss, socklen_t len)
 {
-    PyObject *transports = PyImport_ImportModule("asyncio.transports");
-    PyObject *protocols = PyImport_ImportModule("asyncio.protocols");
-    PyObject *base = NULL, *bases = NULL;
-    int rc = -1;
-    if (transports == NULL || protocols == NULL) {
-        goto done;
+    if (len == 0) {
+        Py_RETURN_NONE;
     }
-    base = PyObject_GetAttrString(transports, "_FlowControlMixin");
-    st->BufferedProtocolType =
-        PyObject_GetAttrString(protocols, "BufferedProtocol");
-    if (base == NULL || st->BufferedProtocolType == NULL) {
-        goto done;
+    char host[NI_MAXHOST];
+    switch (ss->ss_family) {
+    case AF_INET: {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        if (getnameinfo((struct sockaddr *)ss, len, host, sizeof(host), NULL,
+                        0, NI_NUMERICHOST) != 0) {
+            break;
+        }
+        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
     }
-    Py_ssize_t base_size = ((PyTypeObject *)base)->tp_basicsize;
+    case AF_INET6: {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        if (getnameinfo((struct sockaddr *)ss, len, host, sizeof(host), NULL,
+                        0, NI_NUMERICHOST) != 0) {
+            break;
+        }
+        return Py_BuildValue("(siII)", host, ntohs(a->sin6_port),
+                             ntohl(a->sin6_flowinfo), a->sin6_scope_id);
+    }
+    case AF_UNIX: {
+        struct sockaddr_un *a = (struct sockaddr_un *)ss;
+        size_t n = len - offsetof(struct sockaddr_un, sun_path);
+        if (len > offsetof(struct sockaddr_un, sun_path) &&
+            a->sun_path[0] == 0) {
+            return PyBytes_FromStringAndSize(a->sun_path, n);
+        }
+        return PyUnicode_DecodeFSDefault(a->sun_path);
+    }
+    }
+    PyErr_SetString(PyExc_OSError, "unsupported address family");
+    return NULL;
+}
+
+/* Calls protocol.error_received(exc) with the pending OSError. */
+static PyObject *
+dgram_error_received(tl_transport *t)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *tp, *exc, *tb;
+    PyErr_Fetch(&tp, &exc, &tb);
+    PyErr_NormalizeException(&tp, &exc, &tb);
+    if (tb != NULL) {
+        PyException_SetTraceback(exc, tb);
+    }
+    Py_XDECREF(tp);
+    Py_XDECREF(tb);
+#endif
+    PyObject *r = PyObject_CallMethod(t->protocol, "error_received", "O",
+                                      exc);
+    Py_DECREF(exc);
+    return r;
+}
+
+static PyObject *
+Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (t->conn_lost || !t->reading || t->protocol == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *data, *addr;
+    if (t->family == AF_INET || t->family == AF_INET6 ||
+        t->family == AF_UNIX) {
+        LoopObject *loop = t->loop;
+        if (loop->rbuf == NULL &&
+            (loop->rbuf = PyMem_Malloc(TL_READ_SIZE)) == NULL) {
+            return PyErr_NoMemory();
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        memset(&ss, 0, sizeof(ss));
+        ssize_t n = recvfrom(t->fd, loop->rbuf, TL_READ_SIZE, 0,
+                             (struct sockaddr *)&ss, &sl);
+        if (n < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+                Py_RETURN_NONE;
+            }
+            oserror_from_errno(err);
+            return dgram_error_received(t);
+        }
+        data = PyBytes_FromStringAndSize(loop->rbuf, n);
+        if (data == NULL) {
+            return NULL;
+        }
+        addr = dgram_make_addr(&ss, sl);
+        if (addr == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+    }
+    else {
+        /* Other families: let the socket module decode the address. */
+        PyObject *r = PyObject_CallMethod(t->sock, "recvfrom", "i",
+                                          TL_READ_SIZE);
+        if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+                PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+                PyErr_Clear();
+                Py_RETURN_NONE;
+            }
+            if (PyErr_ExceptionMatches(PyExc_OSError)) {
+                return dgram_error_received(t);
+            }
+            if (is_loop_stopping()) {
+                return NULL;
+            }
+            if (tr_fatal(self, NULL,
+                         "Fatal read error on datagram transport") < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        if (!PyArg_ParseTuple(r, "OO", &data, &addr)) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        Py_INCREF(data);
+        Py_INCREF(addr);
+        Py_DECREF(r);
+    }
+    PyObject *res = PyObject_CallMethod(t->protocol, "datagram_received",
+                                        "OO", data, addr);
+    Py_DECREF(data);
+    Py_DECREF(addr);
+    if (res == NULL) {
+        return NULL;  /* asyncio lets it reach the handle's report */
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* One send of a datagram.  Returns 1 sent, 0 would block, -1 with an
+ * exception set. */
+static int
+dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
+               PyObject *addr)
+{
+    if (t->has_peer) {
+        if (send(t->fd, view->buf, view->len, 0) < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+                return 0;
+            }
+            oserror_from_errno(err);
+            return -1;
+        }
+        return 1;
+    }
+    PyObject *r = PyObject_CallMethod(t->sock, "sendto", "OO", data,
+                                      addr ? addr : Py_None);
+    if (r == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+            PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    return 1;
+}
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define TL_DGRAM_HEADER 8        /* 3.13 counts 8 header bytes per item */
+#else
+#define TL_DGRAM_HEADER 0
+#endif
+
+static PyObject *
+Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"data", "addr", NULL};
+    PyObject *data, *addr = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:sendto", kwlist,
+                                     &data, &addr)) {
+        return NULL;
+    }
+    tl_transport *t = TR(self);
+    if (check_bytes_like(data) < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030D0000
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+#endif
+    if (t->address != NULL) {
+        int ok = addr == Py_None;
+        if (!ok) {
+            ok = PyObject_RichCompareBool(addr, t->address, Py_EQ);
+            if (ok < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+        }
+        if (!ok) {
+            PyBuffer_Release(&view);
+            PyErr_Format(PyExc_ValueError,
+                         "Invalid address: must be None or %S", t->address);
+            return NULL;
+        }
+        addr = t->address;
+    }
+    if (t->conn_lost && t->address != NULL) {
+        PyBuffer_Release(&view);
+        if (t->conn_lost >= TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
+            tl_state *st = tr_state(self);
+            if (call_helper(st, st->tr_warn_send, self, NULL, NULL) < 0) {
+                return NULL;
+            }
+        }
+        t->conn_lost++;
+        Py_RETURN_NONE;
+    }
+    if (t->wb_len == 0) {
+        int r = dgram_send_one(t, data, &view, addr);
+        if (r == 1) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+        if (r < 0) {
+            PyBuffer_Release(&view);
+            if (PyErr_ExceptionMatches(PyExc_OSError)) {
+                return dgram_error_received(t);
+            }
+            if (is_loop_stopping()) {
+                return NULL;
+            }
+            if (tr_fatal(self, NULL,
+                         "Fatal write error on datagram transport") < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+        if (tr_watch(self, 1, 1) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    /* Queue a copy, as asyncio does (bytes(data)). */
+    PyObject *copy = PyBytes_FromStringAndSize(view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (copy == NULL) {
+        return NULL;
+    }
+    Py_buffer cview;
+    if (PyObject_GetBuffer(copy, &cview, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(copy);
+        return NULL;
+    }
+    int r = wb_push(t, copy, &cview, 0);
+    Py_DECREF(copy);
+    if (r < 0) {
+        PyBuffer_Release(&cview);
+        return NULL;
+    }
+    wb_item *it = &t->wb[(t->wb_head + t->wb_len - 1) % t->wb_cap];
+    Py_INCREF(addr);
+    it->addr = addr;
+    t->wb_bytes += TL_DGRAM_HEADER;
+    if (tr_maybe(self, "_maybe_pause_protocol") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Dgram_sendto_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (!t->writing) {
+        Py_RETURN_NONE;
+    }
+    while (t->wb_len > 0) {
+        wb_item *it = &t->wb[t->wb_head];
+        int r = dgram_send_one(t, it->obj, &it->view, it->addr);
+        if (r == 0) {
+            break;  /* try again later */
+        }
+        wb_pop(t);
+        if (r < 0) {
+            if (PyErr_ExceptionMatches(PyExc_OSError)) {
+                return dgram_error_received(t);
+            }
+            if (is_loop_stopping()) {
+                return NULL;
+            }
+            if (tr_fatal(self, NULL,
+                         "Fatal write error on datagram transport") < 0) {
+                return NULL;
+            }
+            Py_RETURN_NONE;
+        }
+    }
+    if (tr_maybe(self, "_maybe_resume_protocol") < 0) {
+        return NULL;
+    }
+    if (t->wb_len == 0) {
+        if (tr_watch(self, 1, 0) < 0) {
+            return NULL;
+        }
+        if (t->closing) {
+            return Transport_call_connection_lost(self, Py_None);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* _dgram_setup(address, has_peer): the rest of construction. */
+static PyObject *
+Dgram_setup(PyObject *self, PyObject *args)
+{
+    PyObject *address;
+    int has_peer;
+    if (!PyArg_ParseTuple(args, "Op:_dgram_setup", &address, &has_peer)) {
+        return NULL;
+    }
+    tl_transport *t = TR(self);
+    int truth = PyObject_IsTrue(address);
+    if (truth < 0) {
+        return NULL;
+    }
+    /* asyncio tests `if self._address:`: a falsy address is none. */
+    Py_XSETREF(t->address, truth ? Py_NewRef(address) : NULL);
+    t->has_peer = (char)has_peer;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Dgram_get_address(PyObject *self, void *c)
+{
+    PyObject *a = TR(self)->address;
+    if (a == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+static PyGetSetDef Dgram_getset[] = {
+    {"_sock", (getter)Transport_get_sock, NULL, NULL, NULL},
+    {"_sock_fd", (getter)Transport_get_sock_fd, NULL, NULL, NULL},
+    {"_protocol", (getter)Transport_get_protocol_attr, NULL, NULL, NULL},
+    {"_closing", (getter)Transport_get_closing, NULL, NULL, NULL},
+    {"_conn_lost", (getter)Transport_get_conn_lost, NULL, NULL, NULL},
+    {"_paused", (getter)Transport_get_paused, NULL, NULL, NULL},
+    {"_address", (getter)Dgram_get_address, NULL, NULL, NULL},
+    {"_server", (getter)Transport_get_server, (setter)Transport_set_server,
+     NULL, NULL},
+    {"_reading_watched", (getter)Transport_get_reading, NULL, NULL, NULL},
+    {"_writing_watched", (getter)Transport_get_writing, NULL, NULL, NULL},
+    {"_protocol_connected", (getter)Transport_get_protocol_connected, NULL,
+     NULL, NULL},
+    {NULL}};
+
+static PyMethodDef Dgram_methods[] = {
+    {"sendto", (PyCFunction)(void (*)(void))Dgram_sendto,
+     METH_VARARGS | METH_KEYWORDS,
+     "Send data to addr (or the connected address); never blocks."},
+    {"close", (PyCFunction)Transport_close, METH_NOARGS, NULL},
+    {"abort", (PyCFunction)Transport_abort, METH_NOARGS, NULL},
+    {"is_closing", (PyCFunction)Transport_is_closing, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)Transport_is_reading, METH_NOARGS, NULL},
+    {"pause_reading", (PyCFunction)Transport_pause_reading, METH_NOARGS,
+     NULL},
+    {"resume_reading", (PyCFunction)Transport_resume_reading, METH_NOARGS,
+     NULL},
+    {"set_protocol", (PyCFunction)Transport_set_protocol, METH_O, NULL},
+    {"get_protocol", (PyCFunction)Transport_get_protocol, METH_NOARGS,
+     NULL},
+    {"get_write_buffer_size", (PyCFunction)Transport_get_write_buffer_size,
+     METH_NOARGS, NULL},
+    {"_read_ready", (PyCFunction)Dgram_read_ready, METH_NOARGS, NULL},
+    {"_write_ready", (PyCFunction)Dgram_sendto_ready, METH_NOARGS, NULL},
+    {"_sendto_ready", (PyCFunction)Dgram_sendto_ready, METH_NOARGS, NULL},
+    {"_force_close", (PyCFunction)Transport_force_close, METH_O, NULL},
+    {"_call_connection_lost", (PyCFunction)Transport_call_connection_lost,
+     METH_O, NULL},
+    {"_start_reading", (PyCFunction)Transport_start_reading, METH_NOARGS,
+     NULL},
+    {"_dgram_setup", (PyCFunction)Dgram_setup, METH_VARARGS, NULL},
+    {"_new", (PyCFunction)(void (*)(void))Transport_new_impl,
+     METH_FASTCALL | METH_CLASS, NULL},
+    {NULL}};
+
+/* Build one transport type over `bases` (asyncio classes); our struct
+ * goes after the best base's layout. */
+static PyTypeObject *
+make_transport_type(PyObject *module, const char *name, const char *short_name,
+                    PyObject *bases, PyMethodDef *methods,
+                    PyGetSetDef *getset, const char *doc)
+{
+    PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(bases, 0);
+    Py_ssize_t base_size = base->tp_basicsize;
     PyMemberDef members[] = {
         {"__weaklistoffset__", T_PYSSIZET,
          base_size + offsetof(tl_transport, weakreflist), READONLY},
@@ -1328,46 +1767,85 @@ tl_transport_init_types(PyObject *module, tl_state *st)
         {Py_tp_clear, Transport_clear},
         {Py_tp_finalize, Transport_finalize},
         {Py_tp_repr, Transport_repr},
-        {Py_tp_methods, Transport_methods},
-        {Py_tp_getset, Transport_getset},
+        {Py_tp_methods, methods},
+        {Py_tp_getset, getset},
         {Py_tp_members, members},
-        {Py_tp_doc, "A socket transport (TCP or Unix) in C."},
+        {Py_tp_doc, (void *)doc},
         {0, NULL}};
     PyType_Spec spec = {
-        .name = "tideloop._core.SocketTransport",
+        .name = name,
         .basicsize = (int)(base_size + sizeof(tl_transport)),
         .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
         .slots = slots,
     };
-    bases = PyTuple_Pack(1, base);
+    PyTypeObject *tp =
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec, bases);
+    if (tp == NULL) {
+        return NULL;
+    }
+    tp->tp_name = short_name;
+    PyObject *maxsize = PyLong_FromLong(TL_READ_SIZE);
+    if (maxsize == NULL ||
+        PyObject_SetAttrString((PyObject *)tp, "max_size", maxsize) < 0 ||
+        PyModule_AddObjectRef(module, short_name, (PyObject *)tp) < 0) {
+        Py_XDECREF(maxsize);
+        Py_DECREF(tp);
+        return NULL;
+    }
+    Py_DECREF(maxsize);
+    return tp;
+}
+
+int
+tl_transport_init_types(PyObject *module, tl_state *st)
+{
+    PyObject *transports = PyImport_ImportModule("asyncio.transports");
+    PyObject *protocols = PyImport_ImportModule("asyncio.protocols");
+    PyObject *mixin = NULL, *dgbase = NULL, *bases = NULL;
+    int rc = -1;
+    if (transports == NULL || protocols == NULL) {
+        goto done;
+    }
+    mixin = PyObject_GetAttrString(transports, "_FlowControlMixin");
+    dgbase = PyObject_GetAttrString(transports, "DatagramTransport");
+    st->BufferedProtocolType =
+        PyObject_GetAttrString(protocols, "BufferedProtocol");
+    if (mixin == NULL || dgbase == NULL || st->BufferedProtocolType == NULL) {
+        goto done;
+    }
+    bases = PyTuple_Pack(1, mixin);
     if (bases == NULL) {
         goto done;
     }
-    st->SocketTransportType =
-        (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec, bases);
-    if (st->SocketTransportType == NULL) {
-        goto done;
-    }
-    st->SocketTransportType->tp_name = "SocketTransport";
-    PyObject *maxsize = PyLong_FromLong(TL_READ_SIZE);
-    if (maxsize == NULL ||
-        PyObject_SetAttrString((PyObject *)st->SocketTransportType,
-                               "max_size", maxsize) < 0 ||
+    st->SocketTransportType = make_transport_type(
+        module, "tideloop._core.SocketTransport", "SocketTransport", bases,
+        Transport_methods, Transport_getset,
+        "A socket transport (TCP or Unix) in C.");
+    if (st->SocketTransportType == NULL ||
         PyObject_SetAttrString((PyObject *)st->SocketTransportType,
                                "_start_tls_compatible", Py_True) < 0) {
-        Py_XDECREF(maxsize);
         goto done;
     }
-    Py_DECREF(maxsize);
-    if (PyModule_AddObjectRef(module, "SocketTransport",
-                              (PyObject *)st->SocketTransportType) < 0) {
+    Py_DECREF(bases);
+    /* A datagram transport is an asyncio.DatagramTransport (uvloop's is
+     * not, its users filed bugs). */
+    bases = PyTuple_Pack(2, mixin, dgbase);
+    if (bases == NULL) {
+        goto done;
+    }
+    st->DatagramTransportType = make_transport_type(
+        module, "tideloop._core.DatagramTransport", "DatagramTransport",
+        bases, Dgram_methods, Dgram_getset,
+        "A datagram transport (UDP or Unix datagram) in C.");
+    if (st->DatagramTransportType == NULL) {
         goto done;
     }
     rc = 0;
 done:
     Py_XDECREF(transports);
     Py_XDECREF(protocols);
-    Py_XDECREF(base);
+    Py_XDECREF(mixin);
+    Py_XDECREF(dgbase);
     Py_XDECREF(bases);
     return rc;
 }

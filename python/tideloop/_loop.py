@@ -79,7 +79,7 @@ _FALLBACK_BASE = (
 )
 _FALLBACK_SELECTOR = (
     "_accept_connection", "_accept_connection2",
-    "_make_datagram_transport", "_sendfile_native", "_start_serving",
+    "_sendfile_native", "_start_serving",
 )
 _FALLBACK_UNIX = (
     "_child_watcher_callback", "_make_read_pipe_transport",
@@ -243,6 +243,12 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         """TCP and Unix stream sockets get tideloop's C transport."""
         return _transports.make_socket_transport(
             self, sock, protocol, waiter, extra=extra, server=server)
+
+    def _make_datagram_transport(self, sock, protocol, address=None,
+                                 waiter=None, extra=None):
+        """UDP and Unix datagram sockets get tideloop's C transport."""
+        return _transports.make_datagram_transport(
+            self, sock, protocol, address, waiter, extra)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext,
                             waiter=None, **kwargs):

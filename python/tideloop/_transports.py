@@ -36,6 +36,26 @@ def make_socket_transport(loop, sock, protocol, waiter=None, *,
         loop._ensure_fd_no_transport(sock)
     tr = SocketTransport._new(loop, sock, protocol)
     transports._FlowControlMixin.__init__(tr, extra, loop)
+    _init_extra(tr, sock)
+    if server is not None:
+        tr._server = server
+        if _ATTACH_TAKES_TRANSPORT:
+            server._attach(tr)
+        else:
+            server._attach()
+    loop._transports[tr._sock_fd] = tr
+    base_events._set_nodelay(sock)
+    loop.call_soon(protocol.connection_made, tr)
+    loop.call_soon(tr._start_reading)
+    if waiter is not None:
+        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+    return tr
+
+
+DatagramTransport = _core.DatagramTransport
+
+
+def _init_extra(tr, sock):
     tr._extra["socket"] = trsock.TransportSocket(sock)
     try:
         tr._extra["sockname"] = sock.getsockname()
@@ -46,14 +66,16 @@ def make_socket_transport(loop, sock, protocol, waiter=None, *,
             tr._extra["peername"] = sock.getpeername()
         except OSError:
             tr._extra["peername"] = None
-    if server is not None:
-        tr._server = server
-        if _ATTACH_TAKES_TRANSPORT:
-            server._attach(tr)
-        else:
-            server._attach()
+
+
+def make_datagram_transport(loop, sock, protocol, address=None,
+                            waiter=None, extra=None):
+    """What asyncio's _SelectorDatagramTransport.__init__ does, in order."""
+    tr = DatagramTransport._new(loop, sock, protocol)
+    transports._FlowControlMixin.__init__(tr, extra, loop)
+    _init_extra(tr, sock)
+    tr._dgram_setup(address, bool(tr._extra["peername"]))
     loop._transports[tr._sock_fd] = tr
-    base_events._set_nodelay(sock)
     loop.call_soon(protocol.connection_made, tr)
     loop.call_soon(tr._start_reading)
     if waiter is not None:
