@@ -440,8 +440,10 @@ def _extract_stack():
 
 def _log_slow(loop, handle, dt):
     if dt >= loop.slow_callback_duration:
-        logger.warning("Executing %s took %.3f seconds",
-                       base_events._format_handle(handle), dt)
+        # Through base_events.logger, looked up now, as asyncio's own
+        # _run_once() does (tests and tools patch that name).
+        base_events.logger.warning("Executing %s took %.3f seconds",
+                                   base_events._format_handle(handle), dt)
 
 
 def _check_debug(loop, callback, method, check_thread):
