@@ -50,7 +50,7 @@ TUTORIAL_SETUP = import tideloop; asyncio.set_event_loop_policy(tideloop.EventLo
 export PIP_INSTALL_FLAGS
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help deps venv install run test test-all bench asan clean distclean
+.PHONY: help deps venv install run test test-all bench asan compat clean distclean
 
 help:
 	@echo "make run        build, install and run the tutorial suite (or examples/demo.py)"
@@ -58,6 +58,7 @@ help:
 	@echo "make test-all   the test suite on every Python in TEST_VERSIONS ($(TEST_VERSIONS))"
 	@echo "make bench      benchmarks/run.py against asyncio and uvloop"
 	@echo "make asan       the test suite on an AddressSanitizer/UBSan build"
+	@echo "make compat     CPython's test_asyncio on tideloop (COMPAT_ARGS)"
 	@echo "make deps       install libuv1-dev and pkg-config if missing (apt-get)"
 	@echo "make venv       create $(VENV) from $(PYTHON) and pip install ."
 	@echo "make clean      remove build products (make distclean: also the venvs)"
@@ -93,6 +94,13 @@ bench: venv
 	@$(PY) -m pip install -q uvloop || echo "bench: note: uvloop not installed; comparing with asyncio only"
 	@if [ -f benchmarks/requirements.txt ]; then $(PY) -m pip install -q -r benchmarks/requirements.txt; fi
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+# CPython's own test_asyncio on tideloop (compat/README.md). COMPAT_ARGS
+# e.g. "--python all" or "--threshold 3.11=870"; the summary table goes
+# to compat/results/summary.md.
+COMPAT_ARGS ?= --python 3.11 --python 3.13
+compat: deps
+	$(PYTHON) -m compat.run_cpython_suite --build $(COMPAT_ARGS) --list-failures
 
 # The extension is built with -fsanitize=address,undefined and the
 # interpreter is not: scripts/asan.sh preloads libasan, sets PYTHONMALLOC=malloc
