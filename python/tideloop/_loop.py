@@ -83,11 +83,22 @@ _FALLBACK_SELECTOR = (
 )
 _FALLBACK_UNIX = (
     "_child_watcher_callback", "_make_read_pipe_transport",
-    "_make_subprocess_transport", "_make_write_pipe_transport",
-    "create_unix_connection", "create_unix_server",
+    "_make_write_pipe_transport", "create_unix_connection",
+    "create_unix_server",
 )
 
 _all_loops = weakref.WeakSet()
+
+
+_UNIX_MAKE_SUBPROCESS = unix_events._UnixSelectorEventLoop.__dict__[
+    "_make_subprocess_transport"]
+
+
+def _user_child_watcher():
+    """The child watcher set on the current policy, if any (policies
+    create one lazily only when asked: tideloop never asks)."""
+    policy = events._event_loop_policy
+    return getattr(policy, "_watcher", None) if policy is not None else None
 
 
 class _SelectorView:
@@ -255,6 +266,65 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         """asyncio's SSLProtocol over tideloop's C transport."""
         return _transports.make_ssl_transport(
             self, rawsock, protocol, sslcontext, waiter, **kwargs)
+
+    # -- subprocesses --------------------------------------------------
+
+    async def _make_subprocess_transport(self, protocol, args, shell,
+                                         stdin, stdout, stderr, bufsize,
+                                         extra=None, **kwargs):
+        """asyncio's subprocess transport (subprocess.Popen: every Popen
+        option, vfork where CPython uses it), with the child's exit
+        watched by a pidfd on this loop instead of a child watcher (no
+        thread per child, no SIGCHLD handler)."""
+        watcher = _user_child_watcher()
+        if watcher is not None:
+            # A child watcher the program installed (deprecated asyncio
+            # API, gone in 3.14) is honoured exactly as asyncio does.
+            return await _UNIX_MAKE_SUBPROCESS(
+                self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+                extra=extra, **kwargs)
+        waiter = self.create_future()
+        transp = unix_events._UnixSubprocessTransport(
+            self, protocol, args, shell, stdin, stdout, stderr, bufsize,
+            waiter=waiter, extra=extra, **kwargs)
+        self._watch_child(transp.get_pid(), transp)
+        try:
+            await waiter
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException:
+            transp.close()
+            await transp._wait()
+            raise
+        return transp
+
+    def _watch_child(self, pid, transp):
+        try:
+            pidfd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            # No pidfd (Linux < 5.3): asyncio's own watcher of this Python.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                watcher = events.get_child_watcher()
+            watcher.add_child_handler(pid, self._child_watcher_callback,
+                                      transp)
+            return
+        self._add_reader(pidfd, self._child_exited, pid, pidfd, transp)
+
+    def _child_exited(self, pid, pidfd, transp):
+        self._remove_reader(pidfd)
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            returncode = 255
+            logger.warning("child process pid %d exit status already read: "
+                           " will report returncode 255", pid)
+        else:
+            returncode = os.waitstatus_to_exitcode(status)
+        finally:
+            os.close(pidfd)
+        # As asyncio's watchers report it: _process_exited() is scheduled.
+        self._child_watcher_callback(pid, returncode, transp)
 
     # -- servers -------------------------------------------------------
 
