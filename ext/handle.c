@@ -501,20 +501,34 @@ TimerHandle_hash(TimerHandleObject *self)
 }
 
 static int
+eq_truth(PyObject *x, PyObject *y)
+{
+    PyObject *r = PyObject_RichCompare(x, y, Py_EQ);
+    if (r == NULL) {
+        return -1;
+    }
+    int t = PyObject_IsTrue(r);
+    Py_DECREF(r);
+    return t;
+}
+
+static int
 timer_eq(TimerHandleObject *a, TimerHandleObject *b)
 {
     if (a->when != b->when || a->base.cancelled != b->base.cancelled) {
         return 0;
     }
+    /* asyncio compares with ==, which calls __eq__ even on the same
+     * object (PyObject_RichCompareBool would skip it). */
     PyObject *ca = a->base.callback ? a->base.callback : Py_None;
     PyObject *cb = b->base.callback ? b->base.callback : Py_None;
-    int r = PyObject_RichCompareBool(ca, cb, Py_EQ);
+    int r = eq_truth(ca, cb);
     if (r <= 0) {
         return r;
     }
     PyObject *aa = a->base.args ? a->base.args : Py_None;
     PyObject *ab = b->base.args ? b->base.args : Py_None;
-    return PyObject_RichCompareBool(aa, ab, Py_EQ);
+    return eq_truth(aa, ab);
 }
 
 static PyObject *

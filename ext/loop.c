@@ -24,6 +24,7 @@
 #include <math.h>
 #include <sched.h>
 #include <structmember.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
@@ -57,7 +58,8 @@ loop_now(void)
 static int
 loop_check_closed(LoopObject *self)
 {
-    if (self->closed) {
+    /* _closed is writable from Python; the libuv state is what counts. */
+    if (self->closed || self->uv == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return -1;
     }
@@ -310,6 +312,15 @@ loop_on_signal_fd(uv_poll_t *h, int status, int events)
 }
 
 static void
+loop_on_epfd(uv_poll_t *h, int status, int events)
+{
+    LoopObject *self = h->data;
+    /* Read with the GIL after the poll (poll.c); the set stays readable
+     * until then, level-triggered. */
+    self->uv->ep_ready = 1;
+}
+
+static void
 uv_on_close(uv_handle_t *h)
 {
     tl_uv *u = h->loop->data;
@@ -326,7 +337,8 @@ uv_free_all(tl_uv *u)
     u->closing_left = 0;
     uv_handle_t *hs[] = {(uv_handle_t *)&u->wake_poll,
                          (uv_handle_t *)&u->timer_poll,
-                         (uv_handle_t *)&u->signal_poll};
+                         (uv_handle_t *)&u->signal_poll,
+                         (uv_handle_t *)&u->ep_poll};
     for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
         if (hs[i]->loop == &u->loop && !uv_is_closing(hs[i])) {
             u->closing_left++;
@@ -343,6 +355,7 @@ uv_free_all(tl_uv *u)
     (void)uv_loop_close(&u->loop);
     close(u->timerfd);
     close(u->wakefd);
+    close(u->epfd);
     close(u->sig_rfd);
     close(u->sig_wfd);
     PyMem_RawFree(u);
@@ -369,7 +382,7 @@ uv_create(LoopObject *self)
         PyErr_NoMemory();
         return NULL;
     }
-    u->timerfd = u->wakefd = -1;
+    u->timerfd = u->wakefd = u->epfd = -1;
     u->sig_rfd = u->sig_wfd = -1;
     int err = uv_loop_init(&u->loop);
     if (err < 0) {
@@ -380,26 +393,30 @@ uv_create(LoopObject *self)
     u->loop.data = u;
     u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (u->timerfd < 0 || u->wakefd < 0 ||
+    u->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (u->timerfd < 0 || u->wakefd < 0 || u->epfd < 0 ||
         make_signal_pair(&u->sig_rfd, &u->sig_wfd) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto error;
     }
     if ((err = uv_poll_init(&u->loop, &u->wake_poll, u->wakefd)) < 0 ||
         (err = uv_poll_init(&u->loop, &u->timer_poll, u->timerfd)) < 0 ||
-        (err = uv_poll_init(&u->loop, &u->signal_poll, u->sig_rfd)) < 0) {
+        (err = uv_poll_init(&u->loop, &u->signal_poll, u->sig_rfd)) < 0 ||
+        (err = uv_poll_init(&u->loop, &u->ep_poll, u->epfd)) < 0) {
         PyErr_Format(PyExc_OSError, "libuv: %s", uv_strerror(err));
         goto error;
     }
     u->wake_poll.data = self;
     u->timer_poll.data = self;
     u->signal_poll.data = self;
+    u->ep_poll.data = self;
     if ((err = uv_poll_start(&u->wake_poll, UV_READABLE,
                              loop_on_wakefd)) < 0 ||
         (err = uv_poll_start(&u->timer_poll, UV_READABLE,
                              loop_on_timerfd)) < 0 ||
         (err = uv_poll_start(&u->signal_poll, UV_READABLE,
-                             loop_on_signal_fd)) < 0) {
+                             loop_on_signal_fd)) < 0 ||
+        (err = uv_poll_start(&u->ep_poll, UV_READABLE, loop_on_epfd)) < 0) {
         PyErr_Format(PyExc_OSError, "libuv: %s", uv_strerror(err));
         goto error;
     }
@@ -458,6 +475,7 @@ Loop_traverse(LoopObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->thread_id);
     Py_VISIT(self->task_factory);
+    Py_VISIT(self->debug_obj);
     Py_VISIT(self->current_handle);
     for (Py_ssize_t i = 0; i < self->rq_len; i++) {
         Py_VISIT(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
@@ -474,6 +492,7 @@ Loop_clear(LoopObject *self)
     loop_clear_queues(self);
     Py_CLEAR(self->current_handle);
     Py_CLEAR(self->task_factory);
+    Py_CLEAR(self->debug_obj);
     return 0;
 }
 
@@ -626,26 +645,11 @@ Loop_call_soon_threadsafe(LoopObject *self, PyObject *const *args,
                                "call_soon_threadsafe", 1);
 }
 
+/* args[0] is the callback, then its arguments; ctx is borrowed. */
 static PyObject *
 loop_call_at_impl(LoopObject *self, double when, PyObject *when_obj,
-                  PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
-                  const char *fname)
+                  PyObject *const *args, Py_ssize_t nargs, PyObject *ctx)
 {
-    PyObject *ctx;
-    if (nargs < 1) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s() missing 1 required positional argument: "
-                     "'callback'",
-                     fname);
-        return NULL;
-    }
-    if (parse_context_kw(self, args, nargs, kwnames, fname, &ctx) < 0 ||
-        loop_check_closed(self) < 0) {
-        return NULL;
-    }
-    if (self->debug && loop_debug_checks(self, args[0], "call_at", 1) < 0) {
-        return NULL;
-    }
     TimerHandleObject *t = tl_timer_new(self->st, self, when, when_obj,
                                         args[0], args + 1, nargs - 1, ctx);
     if (t == NULL) {
@@ -658,14 +662,36 @@ loop_call_at_impl(LoopObject *self, double when, PyObject *when_obj,
     return (PyObject *)t;
 }
 
+/* Binds (when_or_delay, callback, *args, context=None) as Python would,
+ * before any other check.  *ctx is borrowed or NULL. */
+static int
+bind_timer_args(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, const char *fname, const char *first,
+                PyObject **ctx)
+{
+    if (nargs < 2) {
+        if (nargs == 0) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing 2 required positional arguments: "
+                         "'%s' and 'callback'", fname, first);
+        }
+        else {
+            PyErr_Format(PyExc_TypeError,
+                         "%s() missing 1 required positional argument: "
+                         "'callback'", fname);
+        }
+        return -1;
+    }
+    return parse_context_kw(self, args, nargs, kwnames, fname, ctx);
+}
+
 static PyObject *
 Loop_call_at(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError,
-                        "call_at() missing 2 required positional arguments: "
-                        "'when' and 'callback'");
+    PyObject *ctx;
+    if (bind_timer_args(self, args, nargs, kwnames, "call_at", "when",
+                        &ctx) < 0) {
         return NULL;
     }
     PyObject *when_obj = args[0];
@@ -678,23 +704,53 @@ Loop_call_at(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
 #endif
         return NULL;
     }
+    /* asyncio checks the loop, then (debug) the callback, before it
+     * stores `when`; keep that order for the errors. */
+    if (loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug &&
+        loop_debug_checks(self, args[1], "call_at", 1) < 0) {
+        return NULL;
+    }
     double when = PyFloat_AsDouble(when_obj);
     if (when == -1.0 && PyErr_Occurred()) {
+        if (PyLong_Check(when_obj) &&
+            PyErr_ExceptionMatches(PyExc_OverflowError)) {
+            /* An int beyond float range: asyncio keeps it, and it sorts
+             * after (or before) every float deadline. */
+            PyErr_Clear();
+            PyObject *zero = PyLong_FromLong(0);
+            int pos = zero ? PyObject_RichCompareBool(when_obj, zero, Py_GT)
+                           : -1;
+            Py_XDECREF(zero);
+            if (pos < 0) {
+                return NULL;
+            }
+            when = pos ? INFINITY : -INFINITY;
+        }
+        else {
+            /* asyncio stores any object and its loop then fails with a
+             * TypeError when it compares deadlines; fail here instead. */
+            return NULL;
+        }
+    }
+    /* Re-entrancy: __float__() may have closed the loop. */
+    if (loop_check_closed(self) < 0) {
         return NULL;
     }
     return loop_call_at_impl(self, when,
                              PyFloat_CheckExact(when_obj) ? NULL : when_obj,
-                             args + 1, nargs - 1, kwnames, "call_at");
+                             args + 1, nargs - 1, ctx);
 }
 
 static PyObject *
 Loop_call_later(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError,
-                        "call_later() missing 2 required positional "
-                        "arguments: 'delay' and 'callback'");
+    PyObject *ctx;
+    if (bind_timer_args(self, args, nargs, kwnames, "call_later", "delay",
+                        &ctx) < 0) {
         return NULL;
     }
     PyObject *delay = args[0];
@@ -734,8 +790,16 @@ Loop_call_later(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
             return NULL;
         }
     }
-    return loop_call_at_impl(self, when, NULL, args + 1, nargs - 1, kwnames,
-                             "call_later");
+    /* asyncio's call_later() computes `when`, then call_at() checks (the
+     * addition may also have run Python code that closed the loop). */
+    if (loop_check_closed(self) < 0) {
+        return NULL;
+    }
+    if (self->debug &&
+        loop_debug_checks(self, args[1], "call_at", 1) < 0) {
+        return NULL;
+    }
+    return loop_call_at_impl(self, when, NULL, args + 1, nargs - 1, ctx);
 }
 
 /* Queue an existing handle again (signal handlers reuse theirs). */
@@ -863,6 +927,10 @@ Loop_stop(LoopObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Loop_get_debug(LoopObject *self, PyObject *Py_UNUSED(ignored))
 {
+    if (self->debug_obj != NULL) {
+        Py_INCREF(self->debug_obj);
+        return self->debug_obj;
+    }
     return PyBool_FromLong(self->debug);
 }
 
@@ -1009,8 +1077,11 @@ loop_run_once(LoopObject *self)
         return -1;
     }
 
-    if (self->fired != NULL && tl_poll_dispatch(self, rq_push) < 0) {
+    if (self->uv->ep_ready && tl_poll_dispatch(self, rq_push) < 0) {
         return -1;
+    }
+    if (self->uv == NULL) {
+        return 0;
     }
 
     if (self->heap_len > 0) {
@@ -1107,19 +1178,25 @@ Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
     }
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    int pfd = epoll_create1(EPOLL_CLOEXEC);
     int r, w;
-    if (tfd < 0 || efd < 0 || make_signal_pair(&r, &w) < 0) {
+    if (tfd < 0 || efd < 0 || pfd < 0 || make_signal_pair(&r, &w) < 0) {
         if (tfd >= 0) {
             close(tfd);
         }
         if (efd >= 0) {
             close(efd);
         }
+        if (pfd >= 0) {
+            close(pfd);
+        }
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     dup3(tfd, u->timerfd, O_CLOEXEC);
     dup3(efd, u->wakefd, O_CLOEXEC);
+    dup3(pfd, u->epfd, O_CLOEXEC);
     close(efd);
+    close(pfd);
     dup3(r, u->sig_rfd, O_CLOEXEC);
     dup3(w, u->sig_wfd, O_CLOEXEC);
     close(tfd);
@@ -1133,6 +1210,8 @@ Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_Format(PyExc_OSError, "uv_loop_fork: %s", uv_strerror(err));
         return NULL;
     }
+    /* The set was shared with the parent: fill the new one. */
+    tl_poll_after_fork(self);
     Py_RETURN_NONE;
 }
 
@@ -1157,6 +1236,40 @@ Loop_stats(LoopObject *self, PyObject *Py_UNUSED(ignored))
                          self->rq_len, "timers", self->heap_len, "fds",
                          tl_poll_count(self));
 }
+
+/* _debug keeps the object set_debug() got (get_debug() returns it, as
+ * asyncio's does); the C flag is its truth value. */
+static PyObject *
+Loop_get_debug_attr(LoopObject *self, void *c)
+{
+    if (self->debug_obj != NULL) {
+        Py_INCREF(self->debug_obj);
+        return self->debug_obj;
+    }
+    return PyBool_FromLong(self->debug);
+}
+
+static int
+Loop_set_debug_attr(LoopObject *self, PyObject *v, void *c)
+{
+    if (v == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _debug");
+        return -1;
+    }
+    int t = PyObject_IsTrue(v);
+    if (t < 0) {
+        return -1;
+    }
+    self->debug = (char)t;
+    Py_INCREF(v);
+    Py_XSETREF(self->debug_obj, v);
+    return 0;
+}
+
+static PyGetSetDef Loop_getset[] = {
+    {"_debug", (getter)Loop_get_debug_attr, (setter)Loop_set_debug_attr,
+     NULL, NULL},
+    {NULL}};
 
 static PyMethodDef Loop_methods[] = {
     {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon,
@@ -1212,7 +1325,7 @@ static PyMethodDef Loop_methods[] = {
 static PyMemberDef Loop_members[] = {
     {"_closed", T_BOOL, offsetof(LoopObject, closed), 0, NULL},
     {"_stopping", T_BOOL, offsetof(LoopObject, stopping), 0, NULL},
-    {"_debug", T_BOOL, offsetof(LoopObject, debug), 0, NULL},
+
     {"_thread_id", T_OBJECT, offsetof(LoopObject, thread_id), 0, NULL},
     {"_task_factory", T_OBJECT, offsetof(LoopObject, task_factory), 0,
      NULL},
@@ -1229,6 +1342,7 @@ static PyType_Slot Loop_slots[] = {
     {Py_tp_clear, Loop_clear},
     {Py_tp_methods, Loop_methods},
     {Py_tp_members, Loop_members},
+    {Py_tp_getset, Loop_getset},
     {Py_tp_doc, "The C base of tideloop.Loop."},
     {0, NULL}};
 

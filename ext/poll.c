@@ -1,95 +1,58 @@
-/* add_reader/add_writer: one uv_poll_t per watched file descriptor.
+/* add_reader/add_writer: the fd watchers, on an epoll set of our own.
+ *
+ * The watched fds live in a private epoll instance (u->epfd), which libuv
+ * watches as one fd.  So registration is an epoll_ctl() at add_reader()
+ * time, with the errors asyncio's EpollSelector raises there (EPERM for a
+ * regular file, EBADF, ...); events are level-triggered and an error or
+ * hang-up keeps being reported, as with asyncio; and libuv never sees the
+ * user's fds (libuv 1.44 abort()s when a deferred epoll_ctl() of a uv_poll
+ * fails, e.g. for an fd closed between add_reader() and the next poll).
  *
  * As in asyncio's selector loop, readiness does not run anything by
- * itself: the poll callback (GIL released, C only) records the events,
- * and after the poll the loop queues the reader/writer handles on the
- * ready queue, where they run in order with the other callbacks.  The
- * watch is level-triggered, like epoll in asyncio: a reader that does not
- * consume its data runs again on the next iteration. */
+ * itself: after the poll the loop reads the ready fds of our set, in the
+ * kernel's order, and queues their reader/writer handles on the ready
+ * queue, where they run in order with the other callbacks. */
 #include "tideloop.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <sys/epoll.h>
 
 typedef struct tl_poller {
-    uv_poll_t poll;              /* poll.data points back here */
-    LoopObject *loop;            /* borrowed: the loop owns its pollers */
     int fd;
-    int watched;                 /* UV_READABLE | UV_WRITABLE being polled */
-    int fired;                   /* events recorded since the last dispatch */
-    char in_fired;               /* on loop->fired list */
+    int watched;                 /* EPOLLIN | EPOLLOUT registered */
     HandleObject *reader;        /* strong, or NULL */
     HandleObject *writer;        /* strong, or NULL */
-    struct tl_poller *next_fired;
 } tl_poller;
-
-static void
-poller_on_close(uv_handle_t *h)
-{
-    PyMem_RawFree(h->data);
-}
-
-static void
-poller_on_event(uv_poll_t *h, int status, int events)
-{
-    tl_poller *p = h->data;
-    LoopObject *loop = p->loop;
-    /* An error (POLLERR) wakes both sides, as selectors report it: the
-     * callbacks find the error when they read or write. */
-    p->fired |= status < 0 ? (UV_READABLE | UV_WRITABLE) : events;
-    if (!p->in_fired) {
-        /* Append: callbacks are queued in the order the poll reported
-         * the fds, as asyncio's _process_events() does. */
-        p->in_fired = 1;
-        p->next_fired = NULL;
-        if (loop->fired == NULL) {
-            loop->fired = p;
-        }
-        else {
-            loop->fired_tail->next_fired = p;
-        }
-        loop->fired_tail = p;
-    }
-}
 
 static tl_poller *
 poller_get(LoopObject *loop, int fd)
 {
-    if (fd < loop->npollers) {
+    if (fd >= 0 && fd < loop->npollers) {
         return loop->pollers[fd];
     }
     return NULL;
 }
 
-/* Stop watching and free the poller (its memory goes in the close
- * callback).  Drops the handles it held. */
+/* Stop watching and free the poller.  Drops the handles it held. */
 static void
 poller_destroy(LoopObject *loop, tl_poller *p)
 {
     loop->pollers[p->fd] = NULL;
-    if (p->in_fired) {
-        /* Unlink: the list is short (pollers fired in one poll). */
-        tl_poller **pp = &loop->fired;
-        while (*pp != NULL && *pp != p) {
-            pp = &(*pp)->next_fired;
-        }
-        if (*pp == p) {
-            *pp = p->next_fired;
-            if (loop->fired_tail == p) {
-                /* The new tail is the entry that pointed to p. */
-                loop->fired_tail = NULL;
-                for (tl_poller *q = loop->fired; q != NULL;
-                     q = q->next_fired) {
-                    loop->fired_tail = q;
-                }
-            }
-        }
-        p->in_fired = 0;
+    if (p->watched) {
+        loop->n_watched--;
+    }
+    if (p->watched && loop->uv != NULL) {
+        /* Fails harmlessly for an fd closed meanwhile (the kernel already
+         * dropped it from the set); selectors ignores that too. */
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        (void)epoll_ctl(loop->uv->epfd, EPOLL_CTL_DEL, p->fd, &ev);
     }
     HandleObject *r = p->reader, *w = p->writer;
     p->reader = p->writer = NULL;
-    uv_close((uv_handle_t *)&p->poll, poller_on_close);
+    PyMem_Free(p);
     Py_XDECREF(r);
     Py_XDECREF(w);
 }
@@ -107,20 +70,24 @@ handle_cancel(HandleObject *h)
     return 0;
 }
 
-static int
-set_uv_error(int err)
-{
-    errno = -err;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return -1;
-}
-
 static tl_poller *
 poller_create(LoopObject *loop, int fd)
 {
+    /* The loop's own epoll sets cannot be watched (the kernel says EINVAL
+     * for asyncio's selector adding itself; libuv would abort()). */
+    if (fd == loop->uv->epfd || fd == uv_backend_fd(&loop->uv->loop)) {
+        errno = EINVAL;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return NULL;
+    }
     if (fd >= loop->npollers) {
-        int n = loop->npollers ? loop->npollers : 64;
-        while (n <= fd) {
+        /* Only open fds (below RLIMIT_NOFILE) may grow the table. */
+        if (fcntl(fd, F_GETFD) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return NULL;
+        }
+        size_t n = loop->npollers ? (size_t)loop->npollers : 64;
+        while (n <= (size_t)fd) {
             n *= 2;
         }
         tl_poller **a = PyMem_Realloc(loop->pollers, n * sizeof(*a));
@@ -130,49 +97,41 @@ poller_create(LoopObject *loop, int fd)
         }
         memset(a + loop->npollers, 0, (n - loop->npollers) * sizeof(*a));
         loop->pollers = a;
-        loop->npollers = n;
+        loop->npollers = (int)n;
     }
-    tl_poller *p = PyMem_RawCalloc(1, sizeof(*p));
+    tl_poller *p = PyMem_Calloc(1, sizeof(*p));
     if (p == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    /* uv_poll_init() makes the fd non-blocking; asyncio leaves the
-     * caller's file alone, so restore its mode. */
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0) {
-        PyMem_RawFree(p);
-        PyErr_SetFromErrno(PyExc_OSError);
-        return NULL;
-    }
-    int err = uv_poll_init(&loop->uv->loop, &p->poll, fd);
-    if (!(flags & O_NONBLOCK)) {
-        (void)fcntl(fd, F_SETFL, flags);
-    }
-    if (err < 0) {
-        PyMem_RawFree(p);
-        set_uv_error(err);
-        return NULL;
-    }
-    p->poll.data = p;
-    p->loop = loop;
     p->fd = fd;
     loop->pollers[fd] = p;
     return p;
 }
 
+/* Make the epoll registration match the handles held; frees the poller
+ * when it holds none.  On error (raised as asyncio's epoll.register() or
+ * modify() would) the set is unchanged. */
 static int
 poller_update(LoopObject *loop, tl_poller *p)
 {
-    int want = (p->reader ? UV_READABLE : 0) | (p->writer ? UV_WRITABLE : 0);
+    int want = (p->reader ? EPOLLIN : 0) | (p->writer ? EPOLLOUT : 0);
     if (want == 0) {
         poller_destroy(loop, p);
         return 0;
     }
     if (want != p->watched) {
-        int err = uv_poll_start(&p->poll, want, poller_on_event);
-        if (err < 0) {
-            return set_uv_error(err);
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.events = (uint32_t)want;
+        ev.data.fd = p->fd;
+        int op = p->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+        if (epoll_ctl(loop->uv->epfd, op, p->fd, &ev) < 0) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        if (!p->watched) {
+            loop->n_watched++;
         }
         p->watched = want;
     }
@@ -213,13 +172,17 @@ fileobj_to_fd(PyObject *obj)
         Py_DECREF(num);
         return -1;
     }
+    if (overflow > 0) {
+        Py_DECREF(num);
+        return -2;
+    }
     if (overflow < 0 || fd < 0) {
         PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %S", num);
         Py_DECREF(num);
         return -1;
     }
     Py_DECREF(num);
-    if (overflow > 0 || fd > INT_MAX) {
+    if (fd > INT_MAX) {
         return -2;
     }
     return (int)fd;
@@ -251,6 +214,13 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     HandleObject *h = tl_handle_new(self->st, self, args[1], args + 2,
                                     nargs - 2, NULL);
     if (h == NULL) {
+        return NULL;
+    }
+    /* Re-entrancy: fileno() (or the debug-mode stack capture) ran Python
+     * code, which may have closed the loop. */
+    if (self->closed || self->uv == NULL) {
+        Py_DECREF(h);
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return NULL;
     }
     tl_poller *p = poller_get(self, fd);
@@ -312,6 +282,10 @@ poll_remove(LoopObject *self, PyObject *fileobj, int writer)
     }
     if (fd < 0) {
         return NULL;
+    }
+    /* Re-entrancy: fileno() may have closed the loop. */
+    if (self->closed || self->uv == NULL) {
+        Py_RETURN_FALSE;
     }
     int r = poll_remove_fd(self, fd, writer);
     if (r < 0) {
@@ -381,48 +355,69 @@ tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
     return 0;
 }
 
-/* After the poll, with the GIL: queue the callbacks of what fired, as
+/* Queue the handle of one side that fired, or drop a cancelled one as
  * asyncio's _process_events() does. */
+static int
+dispatch_side(LoopObject *self, int fd, int writer,
+              int (*push)(LoopObject *, HandleObject *))
+{
+    tl_poller *p = poller_get(self, fd);
+    HandleObject *h = p == NULL ? NULL : (writer ? p->writer : p->reader);
+    if (h == NULL) {
+        return 0;
+    }
+    if (h->cancelled) {
+        return poll_remove_fd(self, fd, writer) < 0 ? -1 : 0;
+    }
+    Py_INCREF(h);
+    return push(self, h);
+}
+
+/* After the poll, with the GIL: read what is ready in our epoll set and
+ * queue the callbacks, as asyncio's select() + _process_events().  One
+ * epoll_wait() with room for every watched fd, as asyncio's selector
+ * asks: the set is level-triggered, so a second call would report the
+ * same fds again (their handles have not run yet). */
 int
 tl_poll_dispatch(LoopObject *self, int (*push)(LoopObject *, HandleObject *))
 {
-    while (self->fired != NULL) {
-        tl_poller *p = self->fired;
-        self->fired = p->next_fired;
-        if (self->fired == NULL) {
-            self->fired_tail = NULL;
+    tl_uv *u = self->uv;
+    u->ep_ready = 0;
+    int want = self->n_watched > 0 ? self->n_watched : 1;
+    if (want > self->ep_cap) {
+        struct epoll_event *b =
+            PyMem_Realloc(self->ep_events, want * sizeof(*b));
+        if (b == NULL) {
+            PyErr_NoMemory();
+            return -1;
         }
-        p->in_fired = 0;
-        int ev = p->fired;
-        p->fired = 0;
-        int fd = p->fd;
-        if ((ev & UV_READABLE) && p->reader != NULL) {
-            if (p->reader->cancelled) {
-                if (poll_remove_fd(self, fd, 0) < 0) {
-                    return -1;
-                }
-            }
-            else {
-                Py_INCREF(p->reader);
-                if (push(self, p->reader) < 0) {
-                    return -1;
-                }
-            }
+        self->ep_events = b;
+        self->ep_cap = want;
+    }
+    struct epoll_event *evs = self->ep_events;
+    int n;
+    do {
+        n = epoll_wait(u->epfd, evs, want, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        uint32_t e = evs[i].events;
+        /* selectors.EpollSelector: anything but EPOLLOUT wakes the
+         * reader, anything but EPOLLIN wakes the writer. */
+        if ((e & ~(uint32_t)EPOLLOUT) &&
+            dispatch_side(self, fd, 0, push) < 0) {
+            return -1;
         }
-        /* The reader's removal may have freed the poller. */
-        p = poller_get(self, fd);
-        if (p != NULL && (ev & UV_WRITABLE) && p->writer != NULL) {
-            if (p->writer->cancelled) {
-                if (poll_remove_fd(self, fd, 1) < 0) {
-                    return -1;
-                }
-            }
-            else {
-                Py_INCREF(p->writer);
-                if (push(self, p->writer) < 0) {
-                    return -1;
-                }
-            }
+        if ((e & ~(uint32_t)EPOLLIN) &&
+            dispatch_side(self, fd, 1, push) < 0) {
+            return -1;
+        }
+        if (self->uv == NULL) {
+            return 0;
         }
     }
     return 0;
@@ -441,8 +436,7 @@ tl_poll_traverse(LoopObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-/* Drop every watcher (loop close or dealloc).  Needs the uv loop alive:
- * the close callbacks run in the caller's final uv_run(). */
+/* Drop every watcher (loop close or dealloc). */
 void
 tl_poll_close_all(LoopObject *self)
 {
@@ -452,11 +446,29 @@ tl_poll_close_all(LoopObject *self)
             poller_destroy(self, p);
         }
     }
-    self->fired = NULL;
-    self->fired_tail = NULL;
     PyMem_Free(self->pollers);
     self->pollers = NULL;
     self->npollers = 0;
+    PyMem_Free(self->ep_events);
+    self->ep_events = NULL;
+    self->ep_cap = 0;
+}
+
+/* In a child after fork: register every watched fd in the new set. */
+int
+tl_poll_after_fork(LoopObject *self)
+{
+    for (int i = 0; i < self->npollers; i++) {
+        tl_poller *p = self->pollers[i];
+        if (p != NULL && p->watched) {
+            struct epoll_event ev;
+            memset(&ev, 0, sizeof(ev));
+            ev.events = (uint32_t)p->watched;
+            ev.data.fd = p->fd;
+            (void)epoll_ctl(self->uv->epfd, EPOLL_CTL_ADD, p->fd, &ev);
+        }
+    }
+    return 0;
 }
 
 /* _fd_events(fd) -> selectors-style mask (1 read, 2 write) or 0. */
@@ -470,7 +482,7 @@ tl_poll_fd_events(LoopObject *self, PyObject *fileobj)
     if (fd < 0) {
         return NULL;
     }
-    tl_poller *p = poller_get(self, fd);
+    tl_poller *p = self->uv != NULL ? poller_get(self, fd) : NULL;
     int mask = 0;
     if (p != NULL) {
         mask = (p->reader ? 1 : 0) | (p->writer ? 2 : 0);

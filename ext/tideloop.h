@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
+#include <sys/epoll.h>
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *
@@ -104,6 +105,9 @@ typedef struct tl_uv {
     uv_poll_t wake_poll;         /* watches wakefd */
     uv_poll_t timer_poll;        /* watches timerfd */
     uv_poll_t signal_poll;       /* watches the signal wake-up socket */
+    uv_poll_t ep_poll;           /* watches epfd, the fd watchers' set */
+    int epfd;                    /* epoll set of add_reader & co. */
+    char ep_ready;               /* epfd became readable */
     int timerfd;
     int wakefd;                  /* eventfd: call_soon_threadsafe wake-up */
     int sig_rfd;
@@ -135,6 +139,7 @@ typedef struct LoopObject {
 
     PyObject *thread_id;         /* None or int: running in that thread */
     PyObject *task_factory;      /* _task_factory: NULL/None = default */
+    PyObject *debug_obj;         /* what set_debug() got, or NULL */
     PyObject *current_handle;    /* debug mode only */
     PyObject *weakreflist;
     char closed;
@@ -149,8 +154,9 @@ typedef struct LoopObject {
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
     int npollers;
-    struct tl_poller *fired;     /* recorded by the poll, GIL released */
-    struct tl_poller *fired_tail;
+    int n_watched;               /* pollers registered in the epoll set */
+    struct epoll_event *ep_events;  /* epoll_wait() buffer */
+    int ep_cap;
 
     char *rbuf;                  /* 256 KiB read buffer of transports */
 
@@ -200,6 +206,7 @@ int tl_poll_set_handle(LoopObject *self, int fd, int writer,
                        HandleObject *h);
 void tl_poll_close_all(LoopObject *self);
 int tl_poll_count(LoopObject *self);
+int tl_poll_after_fork(LoopObject *self);
 PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
 
 /* loop.c: used by handle.c when a TimerHandle is cancelled. */
