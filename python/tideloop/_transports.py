@@ -38,11 +38,13 @@ def make_socket_transport(loop, sock, protocol, waiter=None, *,
     transports._FlowControlMixin.__init__(tr, extra, loop)
     _init_extra(tr, sock)
     if server is not None:
-        tr._server = server
+        # Record the server only once attached: _attach() asserts when the
+        # server closed meanwhile, and the finalizer must not then detach.
         if _ATTACH_TAKES_TRANSPORT:
             server._attach(tr)
         else:
             server._attach()
+        tr._server = server
     loop._transports[tr._sock_fd] = tr
     base_events._set_nodelay(sock)
     loop.call_soon(protocol.connection_made, tr)
