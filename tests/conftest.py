@@ -73,6 +73,18 @@ def pytest_configure(config):
         "markers",
         "watchdog(seconds): per-test hang limit (default %d s)"
         % DEFAULT_WATCHDOG)
+    config.addinivalue_line(
+        "markers",
+        "leaks: leak checks in child interpreters (tests/test_leaks.py, "
+        "~2.5 min; run by default, deselect with -m 'not leaks')")
+    config.addinivalue_line(
+        "markers",
+        "fuzz: bad-argument fuzzing compared with stock asyncio "
+        "(tests/test_fuzz.py; deselect with -m 'not fuzz')")
+    config.addinivalue_line(
+        "markers",
+        "slow: a big or long networking/subprocess scenario (still run by "
+        "default; deselect with -m 'not slow')")
 
 
 def _is_tideloop_item(item):

@@ -1,0 +1,320 @@
+"""loop.getaddrinfo / loop.getnameinfo: results identical to the socket
+module's (same entries, same order, same enum types), errors with the same
+type, errno and message.  Only loopback names, numeric addresses and names
+under .invalid are looked up: never a public hostname."""
+import asyncio
+import inspect
+import logging
+import re
+import socket
+
+import pytest
+
+from support import capture_asyncio_log, run_until
+from netsupport import NET_MARKS, exc_ev, has_ipv6
+from netsupport import _net_collect_garbage  # noqa: F401 (autouse)
+
+pytestmark = NET_MARKS
+
+
+def _loopback_ifname():
+    try:
+        for _, name in socket.if_nameindex():
+            if name == "lo":
+                return name
+    except (AttributeError, OSError):
+        pass
+    return None
+
+
+LO = _loopback_ifname()
+AI = socket
+
+GAI_CASES = [
+    ("localhost", ("localhost", 80, {})),
+    ("localhost port 0", ("localhost", 0, {})),
+    ("localhost port None", ("localhost", None, {})),
+    ("localhost port str", ("localhost", "80", {})),
+    ("localhost http", ("localhost", "http", {})),
+    ("localhost https udp", ("localhost", "https",
+                             {"type": socket.SOCK_DGRAM})),
+    ("localhost unknown service", ("localhost", "nosuchservice", {})),
+    ("localhost bytes", (b"localhost", b"80", {})),
+    ("LOCALHOST", ("LOCALHOST", 80, {})),
+    ("127.0.0.1", ("127.0.0.1", 80, {})),
+    ("127.1 shorthand", ("127.1", 80, {})),
+    ("::1", ("::1", 80, {})),
+    ("::1 AF_INET", ("::1", 80, {"family": socket.AF_INET})),
+    ("127.0.0.1 AF_INET6", ("127.0.0.1", 80, {"family": socket.AF_INET6})),
+    ("empty host", ("", 80, {})),
+    ("empty host passive", ("", 80, {"flags": socket.AI_PASSIVE})),
+    ("None host", (None, 80, {})),
+    ("None host passive", (None, 80, {"flags": socket.AI_PASSIVE})),
+    ("None host passive stream", (None, 0, {
+        "flags": socket.AI_PASSIVE, "type": socket.SOCK_STREAM})),
+    ("None None", (None, None, {})),
+    ("AI_CANONNAME localhost", ("localhost", 80,
+                                {"flags": socket.AI_CANONNAME})),
+    ("AI_CANONNAME numeric", ("127.0.0.1", 80,
+                              {"flags": socket.AI_CANONNAME})),
+    ("AI_NUMERICHOST numeric", ("127.0.0.1", 80,
+                                {"flags": socket.AI_NUMERICHOST})),
+    ("AI_NUMERICHOST name", ("localhost", 80,
+                             {"flags": socket.AI_NUMERICHOST})),
+    ("AI_NUMERICSERV name", ("localhost", "http",
+                             {"flags": socket.AI_NUMERICSERV})),
+    ("AI_ADDRCONFIG", ("localhost", 80, {"flags": socket.AI_ADDRCONFIG})),
+    ("family AF_INET", ("localhost", 80, {"family": socket.AF_INET})),
+    ("family AF_UNIX", ("localhost", 80, {"family": socket.AF_UNIX})),
+    ("type STREAM", ("localhost", 80, {"type": socket.SOCK_STREAM})),
+    ("type DGRAM", ("127.0.0.1", 80, {"type": socket.SOCK_DGRAM})),
+    ("type RAW", ("localhost", 80, {"type": socket.SOCK_RAW})),
+    ("proto UDP", ("localhost", 80, {"proto": socket.IPPROTO_UDP})),
+    ("proto TCP family type", ("127.0.0.1", 443, {
+        "family": socket.AF_INET, "type": socket.SOCK_STREAM,
+        "proto": socket.IPPROTO_TCP})),
+    ("port -1", ("localhost", -1, {})),
+    ("port 65536", ("localhost", 65536, {})),
+    ("port float", ("localhost", 1.5, {})),
+    ("host int", (123, 80, {})),
+    ("family str", ("localhost", 80, {"family": "x"})),
+    ("flags huge", ("localhost", 80, {"flags": 2 ** 70})),
+    ("bad host .invalid", ("nonexistent.invalid", 80, {})),
+    ("bad host .invalid numeric flag", ("nonexistent.invalid", 80, {
+        "flags": socket.AI_NUMERICHOST})),
+    ("bad host idna", ("b\u00fccher.invalid", 80, {})),
+    ("bad host label too long", ("a" * 64 + ".invalid", 80, {})),
+    ("bad host empty label", ("a..invalid", 80, {})),
+    ("bad host embedded nul", ("local\0host", 80, {})),
+]
+if LO is not None:
+    GAI_CASES += [
+        ("ipv6 scope id by name", ("fe80::1%" + LO, 80, {})),
+        ("ipv6 scope id by number", ("fe80::1%1", 80,
+                                     {"flags": socket.AI_NUMERICHOST})),
+    ]
+
+
+async def call_phases(make):
+    """("sync-raised", exc) if calling raises, else await the result
+    (bounded): ("ok", repr(result), result) or ("raised", exc)."""
+    try:
+        aw = make()
+    except Exception as exc:  # noqa: BLE001
+        return ("sync-raised",) + exc_ev(exc), None
+    awaitable = inspect.isawaitable(aw)
+    try:
+        result = await asyncio.wait_for(aw, 10)
+    except Exception as exc:  # noqa: BLE001
+        return ("raised", awaitable) + exc_ev(exc), None
+    return ("ok", awaitable, repr(result)), result
+
+
+def direct(fn):
+    try:
+        return ("ok", repr(fn()))
+    except Exception as exc:  # noqa: BLE001
+        return ("raised",) + exc_ev(exc)
+
+
+@pytest.mark.parametrize("case", [c[1] for c in GAI_CASES],
+                         ids=[c[0] for c in GAI_CASES])
+def test_getaddrinfo(compare, case):
+    host, port, kwargs = case
+
+    def scenario(loop):
+        async def main():
+            res, result = await call_phases(
+                lambda: loop.getaddrinfo(host, port, **kwargs))
+            ref = direct(lambda: socket.getaddrinfo(host, port, **kwargs))
+            same = (res[0] == "ok" and ref == ("ok", res[2])) or (
+                res[0] == "raised" and ref == ("raised",) + res[2:])
+            return [("loop", res), ("socket", ref),
+                    ("same as socket.getaddrinfo", same),
+                    ("result is a list of 5-tuples",
+                     result is None or (
+                         type(result) is list and all(
+                             type(r) is tuple and len(r) == 5
+                             for r in result)))]
+
+        return run_until(loop, main(), 15)
+
+    trace = compare(scenario)
+    assert trace[2] == ("same as socket.getaddrinfo", True), trace
+
+
+def test_getaddrinfo_result_types(compare):
+    """Families and types are the socket module's IntEnums, addresses are
+    plain tuples of str and int."""
+    def scenario(loop):
+        trace = []
+
+        async def main():
+            for host in ("127.0.0.1", "localhost", "::1"):
+                if host == "::1" and not has_ipv6():
+                    continue
+                for family, type_, proto, canon, addr in \
+                        await loop.getaddrinfo(host, 8080):
+                    trace.append((host, type(family).__name__,
+                                  family.name, type(type_).__name__,
+                                  type_.name, type(proto).__name__,
+                                  type(canon).__name__,
+                                  [type(x).__name__ for x in addr]))
+
+        run_until(loop, main(), 15)
+        return trace
+
+    trace = compare(scenario)
+    assert trace[0][1:5] == ("AddressFamily", "AF_INET", "SocketKind",
+                             "SOCK_STREAM")
+
+
+def test_getaddrinfo_keyword_only_and_concurrent(compare):
+    def scenario(loop):
+        trace = []
+
+        async def main():
+            res, _ = await call_phases(
+                lambda: loop.getaddrinfo("localhost", 80, socket.AF_INET))
+            trace.append(("positional family", res))
+            res, _ = await call_phases(lambda: loop.getaddrinfo("localhost"))
+            trace.append(("missing port", res))
+            res, _ = await call_phases(
+                lambda: loop.getaddrinfo("localhost", 80, bogus=1))
+            trace.append(("unknown keyword", res))
+            # (only one lookup that reaches the resolver's network path)
+            hosts = ["127.0.0.1", "localhost", "::1", None] * 25 + [
+                "nonexistent.invalid"]
+            results = await asyncio.gather(
+                *[loop.getaddrinfo(h, 80, type=socket.SOCK_STREAM)
+                  for h in hosts], return_exceptions=True)
+            summary = []
+            for h, r in zip(hosts, results):
+                if isinstance(r, BaseException):
+                    summary.append((h, exc_ev(r)))
+                else:
+                    summary.append((h, repr(r)))
+            trace.append(("concurrent distinct", sorted(set(summary),
+                                                        key=repr)))
+            trace.append(("concurrent count", len(summary)))
+
+        run_until(loop, main(), 20)
+        return trace
+
+    compare(scenario)
+
+
+def test_getaddrinfo_debug_mode(compare):
+    """In debug mode asyncio logs each lookup at DEBUG level (with its
+    duration, scrubbed here)."""
+    def scenario(loop):
+        trace = []
+        loop.set_debug(True)
+        loop.slow_callback_duration = 100
+
+        async def main():
+            with capture_asyncio_log(logging.DEBUG) as records:
+                r = await loop.getaddrinfo("127.0.0.1", 80,
+                                           type=socket.SOCK_STREAM)
+                trace.append(("result", repr(r)))
+                try:
+                    await loop.getaddrinfo("nonexistent.invalid", 80)
+                except socket.gaierror as exc:
+                    trace.append(("error",) + exc_ev(exc))
+            for rec in records:
+                msg = rec.getMessage()
+                if "address info" not in msg:
+                    continue
+                msg = re.sub(r"took [0-9.]+ ?ms", "took Nms", msg)
+                trace.append((rec.levelname, msg))
+
+        run_until(loop, main(), 15)
+        return trace
+
+    trace = compare(scenario)
+    assert any(ev[0] == "DEBUG" for ev in trace), trace
+
+
+GNI_CASES = [
+    ("127.0.0.1 http", (("127.0.0.1", 80), 0)),
+    ("127.0.0.1 numeric", (("127.0.0.1", 80),
+                           socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)),
+    ("127.0.0.1 NI_DGRAM", (("127.0.0.1", 53), socket.NI_DGRAM)),
+    ("127.0.0.1 NI_NAMEREQD", (("127.0.0.1", 80), socket.NI_NAMEREQD)),
+    ("127.0.0.1 NI_NOFQDN", (("127.0.0.1", 80), socket.NI_NOFQDN)),
+    ("127.0.0.1 unknown port", (("127.0.0.1", 1), 0)),
+    ("::1", (("::1", 443, 0, 0), 0)),
+    ("::1 2-tuple", (("::1", 443), socket.NI_NUMERICHOST)),
+    ("localhost name", (("localhost", 80), 0)),
+    ("bad .invalid", (("nonexistent.invalid", 80), 0)),
+    ("1-tuple", (("127.0.0.1",), 0)),
+    ("not a tuple", ("127.0.0.1", 0)),
+    ("IPv4 4-tuple", (("127.0.0.1", 80, 0, 0), 0)),
+    ("port str", (("127.0.0.1", "x"), 0)),
+    ("flags str", (("127.0.0.1", 80), "x")),
+]
+if LO is not None:
+    GNI_CASES += [
+        ("ipv6 scope id", (("fe80::1", 80, 0, 1), socket.NI_NUMERICHOST)),
+    ]
+
+
+@pytest.mark.parametrize("case", [c[1] for c in GNI_CASES],
+                         ids=[c[0] for c in GNI_CASES])
+def test_getnameinfo(compare, case):
+    sockaddr, flags = case
+
+    def scenario(loop):
+        async def main():
+            res, _ = await call_phases(
+                lambda: loop.getnameinfo(sockaddr, flags))
+            ref = direct(lambda: socket.getnameinfo(sockaddr, flags))
+            same = (res[0] == "ok" and ref == ("ok", res[2])) or (
+                res[0] == "raised" and ref == ("raised",) + res[2:])
+            return [("loop", res), ("socket", ref),
+                    ("same as socket.getnameinfo", same)]
+
+        return run_until(loop, main(), 15)
+
+    trace = compare(scenario)
+    assert trace[2] == ("same as socket.getnameinfo", True), trace
+
+
+def test_getnameinfo_default_flags(compare):
+    def scenario(loop):
+        async def main():
+            res, _ = await call_phases(
+                lambda: loop.getnameinfo(("127.0.0.1", 80)))
+            res2, _ = await call_phases(lambda: loop.getnameinfo())
+            return [("default flags", res), ("no sockaddr", res2)]
+
+        return run_until(loop, main(), 15)
+
+    compare(scenario)
+
+
+def test_closed_loop(compare):
+    def scenario(loop):
+        loop.close()
+        trace = []
+        for label, make in (
+                ("getaddrinfo", lambda: loop.getaddrinfo("127.0.0.1", 80)),
+                ("getnameinfo", lambda: loop.getnameinfo(("127.0.0.1", 80)))):
+            try:
+                aw = make()
+            except Exception as exc:  # noqa: BLE001
+                trace.append((label, "sync") + exc_ev(exc))
+                continue
+            try:
+                aw.send(None)
+                trace.append((label, "suspended"))
+            except StopIteration as stop:
+                trace.append((label, "returned", repr(stop.value)))
+            except Exception as exc:  # noqa: BLE001
+                trace.append((label, "raised on first step") + exc_ev(exc))
+            finally:
+                if hasattr(aw, "close"):
+                    aw.close()
+        return trace
+
+    compare(scenario)
