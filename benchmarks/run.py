@@ -11,6 +11,10 @@ numbers are ratios of medians: speedup = median(asyncio) / median(loop).
     python benchmarks/run.py --quick         # smoke test: repeat=3, scale=0.2
     python benchmarks/run.py --only call_soon,gather --repeat 9
     python benchmarks/run.py --loops asyncio,tideloop --require tideloop
+    python benchmarks/run.py --only net --metric cpu     # the networking rows
+
+--only takes benchmark names and the group names "core" (loop internals)
+and "net" (loopback TCP/Unix/UDP echo and the wrk-driven HTTP server).
 
 Writes benchmarks/results/latest.md and benchmarks/results/latest.json.
 Exit status: 0 ok; 1 some sample failed (wrong result / crash / timeout);
@@ -105,6 +109,25 @@ def loadavg():
         return None
 
 
+def stale_sources(repo, built):
+    """Source files under ext/ and python/tideloop/ modified after the
+    measured tideloop's _core module was built (i.e. `make install` is due,
+    or a different build is being measured); [] if none, None if unknown."""
+    if not built:
+        return None
+    newer = []
+    for sub, exts in (("ext", (".c", ".h")), (os.path.join("python", "tideloop"), (".py",))):
+        d = os.path.join(repo, sub)
+        try:
+            names = os.listdir(d)
+        except OSError:
+            continue
+        for nm in names:
+            if nm.endswith(exts) and os.path.getmtime(os.path.join(d, nm)) > built + 1:
+                newer.append(os.path.join(sub, nm))
+    return sorted(newer)
+
+
 def metadata(probes):
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -132,6 +155,9 @@ def metadata(probes):
     meta["uvloop_version"] = uv.get("version") if uv.get("ok") else None
     meta["tideloop_version"] = tl.get("version") if tl.get("ok") else None
     repo = os.path.dirname(HERE)
+    meta["tideloop_path"] = tl.get("path")
+    meta["tideloop_built"] = tl.get("core_mtime")
+    meta["tideloop_stale"] = stale_sources(repo, tl.get("core_mtime"))
     head = _cmd(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
     if head:
         dirty = _cmd(["git", "-C", repo, "status", "--porcelain", "--untracked-files=no"])
@@ -188,13 +214,36 @@ def analyse(benches, loops, samples, failures, avail):
             if base and m:
                 pr = [a / x for a, x in zip(res[BASE]["samples"], res[lp]["samples"])]
                 paired[lp] = {"median": statistics.median(pr), "min": min(pr), "max": max(pr)}
-        tv = None
+        tv = tvp = None
         if "tideloop" in res and "uvloop" in res:
             mt, mu = res["tideloop"]["median"], res["uvloop"]["median"]
             tv = (mu / mt) if mt and mu else None
+            if tv:
+                pr = [u / t for u, t in zip(res["uvloop"]["samples"], res["tideloop"]["samples"])]
+                tvp = {"median": statistics.median(pr), "min": min(pr), "max": max(pr)}
         out[b] = {"n": n, "results": res, "speedup_vs_asyncio": speed,
                   "time_ratio_vs_asyncio": ratio, "paired_speedup_vs_asyncio": paired,
-                  "tideloop_vs_uvloop": tv}
+                  "tideloop_vs_uvloop": tv, "tideloop_vs_uvloop_paired": tvp}
+    return out
+
+
+def rps_notes(analysis, loops):
+    """Absolute numbers for benchmarks whose worker reports req/s (http_wrk):
+    the table only has ratios, these say what the ratios are made of."""
+    out = []
+    for b, an in analysis.items():
+        parts = []
+        for lp in loops:
+            infos = [i for i in an["results"][lp].get("infos") or [] if i and "rps" in i]
+            if not infos or an["results"][lp]["status"] != "ok":
+                continue
+            med = lambda k: statistics.median(i[k] for i in infos)  # noqa: E731
+            parts.append(f"{lp} {med('rps'):,.0f} req/s, {med('cpu_us_per_req'):.2f} µs "
+                         f"server CPU/req, server busy {100 * med('server_cpu_util'):.0f}%, "
+                         f"p99 {med('lat_p99_ms'):.1f} ms")
+        if parts:
+            out.append(f"{b} medians: " + "; ".join(parts) +
+                       " (wall metric: time = 1/req/s; cpu metric: server CPU per request)")
     return out
 
 
@@ -222,7 +271,9 @@ def render_md(meta, cfg, probes, analysis, notes):
         f"{meta['machine']} · {meta.get('cpu_model') or '?'} · nproc {meta['nproc']}"
         f" · loadavg {fmt_load(meta.get('loadavg_start'))} → {fmt_load(meta.get('loadavg_end'))}")
     L.append(
-        f"repeat={cfg['repeat']} scale={cfg['scale']:g} metric={cfg['metric']}"
+        f"repeat={cfg['repeat']}"
+        + (f" (net rows: {cfg['net_repeat']})" if cfg.get("net_repeat") not in (None, cfg["repeat"]) else "")
+        + f" scale={cfg['scale']:g} metric={cfg['metric']}"
         f" warmup={'on' if cfg['warmup'] else 'off'}"
         f" · loops interleaved per repetition · speedup = median(asyncio) / median(loop)")
     L.append("")
@@ -268,10 +319,13 @@ def render_md(meta, cfg, probes, analysis, notes):
     L.append("")
     # noise table
     L.append("Noise: spread = (max - min) / median of the samples; paired = range of "
-             "per-repetition speedups vs asyncio.")
+             "per-repetition speedups vs asyncio"
+             + ("; tideloop/uvloop paired = range of per-repetition uvloop time / "
+                "tideloop time" if both else "") + ".")
     L.append("")
     hdr = ["benchmark", "n"] + [f"{lp} spread" for lp in loops] + \
-          [f"{lp} paired" for lp in loops if lp != BASE]
+          [f"{lp} paired" for lp in loops if lp != BASE] + \
+          (["tideloop/uvloop paired"] if both else [])
     L.append("| " + " | ".join(hdr) + " |")
     L.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|")
     for b, a in analysis.items():
@@ -284,6 +338,9 @@ def render_md(meta, cfg, probes, analysis, notes):
             if lp == BASE:
                 continue
             p = a["paired_speedup_vs_asyncio"].get(lp)
+            row.append(f"{p['min']:.2f}–{p['max']:.2f}x" if p else "n/a")
+        if both:
+            p = a.get("tideloop_vs_uvloop_paired")
             row.append(f"{p['min']:.2f}–{p['max']:.2f}x" if p else "n/a")
         L.append("| " + " | ".join(row) + " |")
     if notes:
@@ -315,10 +372,14 @@ def main():
         description="Compare asyncio / uvloop / tideloop (ratios of medians).",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     p.add_argument("--repeat", type=int, help="repetitions per (benchmark, loop); default 5")
+    p.add_argument("--net-repeat", type=int,
+                   help="repetitions for the network rows (group 'net'); default: "
+                        "same as --repeat")
     p.add_argument("--scale", type=float, help="multiply every benchmark size; default 1.0")
     p.add_argument("--quick", action="store_true", help="smoke test: repeat=3, scale=0.2")
     p.add_argument("--only", action="append", metavar="NAME[,NAME]",
-                   help="run only these benchmarks (repeatable / comma-separated)")
+                   help="run only these benchmarks (repeatable / comma-separated); "
+                        "the group names 'core' and 'net' select whole groups")
     p.add_argument("--loops", default=",".join(LOOPS),
                    help="comma-separated subset of asyncio,uvloop,tideloop (this order is "
                         "also the run order within a repetition)")
@@ -342,7 +403,8 @@ def main():
     catalog = list_benches()
     if a.list:
         for name, d in catalog.items():
-            print(f"{name:22} n={d['default_n']:>9,}  {d['desc']}")
+            print(f"{name:20} {d.get('group', 'core'):4}  n={d['default_n']:>7,} "
+                  f"{d.get('unit', ''):12} {d['desc']}")
         return 0
 
     repeat = a.repeat if a.repeat is not None else (3 if a.quick else 5)
@@ -361,12 +423,23 @@ def main():
     for lp in required:
         if lp not in loops:
             loops.append(lp)
-    only = split_csv(a.only)
+    groups = {}
+    for b, d in catalog.items():
+        groups.setdefault(d.get("group", "core"), []).append(b)
+    only = []
+    for x in split_csv(a.only):
+        only += groups.get(x, [x])
     unknown = [b for b in only if b not in catalog]
     if unknown:
-        p.error(f"unknown benchmark(s) {unknown}; known: {', '.join(catalog)}")
+        p.error(f"unknown benchmark(s) {unknown}; known: {', '.join(catalog)} "
+                f"(groups: {', '.join(groups)})")
     bench_names = [b for b in catalog if not only or b in only]
     benches = [(b, max(10, int(round(catalog[b]["default_n"] * scale)))) for b in bench_names]
+    net_repeat = a.net_repeat if a.net_repeat is not None else repeat
+    if net_repeat < 1:
+        p.error("--net-repeat must be >= 1")
+    reps_of = {b: (net_repeat if catalog[b].get("group") == "net" else repeat)
+               for b in bench_names}
 
     # ---- probe loops
     notes = []
@@ -394,20 +467,32 @@ def main():
         notes.append("asyncio baseline not run → speedups vs asyncio are n/a")
 
     meta = metadata(probes)
-    cfg = {"repeat": repeat, "scale": scale, "loops": loops, "metric": a.metric,
+    if meta.get("tideloop_stale"):
+        msg = (f"WARNING: the measured tideloop ({meta.get('tideloop_path')}) was built "
+               f"before the last change to {', '.join(meta['tideloop_stale'][:4])} — "
+               f"run `make install` first, or note which build this is; the git rev "
+               f"above is the repo's, not necessarily the build's")
+        notes.append(msg)
+        log(f"note: {msg}")
+    cfg = {"repeat": repeat, "net_repeat": net_repeat, "scale": scale, "loops": loops,
+           "metric": a.metric,
            "benchmarks": dict(benches), "warmup": not a.no_warmup,
            "timeout": a.timeout, "order": "for rep: for benchmark: for loop"}
 
     # ---- run: repetition outermost, loops interleaved innermost
     samples = {(b, lp): [] for b, _ in benches for lp in loops}
     other = {(b, lp): [] for b, _ in benches for lp in loops}  # the other metric
+    infos = {(b, lp): [] for b, _ in benches for lp in loops}  # worker "info" dicts
     key, okey = ("elapsed", "cpu") if a.metric == "wall" else ("cpu", "elapsed")
     failures = {(b, lp): [] for b, _ in benches for lp in loops}
     classes = {}
     hung = set()
     t_start = time.monotonic()
-    for rep in range(1, repeat + 1):
+    max_rep = max(reps_of.values()) if reps_of else repeat
+    for rep in range(1, max_rep + 1):
         for b, n in benches:
+            if rep > reps_of[b]:
+                continue
             line = []
             for lp in loops:
                 if not avail[lp]:
@@ -427,6 +512,7 @@ def main():
                 if data is not None and data.get("ok") and rc == 0:
                     samples[(b, lp)].append(data[key])
                     other[(b, lp)].append(data.get(okey))
+                    infos[(b, lp)].append(data.get("info"))
                     classes.setdefault(lp, data.get("loop_class"))
                     line.append(f"{lp} ok")
                 else:
@@ -438,7 +524,7 @@ def main():
                                               "stderr": err[-800:] if err else ""})
                     line.append(f"{lp} FAIL")
                     log(f"  FAIL {b} / {lp} (rep {rep}): {why}")
-            log(f"[rep {rep}/{repeat}] {b:22} " + ", ".join(line))
+            log(f"[rep {rep}/{reps_of[b]}] {b:22} " + ", ".join(line))
     meta["loadavg_end"] = loadavg()
     meta["wall_seconds"] = round(time.monotonic() - t_start, 1)
 
@@ -447,12 +533,14 @@ def main():
         r = analysis[b]["results"][lp]
         r["metric"] = a.metric
         r["samples_" + ("cpu" if a.metric == "wall" else "wall")] = xs
+        r["infos"] = infos[(b, lp)]
+    notes += rps_notes(analysis, loops)
     nfail = 0
     for b, an in analysis.items():
         for lp, r in an["results"].items():
             if r["failures"]:
                 nfail += len(r["failures"])
-                notes.append(f"{b} / {lp}: {len(r['failures'])}/{repeat} samples FAILED — "
+                notes.append(f"{b} / {lp}: {len(r['failures'])}/{reps_of[b]} samples FAILED — "
                              f"first: {r['failures'][0]['error'][:300]}")
     md = render_md(meta, cfg, probes, analysis, notes)
     print(md)
