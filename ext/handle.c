@@ -8,9 +8,10 @@
 #include <math.h>
 #include <structmember.h>
 
-/* Fetch the pending exception as one normalized object (new reference). */
-static PyObject *
-fetch_exception(void)
+/* Fetch the pending exception as one normalized object, with its
+ * traceback attached (new reference). */
+PyObject *
+tl_fetch_exception(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     return PyErr_GetRaisedException();
@@ -141,8 +142,8 @@ tl_handle_clear_callback(HandleObject *h)
 }
 
 /* Set `exc` as the pending exception; steals the reference. */
-static void
-restore_exception(PyObject *exc)
+void
+tl_restore_exception(PyObject *exc)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     PyErr_SetRaisedException(exc);
@@ -198,17 +199,17 @@ tl_handle_run(HandleObject *h)
          * typing and its AttributeError for a non-context. */
         res = context_run_slow(ctx, cb, args);
         if (res == NULL) {
-            exc = fetch_exception();
+            exc = tl_fetch_exception();
         }
     }
     else if (PyContext_Enter(ctx) < 0) {
-        exc = fetch_exception();
+        exc = tl_fetch_exception();
     }
     else {
         res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0),
                                   PyTuple_GET_SIZE(args), NULL);
         if (res == NULL) {
-            exc = fetch_exception();
+            exc = tl_fetch_exception();
         }
         if (PyContext_Exit(ctx) < 0) {
             /* Cannot happen: we entered it just above. */
@@ -224,7 +225,7 @@ tl_handle_run(HandleObject *h)
     }
     if (PyErr_GivenExceptionMatches(exc, PyExc_SystemExit) ||
         PyErr_GivenExceptionMatches(exc, PyExc_KeyboardInterrupt)) {
-        restore_exception(exc);
+        tl_restore_exception(exc);
         return -1;
     }
     tl_state *st = h->loop->st;

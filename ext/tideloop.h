@@ -174,6 +174,10 @@ int tl_loop_init_types(PyObject *module, tl_state *st);
 int64_t tl_monotonic_ns(void);
 
 /* handle.c */
+/* The pending exception, normalized with its traceback (new reference). */
+PyObject *tl_fetch_exception(void);
+/* Make `exc` the pending exception; steals the reference. */
+void tl_restore_exception(PyObject *exc);
 int tl_handle_init_types(PyObject *module, tl_state *st);
 /* Run one handle.  Returns 0, or -1 with a BaseException set that must
  * stop the loop (SystemExit, KeyboardInterrupt, or a failing handler). */

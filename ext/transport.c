@@ -209,18 +209,7 @@ tr_fatal(PyObject *self, PyObject *exc, const char *message)
     tl_state *st = tr_state(self);
     int own = 0;
     if (exc == NULL) {
-#if PY_VERSION_HEX >= 0x030C0000
-        exc = PyErr_GetRaisedException();
-#else
-        PyObject *tp, *tb;
-        PyErr_Fetch(&tp, &exc, &tb);
-        PyErr_NormalizeException(&tp, &exc, &tb);
-        if (tb != NULL) {
-            PyException_SetTraceback(exc, tb);
-        }
-        Py_XDECREF(tp);
-        Py_XDECREF(tb);
-#endif
+        exc = tl_fetch_exception();
         own = 1;
     }
     PyObject *msg = PyUnicode_FromString(message);
@@ -314,12 +303,7 @@ Transport_call_connection_lost(PyObject *self, PyObject *exc)
         Py_DECREF(res);
         res = PyObject_CallMethod(t->protocol, "connection_lost", "O", exc);
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *saved = res == NULL ? PyErr_GetRaisedException() : NULL;
-#else
-    PyObject *st_, *sv_, *stb_;
-    PyErr_Fetch(&st_, &sv_, &stb_);
-#endif
+    PyObject *saved = res == NULL ? tl_fetch_exception() : NULL;
     /* finally: close the socket and drop everything. */
     int ok = 1;
     if (t->sock != NULL) {
@@ -346,13 +330,9 @@ Transport_call_connection_lost(PyObject *self, PyObject *exc)
     Py_CLEAR(t->read_handle);
     Py_CLEAR(t->write_handle);
     Py_CLEAR(t->loop);
-#if PY_VERSION_HEX >= 0x030C0000
     if (saved != NULL) {
-        PyErr_SetRaisedException(saved);
+        tl_restore_exception(saved);
     }
-#else
-    PyErr_Restore(st_, sv_, stb_);
-#endif
     (void)ok;
     if (t->empty_waiter != NULL && res != NULL) {
         PyObject *err = PyObject_CallFunction(
@@ -601,15 +581,7 @@ tr_flush(PyObject *self)
         }
         wb_clear(t);
         oserror_from_errno(err);
-#if PY_VERSION_HEX >= 0x030C0000
-        PyObject *exc = PyErr_GetRaisedException();
-#else
-        PyObject *tp, *exc, *tb;
-        PyErr_Fetch(&tp, &exc, &tb);
-        PyErr_NormalizeException(&tp, &exc, &tb);
-        Py_XDECREF(tp);
-        Py_XDECREF(tb);
-#endif
+        PyObject *exc = tl_fetch_exception();
         if (tr_fatal(self, exc, "Fatal write error on socket transport") <
             0) {
             Py_DECREF(exc);
@@ -1163,20 +1135,13 @@ Transport_finalize(PyObject *self)
         return;
     }
     tl_state *st = tr_state(self);
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
-#else
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
-#endif
+    PyObject *exc = PyErr_Occurred() ? tl_fetch_exception() : NULL;
     if (st != NULL && call_helper(st, st->tr_finalize, self, NULL, NULL) < 0) {
         PyErr_WriteUnraisable(self);
     }
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyErr_Restore(et, ev, etb);
-#endif
+    if (exc != NULL) {
+        tl_restore_exception(exc);
+    }
 }
 
 static void
@@ -1389,18 +1354,7 @@ dgram_make_addr(struct sockaddr_storage *ss, socklen_t len)
 static PyObject *
 dgram_error_received(tl_transport *t)
 {
-#if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
-#else
-    PyObject *tp, *exc, *tb;
-    PyErr_Fetch(&tp, &exc, &tb);
-    PyErr_NormalizeException(&tp, &exc, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(exc, tb);
-    }
-    Py_XDECREF(tp);
-    Py_XDECREF(tb);
-#endif
+    PyObject *exc = tl_fetch_exception();
     PyObject *r = PyObject_CallMethod(t->protocol, "error_received", "O",
                                       exc);
     Py_DECREF(exc);
