@@ -523,7 +523,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     PyObject *args[2] = {t->protocol, data};
     PyObject *r = PyObject_VectorcallMethod(
-        tr_state(self)->str_data_received, args,
+        loop->st->str_data_received, args,
         2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(data);
     if (r == NULL) {
