@@ -329,11 +329,25 @@ uv_on_close(uv_handle_t *h)
 
 /* ---- creation and destruction -------------------------------------- */
 
+void
+tl_uv_release(tl_uv *u)
+{
+    (void)uv_loop_close(&u->loop);
+    close(u->timerfd);
+    close(u->wakefd);
+    close(u->epfd);
+    close(u->sig_rfd);
+    close(u->sig_wfd);
+    PyMem_RawFree(u);
+}
+
 static void
 uv_free_all(tl_uv *u)
 {
     /* Close every handle, let libuv run their close callbacks, then free
-     * the memory they live in.  No Python is involved. */
+     * the memory they live in.  Python is touched only to drop the
+     * Futures of DNS lookups still running (the GIL is held). */
+    tl_dns_detach(u);
     u->closing_left = 0;
     uv_handle_t *hs[] = {(uv_handle_t *)&u->wake_poll,
                          (uv_handle_t *)&u->timer_poll,
@@ -352,13 +366,19 @@ uv_free_all(tl_uv *u)
     while (atomic_load(&u->wake_writers) != 0) {
         sched_yield();
     }
-    (void)uv_loop_close(&u->loop);
-    close(u->timerfd);
-    close(u->wakefd);
-    close(u->epfd);
-    close(u->sig_rfd);
-    close(u->sig_wfd);
-    PyMem_RawFree(u);
+    if (u->dns_count > 0) {
+        /* Lookups still run in libuv's pool and will write into this
+         * loop when they end: a detached thread waits for them. */
+        if (tl_dns_handoff(u) == 0) {
+            return;
+        }
+        Py_BEGIN_ALLOW_THREADS
+        while (u->dns_count > 0) {
+            uv_run(&u->loop, UV_RUN_ONCE);
+        }
+        Py_END_ALLOW_THREADS
+    }
+    tl_uv_release(u);
 }
 
 static int
@@ -1077,6 +1097,9 @@ loop_run_once(LoopObject *self)
         return -1;
     }
 
+    if (self->uv->dns_done != NULL && tl_dns_dispatch(self) < 0) {
+        return -1;
+    }
     if (self->uv->ep_ready && tl_poll_dispatch(self, rq_push) < 0) {
         return -1;
     }
@@ -1212,6 +1235,7 @@ Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
     }
     /* The set was shared with the parent: fill the new one. */
     tl_poll_after_fork(self);
+    tl_dns_after_fork(u);
     Py_RETURN_NONE;
 }
 
@@ -1313,6 +1337,10 @@ static PyMethodDef Loop_methods[] = {
     {"_new_handle", (PyCFunction)(void (*)(void))Loop_new_handle,
      METH_FASTCALL, NULL},
     {"_stats", (PyCFunction)Loop_stats, METH_NOARGS, NULL},
+    {"_getaddrinfo", (PyCFunction)tl_dns_getaddrinfo, METH_VARARGS,
+     "_getaddrinfo(host, port, family, type, proto, flags) -> Future|None"},
+    {"_getnameinfo", (PyCFunction)tl_dns_getnameinfo, METH_VARARGS,
+     "_getnameinfo(sockaddr, flags) -> Future|None"},
     {"_add_reader", (PyCFunction)(void (*)(void))tl_poll_add_reader,
      METH_FASTCALL, "_add_reader(fd, callback, *args) -> Handle"},
     {"_add_writer", (PyCFunction)(void (*)(void))tl_poll_add_writer,

@@ -118,6 +118,15 @@ tl_exec(PyObject *module)
     if (st->kw_loop == NULL) {
         return -1;
     }
+    PyObject *socket_mod = PyImport_ImportModule("_socket");
+    if (socket_mod == NULL) {
+        return -1;
+    }
+    st->gaierror = PyObject_GetAttrString(socket_mod, "gaierror");
+    Py_DECREF(socket_mod);
+    if (st->gaierror == NULL) {
+        return -1;
+    }
     {
         PyObject *n = PyUnicode_InternFromString("name");
         if (n == NULL) {
@@ -194,6 +203,7 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->FutureType);
     Py_VISIT(st->tasks_dict);
     Py_VISIT(st->set_running_loop);
+    Py_VISIT(st->gaierror);
     Py_VISIT(st->report_exception);
     Py_VISIT(st->extract_stack);
     Py_VISIT(st->log_slow);
@@ -246,6 +256,7 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->kw_loop_name_context);
     Py_CLEAR(st->str_handle_signal);
     Py_CLEAR(st->empty_tuple);
+    Py_CLEAR(st->gaierror);
     return 0;
 }
 

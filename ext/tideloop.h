@@ -71,6 +71,7 @@ typedef struct tl_state {
     PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
     PyObject *str_handle_signal; /* interned "_handle_signal" */
     PyObject *empty_tuple;
+    PyObject *gaierror;          /* socket.gaierror */
 } tl_state;
 
 struct LoopObject;
@@ -117,6 +118,11 @@ typedef struct tl_uv {
      * fd number cannot be reused under their write. */
     atomic_int wake_writers;
     char sig_pending;            /* the wake-up socket became readable */
+    /* dns.c: lookups on libuv's pool, in flight and answered. */
+    struct tl_dns_req *dns_inflight;
+    struct tl_dns_req *dns_done;
+    struct tl_dns_req *dns_done_tail;
+    int dns_count;               /* in flight */
 } tl_uv;
 
 typedef struct LoopObject {
@@ -172,6 +178,17 @@ tl_state *tl_state_from_type(PyTypeObject *type);
 /* loop.c */
 int tl_loop_init_types(PyObject *module, tl_state *st);
 int64_t tl_monotonic_ns(void);
+
+/* Free a libuv loop whose handles are closed and requests done. */
+void tl_uv_release(tl_uv *u);
+
+/* dns.c */
+PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *args);
+PyObject *tl_dns_getnameinfo(LoopObject *loop, PyObject *args);
+int tl_dns_dispatch(LoopObject *loop);
+void tl_dns_detach(tl_uv *u);
+int tl_dns_handoff(tl_uv *u);
+void tl_dns_after_fork(tl_uv *u);
 
 /* handle.c */
 /* The pending exception, normalized with its traceback (new reference). */

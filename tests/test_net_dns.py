@@ -318,3 +318,130 @@ def test_closed_loop(compare):
         return trace
 
     compare(scenario)
+
+
+# -- tideloop resolves on libuv's thread pool ------------------------------
+
+def test_lookups_do_not_use_the_default_executor(kind, loop):
+    """Stock asyncio resolves every lookup (numeric ones included) in the
+    default executor; tideloop answers numeric hosts inline and resolves
+    names on libuv's pool, so no executor is ever created."""
+    async def main():
+        a = await loop.getaddrinfo("127.0.0.1", 80)
+        b = await loop.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+        c = await loop.getnameinfo(("127.0.0.1", 80))
+        return a, b, c
+
+    a, b, c = run_until(loop, main(), 15)
+    assert a == socket.getaddrinfo("127.0.0.1", 80)
+    assert b == socket.getaddrinfo("localhost", 80, type=socket.SOCK_STREAM)
+    assert c == socket.getnameinfo(("127.0.0.1", 80), 0)
+    assert (loop._default_executor is None) == (kind == "tideloop")
+
+
+def test_cancelled_lookups(compare):
+    """A lookup whose task is cancelled raises CancelledError; the others
+    still complete (the answer to a cancelled one is dropped)."""
+    def scenario(loop):
+        trace = []
+
+        async def main():
+            tasks = [loop.create_task(loop.getaddrinfo("localhost", p))
+                     for p in range(1000, 1040)]
+            await asyncio.sleep(0)
+            for t in tasks[::2]:
+                t.cancel()
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+            for p, r in zip(range(1000, 1040), done):
+                if isinstance(r, asyncio.CancelledError):
+                    trace.append((p, "cancelled"))
+                else:
+                    trace.append((p, r == socket.getaddrinfo("localhost", p)))
+
+        run_until(loop, main(), 15)
+        return trace
+
+    trace = compare(scenario)
+    assert trace[0] == (1000, "cancelled") and trace[1] == (1001, True)
+
+
+def test_executor_shut_down(compare):
+    """After shutdown_default_executor() stock asyncio's lookups raise; so
+    do tideloop's, although they do not need the executor."""
+    def scenario(loop):
+        async def main():
+            await loop.shutdown_default_executor()
+            res, _ = await call_phases(
+                lambda: loop.getaddrinfo("localhost", 80))
+            res2, _ = await call_phases(
+                lambda: loop.getnameinfo(("127.0.0.1", 80)))
+            return [res, res2]
+
+        return run_until(loop, main(), 15)
+
+    compare(scenario)
+
+
+def test_lookup_from_another_thread(kind, new_loop):
+    """Lookups of a loop running in one thread: submitted from another
+    thread with run_coroutine_threadsafe() they are answered; awaited by
+    another loop they fail as on stock asyncio (a Future of another loop).
+    tideloop's libuv queue is used only from the loop's own thread."""
+    import concurrent.futures
+    import threading
+    loop = new_loop()
+    other = new_loop()
+    started = threading.Event()
+    loop.call_soon(started.set)
+    thread = threading.Thread(target=loop.run_forever)
+    thread.start()
+    try:
+        assert started.wait(5)
+        cf = asyncio.run_coroutine_threadsafe(
+            loop.getaddrinfo("localhost", 80), loop)
+        res = cf.result(10)
+        cf = asyncio.run_coroutine_threadsafe(
+            loop.getnameinfo(("127.0.0.1", 22)), loop)
+        res2 = cf.result(10)
+        with pytest.raises(RuntimeError, match="attached to a different"):
+            run_until(other, loop.getaddrinfo("localhost", 80), 10)
+    except concurrent.futures.TimeoutError:
+        pytest.fail("lookup submitted from another thread hung")
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+    assert not thread.is_alive()
+    assert res == socket.getaddrinfo("localhost", 80)
+    assert res2 == socket.getnameinfo(("127.0.0.1", 22), 0)
+
+
+@pytest.mark.slow
+def test_close_with_lookups_in_flight(kind, new_loop):
+    """Closing a loop while its lookups still run neither hangs nor
+    crashes, nor leaks the futures; the loop's memory is released when
+    the pool threads are done with it."""
+    import gc
+    import time
+    import weakref
+    refs = []
+    t0 = time.monotonic()
+    for _ in range(30):
+        loop = new_loop()
+        futs = []
+
+        async def start():
+            for p in range(64):
+                futs.append(asyncio.ensure_future(
+                    loop.getaddrinfo("localhost", p)))
+            await asyncio.sleep(0)
+
+        loop.run_until_complete(start())
+        refs.extend(weakref.ref(f) for f in futs)
+        for fut in futs:
+            fut.cancel()
+        loop.run_until_complete(asyncio.sleep(0))
+        loop.close()
+        del futs, fut, loop, start
+    gc.collect()
+    assert time.monotonic() - t0 < 20
+    assert all(r() is None for r in refs)

@@ -20,6 +20,7 @@ import selectors
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -53,8 +54,6 @@ _BORROWED = (
     "default_exception_handler",
     "get_exception_handler",
     "get_task_factory",
-    "getaddrinfo",
-    "getnameinfo",
     "run_in_executor",
     "run_until_complete",
     "set_debug",
@@ -432,6 +431,53 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 logger.info("set_wakeup_fd(-1) failed: %s", exc)
         return True
 
+    # -- DNS ---------------------------------------------------------------
+
+    async def getaddrinfo(self, host, port, *,
+                          family=0, type=0, proto=0, flags=0):
+        if (self._debug or self._executor_shutdown_called
+                or flags.__class__ is not int):
+            # asyncio's own path: its debug log lines, its executor error,
+            # its messages for odd flags.
+            return await _BASE_GETADDRINFO(
+                self, host, port, family=family, type=type, proto=proto,
+                flags=flags)
+        self._check_closed()
+        # socket.getaddrinfo() itself checks the arguments (same errors as
+        # stock asyncio) and answers numeric hosts and ports at once: no
+        # lookup, so no thread.
+        try:
+            return socket.getaddrinfo(host, port, family, type, proto,
+                                      flags | _AI_NUMERIC)
+        except socket.gaierror:
+            pass        # a name: resolve it for real
+        fut = self._getaddrinfo(host, port, family, type, proto, flags)
+        if fut is None:     # called from another thread than the loop's
+            return await _BASE_GETADDRINFO(
+                self, host, port, family=family, type=type, proto=proto,
+                flags=flags)
+        # socket.getaddrinfo()'s own conversion of the numbers to enums.
+        return [(_intenum(af, socket.AddressFamily),
+                 _intenum(kind, socket.SocketKind), proto_, canon, addr)
+                for af, kind, proto_, canon, addr in await fut]
+
+    async def getnameinfo(self, sockaddr, flags=0):
+        if (self._debug or self._executor_shutdown_called
+                or flags.__class__ is not int):
+            return await _BASE_GETNAMEINFO(self, sockaddr, flags)
+        self._check_closed()
+        if flags & _NI_NUMERIC == _NI_NUMERIC:
+            # Nothing to look up.
+            return socket.getnameinfo(sockaddr, flags)
+        # Checks the arguments as the real call would (NI_NAMEREQD left
+        # out: without a lookup it would always fail).
+        socket.getnameinfo(sockaddr,
+                           (flags | _NI_NUMERIC) & ~socket.NI_NAMEREQD)
+        fut = self._getnameinfo(sockaddr, flags)
+        if fut is None:
+            return await _BASE_GETNAMEINFO(self, sockaddr, flags)
+        return await fut
+
     # -- introspection ---------------------------------------------------
 
     def stats(self):
@@ -439,6 +485,12 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         fired, handles ready and timers scheduled now."""
         return self._stats()
 
+
+_BASE_GETADDRINFO = _BaseEventLoop.getaddrinfo
+_BASE_GETNAMEINFO = _BaseEventLoop.getnameinfo
+_AI_NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+_NI_NUMERIC = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+_intenum = socket._intenum_converter
 
 for _name in _BORROWED:
     setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
