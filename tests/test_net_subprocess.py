@@ -552,3 +552,105 @@ def test_process_repr_and_pid(compare):
         return run_until(loop, main(), 20)
 
     compare(scenario)
+
+
+# What the child reports about itself: session, process group, umask, ids,
+# argv[0] and the fds it inherited (besides the one listdir opens).
+CHILD_REPORT = (
+    "import os, sys; fds = sorted(int(f) for f in os.listdir('/proc/self/fd'));"
+    "print(repr({'sid_is_pid': os.getsid(0) == os.getpid(),"
+    " 'pgid_is_pid': os.getpgid(0) == os.getpid(),"
+    " 'umask': oct(os.umask(0)), 'uid': os.getuid(), 'gid': os.getgid(),"
+    " 'groups': sorted(os.getgroups()), 'argv0': os.path.basename("
+    "open('/proc/self/cmdline', 'rb').read().split(b'\\0')[0].decode()),"
+    " 'nfds': len(fds) - 1}))")
+
+
+def test_process_options(compare):
+    """Popen options asyncio passes through: start_new_session,
+    process_group (3.11+), umask, user/group/extra_groups (as root),
+    executable, preexec_fn; and the fds a child inherits (tideloop's own
+    fds are close-on-exec, even with close_fds=False)."""
+    def scenario(loop):
+        async def report(**kw):
+            proc = await wait(asyncio.create_subprocess_exec(
+                *kw.pop("argv", child(CHILD_REPORT)),
+                stdout=subprocess.PIPE, **kw))
+            out, _ = await wait(proc.communicate())
+            return (proc.returncode, out.decode().strip())
+
+        async def main():
+            trace = [("defaults", await report())]
+            trace.append(("start_new_session",
+                          await report(start_new_session=True)))
+            if sys.version_info >= (3, 11):
+                trace.append(("process_group=0",
+                              await report(process_group=0)))
+            trace.append(("umask", await report(umask=0o027)))
+            trace.append(("preexec_fn setsid",
+                          await report(preexec_fn=os.setsid)))
+            trace.append(("executable", await report(
+                argv=["fake-name", "-c", CHILD_REPORT],
+                executable=PY_EXE)))
+            trace.append(("close_fds=False", await report(close_fds=False)))
+            if os.geteuid() == 0:
+                # (a shell: the nobody user cannot read pyenv's Python)
+                trace.append(("user/group/extra_groups", await report(
+                    argv=["/bin/sh", "-c", "id -u; id -g; id -G"],
+                    user=65534, group=65534, extra_groups=[65534])))
+            trace.append(("bad user", await outcome(
+                lambda: asyncio.create_subprocess_exec(
+                    TRUE, user="no-such-user-tideloop"))))
+            return trace
+
+        return run_until(loop, main(), 60)
+
+    trace = compare(scenario)
+    defaults = eval(trace[0][1][1])
+    assert defaults["nfds"] == 3, trace[0]
+    assert eval(trace[1][1][1])["sid_is_pid"] is True
+    assert [eval(r[1][1])["argv0"] for r in trace
+            if r[0] == "executable"] == ["fake-name"]
+
+
+def test_transport_api(compare):
+    """The SubprocessTransport under a Process: isinstance, get_pid,
+    get_pipe_transport() for each fd, get_extra_info('subprocess'),
+    get_returncode before and after exit, kill after exit."""
+    def scenario(loop):
+        async def main():
+            proc = await wait(asyncio.create_subprocess_exec(
+                "/bin/cat", stdin=subprocess.PIPE, stdout=subprocess.PIPE))
+            tr = proc._transport
+            trace = [
+                ("isinstance", isinstance(tr, asyncio.SubprocessTransport)),
+                ("pid", tr.get_pid() == proc.pid),
+                ("popen", type(tr.get_extra_info("subprocess")).__name__,
+                 tr.get_extra_info("subprocess").pid == proc.pid),
+                ("pipes", [
+                    (fd, isinstance(tr.get_pipe_transport(fd),
+                                    asyncio.WriteTransport),
+                     isinstance(tr.get_pipe_transport(fd),
+                                asyncio.ReadTransport))
+                    if tr.get_pipe_transport(fd) is not None else (fd, None)
+                    for fd in (0, 1, 2)]),
+                ("returncode running", tr.get_returncode()),
+                ("extra pipe", tr.get_pipe_transport(0).get_extra_info(
+                    "pipe") is not None),
+            ]
+            out, _ = await wait(proc.communicate(b"abc"))
+            trace.append(("out", out, tr.get_returncode()))
+            trace.append(("kill after exit", call_ev(tr.kill)))
+            trace.append(("send_signal after exit",
+                          call_ev(tr.send_signal, signal.SIGTERM)))
+            tr.close()
+            trace.append(("closed pipes", [
+                None if tr.get_pipe_transport(fd) is None
+                else tr.get_pipe_transport(fd).is_closing()
+                for fd in (0, 1, 2)]))
+            return trace
+
+        return run_until(loop, main(), 20)
+
+    trace = compare(scenario)
+    assert trace[0] == ("isinstance", True)
