@@ -276,57 +276,6 @@ loop_disarm_timer(LoopObject *self)
     }
 }
 
-/* ---- libuv callbacks: C only, no Python, the GIL may be released ----- */
-
-static void
-loop_on_wakefd(uv_poll_t *h, int status, int events)
-{
-    LoopObject *self = h->data;
-    uint64_t n;
-    /* The wake-up is the whole job: the handles are already queued.
-     * One read resets the eventfd counter, so the level-triggered poll
-     * stops reporting it. */
-    (void)read(self->uv->wakefd, &n, sizeof(n));
-}
-
-static void
-loop_on_timerfd(uv_poll_t *h, int status, int events)
-{
-    LoopObject *self = h->data;
-    uint64_t ticks;
-    /* Drain it so that the level-triggered poll does not report it
-     * again; it is now disarmed. */
-    while (read(self->uv->timerfd, &ticks, sizeof(ticks)) > 0) {
-    }
-    self->armed_ns = 0;
-}
-
-static void
-loop_on_signal_fd(uv_poll_t *h, int status, int events)
-{
-    LoopObject *self = h->data;
-    self->uv->sig_pending = 1;
-    /* Stop watching until the bytes are read with the GIL held; else
-     * this level-triggered poll would report it on every NOWAIT pass. */
-    uv_poll_stop(h);
-}
-
-static void
-loop_on_epfd(uv_poll_t *h, int status, int events)
-{
-    LoopObject *self = h->data;
-    /* Read with the GIL after the poll (poll.c); the set stays readable
-     * until then, level-triggered. */
-    self->uv->ep_ready = 1;
-}
-
-static void
-uv_on_close(uv_handle_t *h)
-{
-    tl_uv *u = h->loop->data;
-    u->closing_left--;
-}
-
 /* ---- creation and destruction -------------------------------------- */
 
 void
@@ -344,22 +293,12 @@ tl_uv_release(tl_uv *u)
 static void
 uv_free_all(tl_uv *u)
 {
-    /* Close every handle, let libuv run their close callbacks, then free
-     * the memory they live in.  Python is touched only to drop the
-     * Futures of DNS lookups still running (the GIL is held). */
+    /* No libuv handles of ours to close: only DNS lookups may still be
+     * in libuv's hands.  Python is touched only to drop their Futures
+     * (the GIL is held). */
     tl_dns_detach(u);
-    u->closing_left = 0;
-    uv_handle_t *hs[] = {(uv_handle_t *)&u->wake_poll,
-                         (uv_handle_t *)&u->timer_poll,
-                         (uv_handle_t *)&u->signal_poll,
-                         (uv_handle_t *)&u->ep_poll};
-    for (size_t i = 0; i < sizeof(hs) / sizeof(hs[0]); i++) {
-        if (hs[i]->loop == &u->loop && !uv_is_closing(hs[i])) {
-            u->closing_left++;
-            uv_close(hs[i], uv_on_close);
-        }
-    }
-    while (u->closing_left > 0) {
+    if (u->dns_count > 0) {
+        /* Deliver what the detach cancelled. */
         uv_run(&u->loop, UV_RUN_NOWAIT);
     }
     /* A thread in loop_wakeup() may still be inside write(). */
@@ -379,6 +318,24 @@ uv_free_all(tl_uv *u)
         Py_END_ALLOW_THREADS
     }
     tl_uv_release(u);
+}
+
+/* Put the loop's own fds in its epoll set (data.fd = -1 - fd tells them
+ * from the watchers'). */
+static int
+own_fds_add(tl_uv *u)
+{
+    int fds[] = {u->wakefd, u->timerfd, u->sig_rfd, u->uv_fd};
+    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.fd = -1 - fds[i];
+        if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
+            return -1;
+        }
+    }
+    return 0;
 }
 
 static int
@@ -402,7 +359,7 @@ uv_create(LoopObject *self)
         PyErr_NoMemory();
         return NULL;
     }
-    u->timerfd = u->wakefd = u->epfd = -1;
+    u->timerfd = u->wakefd = u->epfd = u->uv_fd = -1;
     u->sig_rfd = u->sig_wfd = -1;
     int err = uv_loop_init(&u->loop);
     if (err < 0) {
@@ -419,25 +376,9 @@ uv_create(LoopObject *self)
         PyErr_SetFromErrno(PyExc_OSError);
         goto error;
     }
-    if ((err = uv_poll_init(&u->loop, &u->wake_poll, u->wakefd)) < 0 ||
-        (err = uv_poll_init(&u->loop, &u->timer_poll, u->timerfd)) < 0 ||
-        (err = uv_poll_init(&u->loop, &u->signal_poll, u->sig_rfd)) < 0 ||
-        (err = uv_poll_init(&u->loop, &u->ep_poll, u->epfd)) < 0) {
-        PyErr_Format(PyExc_OSError, "libuv: %s", uv_strerror(err));
-        goto error;
-    }
-    u->wake_poll.data = self;
-    u->timer_poll.data = self;
-    u->signal_poll.data = self;
-    u->ep_poll.data = self;
-    if ((err = uv_poll_start(&u->wake_poll, UV_READABLE,
-                             loop_on_wakefd)) < 0 ||
-        (err = uv_poll_start(&u->timer_poll, UV_READABLE,
-                             loop_on_timerfd)) < 0 ||
-        (err = uv_poll_start(&u->signal_poll, UV_READABLE,
-                             loop_on_signal_fd)) < 0 ||
-        (err = uv_poll_start(&u->ep_poll, UV_READABLE, loop_on_epfd)) < 0) {
-        PyErr_Format(PyExc_OSError, "libuv: %s", uv_strerror(err));
+    u->uv_fd = uv_backend_fd(&u->loop);
+    if (own_fds_add(u) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
         goto error;
     }
     return u;
@@ -1019,7 +960,6 @@ loop_process_signals(LoopObject *self)
     }
     if (self->uv != NULL) {
         u->sig_pending = 0;
-        uv_poll_start(&u->signal_poll, UV_READABLE, loop_on_signal_fd);
     }
     return r;
 }
@@ -1054,7 +994,9 @@ static int
 loop_run_once(LoopObject *self)
 {
     tl_uv *u = self->uv;
-    int block = (self->rq_len == 0 && !self->stopping);
+    /* (A DNS answer completed outside a poll must not wait for one.) */
+    int block = (self->rq_len == 0 && !self->stopping &&
+                 u->dns_done == NULL);
 
     if (self->heap_len > 0) {
         if (block) {
@@ -1072,18 +1014,69 @@ loop_run_once(LoopObject *self)
         loop_disarm_timer(self);
     }
 
+    /* The poll: one epoll_wait() on the loop's set, the GIL released only
+     * when it may block.  Room for every member, as asyncio's selector
+     * asks for every registered fd. */
+    int cap = self->n_watched + 4;
+    if (tl_poll_reserve(self, cap) < 0) {
+        return -1;
+    }
+    struct epoll_event *evs = self->ep_events;
+    int n;
     if (block) {
         self->sleeping = 1;
         Py_BEGIN_ALLOW_THREADS
-        uv_run(&u->loop, UV_RUN_ONCE);
+        n = epoll_wait(u->epfd, evs, cap, -1);
         Py_END_ALLOW_THREADS
         self->sleeping = 0;
         self->wakeup_sent = 0;
     }
     else {
-        uv_run(&u->loop, UV_RUN_NOWAIT);
+        n = epoll_wait(u->epfd, evs, cap, 0);
+    }
+    if (n < 0) {
+        if (errno != EINTR) {
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        n = 0;                  /* a signal: handled below */
     }
     self->n_iterations++;
+
+    /* The loop's own fds (data.fd = -1 - fd). */
+    int uv_ready = 0;
+    for (int i = 0; i < n; i++) {
+        int fd = evs[i].data.fd;
+        if (fd >= 0) {
+            continue;
+        }
+        fd = -1 - fd;
+        if (fd == u->wakefd) {
+            /* The wake-up is the whole job: the handles are queued.  One
+             * read resets the eventfd counter. */
+            uint64_t v;
+            (void)read(u->wakefd, &v, sizeof(v));
+        }
+        else if (fd == u->timerfd) {
+            /* Drain it so that the level-triggered set does not report it
+             * again; it is now disarmed. */
+            uint64_t ticks;
+            while (read(u->timerfd, &ticks, sizeof(ticks)) > 0) {
+            }
+            self->armed_ns = 0;
+        }
+        else if (fd == u->sig_rfd) {
+            u->sig_pending = 1;
+        }
+        else if (fd == u->uv_fd) {
+            uv_ready = 1;
+        }
+    }
+    if (uv_ready) {
+        /* libuv has something to finish (a DNS lookup's completion): its
+         * callbacks only record it in C. */
+        uv_run(&u->loop, UV_RUN_NOWAIT);
+    }
 
     if (u->sig_pending) {
         if (loop_process_signals(self) < 0) {
@@ -1100,7 +1093,7 @@ loop_run_once(LoopObject *self)
     if (self->uv->dns_done != NULL && tl_dns_dispatch(self) < 0) {
         return -1;
     }
-    if (self->uv->ep_ready && tl_poll_dispatch(self, rq_push) < 0) {
+    if (n > 0 && tl_poll_dispatch(self, evs, n, rq_push) < 0) {
         return -1;
     }
     if (self->uv == NULL) {
@@ -1233,7 +1226,13 @@ Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
         PyErr_Format(PyExc_OSError, "uv_loop_fork: %s", uv_strerror(err));
         return NULL;
     }
-    /* The set was shared with the parent: fill the new one. */
+    /* The set was shared with the parent: fill the new one, with libuv's
+     * new backend fd. */
+    u->uv_fd = uv_backend_fd(&u->loop);
+    u->uv_primed = 0;
+    if (own_fds_add(u) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     tl_poll_after_fork(self);
     tl_dns_after_fork(u);
     Py_RETURN_NONE;

@@ -1,7 +1,8 @@
 /* add_reader/add_writer: the fd watchers, on an epoll set of our own.
  *
- * The watched fds live in a private epoll instance (u->epfd), which libuv
- * watches as one fd.  So registration is an epoll_ctl() at add_reader()
+ * The watched fds live in the loop's own epoll instance (u->epfd), the
+ * one the loop waits on (libuv's backend fd is one member of it; see
+ * loop.c).  So registration is an epoll_ctl() at add_reader()
  * time, with the errors asyncio's EpollSelector raises there (EPERM for a
  * regular file, EBADF, ...); events are level-triggered and an error or
  * hang-up keeps being reported, as with asyncio; and libuv never sees the
@@ -74,8 +75,11 @@ static tl_poller *
 poller_create(LoopObject *loop, int fd)
 {
     /* The loop's own epoll sets cannot be watched (the kernel says EINVAL
-     * for asyncio's selector adding itself; libuv would abort()). */
-    if (fd == loop->uv->epfd || fd == uv_backend_fd(&loop->uv->loop)) {
+     * for asyncio's selector adding itself), nor its other own fds, which
+     * are in the set already. */
+    tl_uv *u = loop->uv;
+    if (fd == u->epfd || fd == u->uv_fd || fd == u->wakefd ||
+        fd == u->timerfd || fd == u->sig_rfd) {
         errno = EINVAL;
         PyErr_SetFromErrno(PyExc_OSError);
         return NULL;
@@ -379,11 +383,8 @@ dispatch_side(LoopObject *self, int fd, int writer,
  * asks: the set is level-triggered, so a second call would report the
  * same fds again (their handles have not run yet). */
 int
-tl_poll_dispatch(LoopObject *self, int (*push)(LoopObject *, HandleObject *))
+tl_poll_reserve(LoopObject *self, int want)
 {
-    tl_uv *u = self->uv;
-    u->ep_ready = 0;
-    int want = self->n_watched > 0 ? self->n_watched : 1;
     if (want > self->ep_cap) {
         struct epoll_event *b =
             PyMem_Realloc(self->ep_events, want * sizeof(*b));
@@ -394,18 +395,19 @@ tl_poll_dispatch(LoopObject *self, int (*push)(LoopObject *, HandleObject *))
         self->ep_events = b;
         self->ep_cap = want;
     }
-    struct epoll_event *evs = self->ep_events;
-    int n;
-    do {
-        n = epoll_wait(u->epfd, evs, want, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
+    return 0;
+}
+
+int
+tl_poll_dispatch(LoopObject *self, struct epoll_event *evs, int n,
+                 int (*push)(LoopObject *, HandleObject *))
+{
     for (int i = 0; i < n; i++) {
         int fd = evs[i].data.fd;
         uint32_t e = evs[i].events;
+        if (fd < 0) {
+            continue;           /* one of the loop's own fds */
+        }
         /* selectors.EpollSelector: anything but EPOLLOUT wakes the
          * reader, anything but EPOLLIN wakes the writer. */
         if ((e & ~(uint32_t)EPOLLOUT) &&

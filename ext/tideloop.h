@@ -103,17 +103,17 @@ typedef struct TimerHandleObject {
  * has run, so it is allocated apart from the Python object. */
 typedef struct tl_uv {
     uv_loop_t loop;
-    uv_poll_t wake_poll;         /* watches wakefd */
-    uv_poll_t timer_poll;        /* watches timerfd */
-    uv_poll_t signal_poll;       /* watches the signal wake-up socket */
-    uv_poll_t ep_poll;           /* watches epfd, the fd watchers' set */
-    int epfd;                    /* epoll set of add_reader & co. */
-    char ep_ready;               /* epfd became readable */
+    /* The loop waits in epoll_wait() on epfd, one set holding the fd
+     * watchers (add_reader & co., transports) and the loop's own fds:
+     * wakefd, timerfd, the signal socket and libuv's backend fd, whose
+     * readiness means libuv has work to finish (uv_run NOWAIT). */
+    int epfd;
+    int uv_fd;                   /* uv_backend_fd(&loop) in the set */
+    char uv_primed;              /* libuv's own fds are in its set */
     int timerfd;
     int wakefd;                  /* eventfd: call_soon_threadsafe wake-up */
     int sig_rfd;
     int sig_wfd;
-    int closing_left;            /* handles whose close callback is due */
     /* Threads writing wakefd without the GIL: close waits for them so the
      * fd number cannot be reused under their write. */
     atomic_int wake_writers;
@@ -219,9 +219,12 @@ PyObject *tl_poll_add_writer(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs);
 PyObject *tl_poll_remove_reader(LoopObject *self, PyObject *fileobj);
 PyObject *tl_poll_remove_writer(LoopObject *self, PyObject *fileobj);
-/* Queue the handles of the fds that fired; `push` steals a reference. */
-int tl_poll_dispatch(LoopObject *self,
+/* Queue the handles of the fds that fired (events with data.fd < 0 are
+ * skipped); `push` steals a reference. */
+int tl_poll_dispatch(LoopObject *self, struct epoll_event *evs, int n,
                      int (*push)(LoopObject *, HandleObject *));
+/* Make room for `n` events in self->ep_events. */
+int tl_poll_reserve(LoopObject *self, int n);
 int tl_poll_traverse(LoopObject *self, visitproc visit, void *arg);
 int tl_poll_set_handle(LoopObject *self, int fd, int writer,
                        HandleObject *h);
