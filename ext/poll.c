@@ -490,12 +490,44 @@ tl_poll_fd_events(LoopObject *self, PyObject *fileobj)
     return PyLong_FromLong(mask);
 }
 
-int
-tl_poll_count(LoopObject *self)
+/* O(fd table size): for loop.stats() and print_debug_info() only. */
+void
+tl_poll_count(LoopObject *self, int *fds, int *readers, int *writers)
 {
-    int n = 0;
+    *fds = *readers = *writers = 0;
     for (int i = 0; i < self->npollers; i++) {
-        n += self->pollers[i] != NULL;
+        tl_poller *p = self->pollers[i];
+        if (p != NULL) {
+            (*fds)++;
+            *readers += p->reader != NULL;
+            *writers += p->writer != NULL;
+        }
     }
-    return n;
+}
+
+PyObject *
+tl_poll_watchers(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    /* Re-entrancy: none, Py_BuildValue and PyList_Append run no user
+     * code, so the table cannot change under us. */
+    for (int i = 0; i < self->npollers; i++) {
+        tl_poller *p = self->pollers[i];
+        if (p == NULL) {
+            continue;
+        }
+        PyObject *r = p->reader ? (PyObject *)p->reader : Py_None;
+        PyObject *w = p->writer ? (PyObject *)p->writer : Py_None;
+        PyObject *item = Py_BuildValue("(iOO)", p->fd, r, w);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
 }
