@@ -435,9 +435,61 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
     # -- introspection ---------------------------------------------------
 
     def stats(self):
-        """A mapping of counters: iterations, callbacks run, timers
-        fired, handles ready and timers scheduled now."""
+        """Return a new dict of the loop's counters and gauges.
+
+        Counters (since the loop was created): ``iterations``,
+        ``callbacks`` (handles run), ``timers_scheduled``,
+        ``timers_fired``, ``timers_cancelled``, ``bytes_read`` and
+        ``bytes_written`` (through tideloop's C socket transports),
+        ``slow_callbacks`` (debug mode only).  Gauges (now): ``ready``,
+        ``timers_pending``, ``fd_watchers``, ``readers``, ``writers``,
+        ``transports`` (live C transports) and ``uptime`` (seconds since
+        creation).  On a closed loop the counters keep their final values,
+        the gauges of queues and watchers are 0 and ``uptime`` stops at
+        close().  See docs/observability.md.
+        """
         return self._stats()
+
+    def print_debug_info(self, file=None):
+        """Print a readable summary of the loop's state and counters to
+        ``file`` (default: sys.stdout)."""
+        if file is None:
+            file = sys.stdout
+        st = self._stats()
+        lines = [
+            f"---- tideloop debug info: {self!r} ----",
+            f"tideloop {_tideloop_version()} on libuv "
+            f"{_core.libuv_version()}, Python {sys.version.split()[0]}",
+            f"debug: {self.get_debug()}  "
+            f"slow_callback_duration: {self.slow_callback_duration} s",
+            f"uptime: {st['uptime']:.3f} s",
+            "",
+            "Counters:",
+            f"  iterations:          {st['iterations']}",
+            f"  callbacks run:       {st['callbacks']}",
+            f"  slow callbacks:      {st['slow_callbacks']}",
+            f"  timers scheduled:    {st['timers_scheduled']}",
+            f"  timers fired:        {st['timers_fired']}",
+            f"  timers cancelled:    {st['timers_cancelled']}",
+            f"  bytes read:          {st['bytes_read']}",
+            f"  bytes written:       {st['bytes_written']}",
+            "",
+            "Now:",
+            f"  ready callbacks:     {st['ready']}",
+            f"  pending timers:      {st['timers_pending']}",
+            f"  transports:          {st['transports']}",
+            f"  fd watchers:         {st['fd_watchers']} "
+            f"({st['readers']} readers, {st['writers']} writers)",
+        ]
+        for fd, reader, writer in self._watchers():
+            if reader is not None:
+                lines.append(f"    fd {fd} reader: {reader!r}")
+            if writer is not None:
+                lines.append(f"    fd {fd} writer: {writer!r}")
+        if self._signal_handlers:
+            lines.append(f"  signal handlers:     "
+                         f"{sorted(self._signal_handlers)}")
+        print("\n".join(lines), file=file)
 
 
 for _name in _BORROWED:
@@ -509,11 +561,19 @@ def _extract_stack():
 
 
 def _log_slow(loop, handle, dt):
+    """Log a slow callback as asyncio's _run_once() does; True if it was
+    slow (the C loop counts it for stats())."""
     if dt >= loop.slow_callback_duration:
         # Through base_events.logger, looked up now, as asyncio's own
         # _run_once() does (tests and tools patch that name).
         base_events.logger.warning("Executing %s took %.3f seconds",
                                    base_events._format_handle(handle), dt)
+        return True
+    return False
+
+
+def _tideloop_version():
+    return getattr(sys.modules.get("tideloop"), "__version__", "?")
 
 
 def _check_debug(loop, callback, method, check_thread):
