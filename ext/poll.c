@@ -216,6 +216,18 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (h == NULL) {
         return NULL;
     }
+    if (h->source_traceback != NULL && self->st->fd_origin != NULL) {
+        /* Debug mode: asyncio's handle was created one frame deeper, in
+         * its _add_reader()/_add_writer(); add that frame so that reprs
+         * ("created at ...") and logged tracebacks match. */
+        PyObject *r = PyObject_CallFunction(self->st->fd_origin, "Oi",
+                                            h->source_traceback, writer);
+        if (r == NULL) {
+            Py_DECREF(h);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
     /* Re-entrancy: fileno() (or the debug-mode stack capture) ran Python
      * code, which may have closed the loop. */
     if (self->closed || self->uv == NULL) {

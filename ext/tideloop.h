@@ -51,6 +51,7 @@ typedef struct tl_state {
     PyObject *log_slow;          /* (loop, handle, seconds) -> None */
     PyObject *check_debug;       /* (loop, callback, method) -> None */
     PyObject *handle_repr;       /* (handle) -> str */
+    PyObject *fd_origin;         /* (source_traceback, writer) -> None */
 
     /* transport.c */
     PyTypeObject *SocketTransportType;

@@ -23,10 +23,11 @@ import signal
 import sys
 import threading
 import time
+import traceback
 import warnings
 import weakref
-from asyncio import (base_events, coroutines, events, format_helpers,
-                     selector_events, unix_events)
+from asyncio import (base_events, constants, coroutines, events,
+                     format_helpers, selector_events, unix_events)
 
 from . import _core, _transports
 
@@ -375,6 +376,11 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             raise RuntimeError(str(exc))
 
         handle = self._new_handle(callback, *args)
+        if handle._source_traceback:
+            # Debug mode: created where asyncio's add_signal_handler()
+            # creates it (reprs say "created at unix_events.py:...").
+            handle._source_traceback[-1] = _asyncio_frame(
+                _UNIX["add_signal_handler"])
         self._signal_handlers[sig] = handle
         try:
             signal.signal(sig, _sighandler_noop)
@@ -601,11 +607,49 @@ def _handle_repr(handle):
     return "<{}>".format(" ".join(info))
 
 
+_ASYNCIO_FRAMES = {}
+
+
+def _asyncio_frame(func):
+    """The frame summary of the line of asyncio's ``func`` (a function of
+    this Python's asyncio) that creates its events.Handle: where stock
+    asyncio's debug mode says such a handle was "created at"."""
+    frame = _ASYNCIO_FRAMES.get(func)
+    if frame is None:
+        code = func.__code__
+        lineno = code.co_firstlineno
+        try:
+            lines, start = inspect.getsourcelines(func)
+        except (OSError, TypeError):
+            pass
+        else:
+            for i, text in enumerate(lines):
+                if "events.Handle(" in text:
+                    lineno = start + i
+                    break
+        frame = traceback.FrameSummary(code.co_filename, lineno,
+                                       code.co_name, lookup_line=False)
+        _ASYNCIO_FRAMES[func] = frame
+    return frame
+
+
+def _fd_origin(source_traceback, writer):
+    """Debug mode: asyncio's add_reader()/add_writer() make their Handle
+    one frame deeper, in _add_reader()/_add_writer(); the C versions of
+    those have no frame.  Append it (dropping the oldest frame past
+    asyncio's depth) so that reprs and logged tracebacks match."""
+    source_traceback.append(_asyncio_frame(
+        _SEL["_add_writer" if writer else "_add_reader"]))
+    if len(source_traceback) > constants.DEBUG_STACK_DEPTH:
+        del source_traceback[0]
+
+
 _core._set_helpers(report_exception=_report_exception,
                    extract_stack=_extract_stack,
                    log_slow=_log_slow,
                    check_debug=_check_debug,
-                   handle_repr=_handle_repr)
+                   handle_repr=_handle_repr,
+                   fd_origin=_fd_origin)
 
 
 def _after_fork_in_child():
