@@ -418,6 +418,35 @@ def test_print_debug_info(tloop, capsys):
         b.close()
 
 
+@pytest.mark.tideloop_only
+def test_print_debug_info_while_running(tloop):
+    outs = []
+
+    def dump():
+        out = io.StringIO()
+        tloop.print_debug_info(out)
+        outs.append(out.getvalue())
+
+    def then():
+        tloop.set_debug(True)
+        tloop.call_soon(dump)
+        tloop.call_soon(tloop.stop)
+
+    tloop.call_soon(dump)
+    tloop.call_soon(then)
+    tloop.run_forever()
+    thread = "  running in thread:   %d" % threading.get_ident()
+    assert thread in outs[0].splitlines()
+    assert "current handle" not in outs[0]       # not in debug mode
+    assert thread in outs[1].splitlines()
+    assert re.search(r"^  current handle:      <Handle .*dump\(\) at "
+                     r"\S+test_observability\.py:\d+ created at "
+                     r"\S+test_observability\.py:\d+>$", outs[1], re.M)
+    out = io.StringIO()
+    tloop.print_debug_info(out)
+    assert "running in thread" not in out.getvalue()
+
+
 # --------------------------------------------------------------------------
 # Debug mode: the same output as stock asyncio
 # --------------------------------------------------------------------------
@@ -560,6 +589,32 @@ def test_slow_signal_handler_warning(compare):
 
     trace = compare(scenario)
     assert "created at " in trace[0] and "unix_events.py" in trace[0]
+
+
+def raise_slowly(exc_type):
+    slow()
+    raise exc_type("slow and failing")
+
+
+def test_slow_failing_callbacks(compare):
+    # Slow and raising: the exception is reported, then the slow warning;
+    # a BaseException stops the loop and is not timed.
+    def scenario(loop):
+        loop.set_debug(True)
+        trace = []
+        with capture_asyncio_log() as records:
+            loop.call_soon(raise_slowly, ValueError)
+            loop.call_soon(loop.stop)
+            run_forever_guarded(loop)
+            loop.call_soon(raise_slowly, KeyboardInterrupt)
+            try:
+                run_forever_guarded(loop)
+            except KeyboardInterrupt as exc:
+                trace.append(("raised", str(exc)))
+        return trace + norm_log(records)
+
+    trace = compare(scenario)
+    assert [ev[0] for ev in trace] == ["raised", "ERROR", "WARNING"]
 
 
 def test_slow_threadsafe_and_cancelled_reprs(compare):

@@ -495,6 +495,12 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         if self._signal_handlers:
             lines.append(f"  signal handlers:     "
                          f"{sorted(self._signal_handlers)}")
+        if self.is_running():
+            lines.append(f"  running in thread:   {self._thread_id}")
+            # Set in debug mode only, as asyncio's _current_handle.
+            if self._current_handle is not None:
+                lines.append(f"  current handle:      "
+                             f"{self._current_handle!r}")
         print("\n".join(lines), file=file)
 
 
