@@ -219,6 +219,7 @@ tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
     Py_ssize_t i = t->heap_index;
     if (i >= 0 && i < self->heap_len && self->heap[i] == t) {
         TimerHandleObject *r = heap_remove(self, i);
+        self->n_timers_cancelled++;
         /* The caller (cancel) holds its own reference. */
         Py_DECREF(r);
     }
@@ -404,6 +405,7 @@ Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->thread_id = Py_None;
     Py_INCREF(Py_None);
     self->current_handle = Py_None;
+    self->created_ns = tl_monotonic_ns();
     self->uv = uv_create(self);
     if (self->uv == NULL) {
         Py_DECREF(self);
@@ -979,11 +981,15 @@ loop_run_handle_debug(LoopObject *self, HandleObject *h)
         if (d == NULL) {
             return -1;
         }
+        /* It returns True when it logged the handle as slow. */
         PyObject *res = PyObject_CallFunctionObjArgs(
             self->st->log_slow, (PyObject *)self, (PyObject *)h, d, NULL);
         Py_DECREF(d);
         if (res == NULL) {
             return -1;
+        }
+        if (res == Py_True) {
+            self->n_slow_callbacks++;
         }
         Py_DECREF(res);
     }
@@ -1166,6 +1172,9 @@ Loop_close_impl(LoopObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     self->closed = 1;
+    if (self->closed_ns == 0) {
+        self->closed_ns = tl_monotonic_ns();
+    }
     loop_clear_queues(self);
     if (self->uv != NULL) {
         tl_uv *u = self->uv;
@@ -1247,17 +1256,32 @@ Loop_signal_wakeup_fd(LoopObject *self, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLong(self->uv->sig_wfd);
 }
 
+/* A new dict of counters and gauges; see docs/observability.md.  On a
+ * closed loop the counters keep their final values, the gauges are 0 and
+ * uptime stops at close(). */
 static PyObject *
 Loop_stats(LoopObject *self, PyObject *Py_UNUSED(ignored))
 {
-    return Py_BuildValue("{s:K,s:K,s:K,s:n,s:n,s:i}", "iterations",
-                         (unsigned long long)self->n_iterations,
-                         "callbacks_run",
-                         (unsigned long long)self->n_callbacks,
-                         "timers_fired",
-                         (unsigned long long)self->n_timers_fired, "ready",
-                         self->rq_len, "timers", self->heap_len, "fds",
-                         tl_poll_count(self));
+    int fds, readers, writers;
+    tl_poll_count(self, &fds, &readers, &writers);
+    int64_t end = self->closed_ns ? self->closed_ns : tl_monotonic_ns();
+    return Py_BuildValue(
+        "{s:K,s:K,s:n,s:K,s:K,s:K,s:n,s:i,s:i,s:i,s:n,s:K,s:K,s:K,s:d}",
+        "iterations", (unsigned long long)self->n_iterations,
+        "callbacks", (unsigned long long)self->n_callbacks,
+        "ready", self->rq_len,
+        "timers_scheduled", (unsigned long long)self->timer_seq,
+        "timers_fired", (unsigned long long)self->n_timers_fired,
+        "timers_cancelled", (unsigned long long)self->n_timers_cancelled,
+        "timers_pending", self->heap_len,
+        "fd_watchers", fds,
+        "readers", readers,
+        "writers", writers,
+        "transports", self->n_transports,
+        "bytes_read", (unsigned long long)self->n_bytes_read,
+        "bytes_written", (unsigned long long)self->n_bytes_written,
+        "slow_callbacks", (unsigned long long)self->n_slow_callbacks,
+        "uptime", ns_to_sec(end - self->created_ns));
 }
 
 /* _debug keeps the object set_debug() got (get_debug() returns it, as
@@ -1340,6 +1364,7 @@ static PyMethodDef Loop_methods[] = {
      "_getaddrinfo(host, port, family, type, proto, flags) -> Future|None"},
     {"_getnameinfo", (PyCFunction)tl_dns_getnameinfo, METH_VARARGS,
      "_getnameinfo(sockaddr, flags) -> Future|None"},
+    {"_watchers", (PyCFunction)tl_poll_watchers, METH_NOARGS, NULL},
     {"_add_reader", (PyCFunction)(void (*)(void))tl_poll_add_reader,
      METH_FASTCALL, "_add_reader(fd, callback, *args) -> Handle"},
     {"_add_writer", (PyCFunction)(void (*)(void))tl_poll_add_writer,

@@ -31,10 +31,11 @@ static PyObject *
 tl_set_helpers(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"report_exception", "extract_stack",
-                             "log_slow", "check_debug", "handle_repr", NULL};
-    PyObject *a, *b, *c, *d, *e;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO:_set_helpers",
-                                     kwlist, &a, &b, &c, &d, &e)) {
+                             "log_slow", "check_debug", "handle_repr",
+                             "fd_origin", NULL};
+    PyObject *a, *b, *c, *d, *e, *f = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|O:_set_helpers",
+                                     kwlist, &a, &b, &c, &d, &e, &f)) {
         return NULL;
     }
     tl_state *st = PyModule_GetState(module);
@@ -48,6 +49,8 @@ tl_set_helpers(PyObject *module, PyObject *args, PyObject *kwds)
     Py_XSETREF(st->check_debug, d);
     Py_INCREF(e);
     Py_XSETREF(st->handle_repr, e);
+    Py_XINCREF(f);
+    Py_XSETREF(st->fd_origin, f);
     Py_RETURN_NONE;
 }
 
@@ -209,6 +212,7 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->log_slow);
     Py_VISIT(st->check_debug);
     Py_VISIT(st->handle_repr);
+    Py_VISIT(st->fd_origin);
     Py_VISIT(st->SocketTransportType);
     Py_VISIT(st->DatagramTransportType);
     Py_VISIT(st->BufferedProtocolType);
@@ -239,6 +243,7 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->log_slow);
     Py_CLEAR(st->check_debug);
     Py_CLEAR(st->handle_repr);
+    Py_CLEAR(st->fd_origin);
     Py_CLEAR(st->SocketTransportType);
     Py_CLEAR(st->DatagramTransportType);
     Py_CLEAR(st->BufferedProtocolType);

@@ -220,6 +220,18 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     if (h == NULL) {
         return NULL;
     }
+    if (h->source_traceback != NULL && self->st->fd_origin != NULL) {
+        /* Debug mode: asyncio's handle was created one frame deeper, in
+         * its _add_reader()/_add_writer(); add that frame so that reprs
+         * ("created at ...") and logged tracebacks match. */
+        PyObject *r = PyObject_CallFunction(self->st->fd_origin, "Oi",
+                                            h->source_traceback, writer);
+        if (r == NULL) {
+            Py_DECREF(h);
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
     /* Re-entrancy: fileno() (or the debug-mode stack capture) ran Python
      * code, which may have closed the loop. */
     if (self->closed || self->uv == NULL) {
@@ -492,12 +504,44 @@ tl_poll_fd_events(LoopObject *self, PyObject *fileobj)
     return PyLong_FromLong(mask);
 }
 
-int
-tl_poll_count(LoopObject *self)
+/* O(fd table size): for loop.stats() and print_debug_info() only. */
+void
+tl_poll_count(LoopObject *self, int *fds, int *readers, int *writers)
 {
-    int n = 0;
+    *fds = *readers = *writers = 0;
     for (int i = 0; i < self->npollers; i++) {
-        n += self->pollers[i] != NULL;
+        tl_poller *p = self->pollers[i];
+        if (p != NULL) {
+            (*fds)++;
+            *readers += p->reader != NULL;
+            *writers += p->writer != NULL;
+        }
     }
-    return n;
+}
+
+PyObject *
+tl_poll_watchers(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *list = PyList_New(0);
+    if (list == NULL) {
+        return NULL;
+    }
+    /* Re-entrancy: none, Py_BuildValue and PyList_Append run no user
+     * code, so the table cannot change under us. */
+    for (int i = 0; i < self->npollers; i++) {
+        tl_poller *p = self->pollers[i];
+        if (p == NULL) {
+            continue;
+        }
+        PyObject *r = p->reader ? (PyObject *)p->reader : Py_None;
+        PyObject *w = p->writer ? (PyObject *)p->writer : Py_None;
+        PyObject *item = Py_BuildValue("(iOO)", p->fd, r, w);
+        if (item == NULL || PyList_Append(list, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return list;
 }

@@ -51,6 +51,7 @@ typedef struct tl_state {
     PyObject *log_slow;          /* (loop, handle, seconds) -> None */
     PyObject *check_debug;       /* (loop, callback, method) -> None */
     PyObject *handle_repr;       /* (handle) -> str */
+    PyObject *fd_origin;         /* (source_traceback, writer) -> None */
 
     /* transport.c */
     PyTypeObject *SocketTransportType;
@@ -166,10 +167,18 @@ typedef struct LoopObject {
 
     char *rbuf;                  /* 256 KiB read buffer of transports */
 
-    /* Counters for loop.stats(). */
+    /* Counters for loop.stats(): plain integers bumped on paths that
+     * exist anyway (timers scheduled is timer_seq). */
     uint64_t n_iterations;
-    uint64_t n_callbacks;
+    uint64_t n_callbacks;        /* handles run (not cancelled ones) */
     uint64_t n_timers_fired;
+    uint64_t n_timers_cancelled; /* removed from the heap by cancel() */
+    uint64_t n_slow_callbacks;   /* debug mode: over slow_callback_duration */
+    uint64_t n_bytes_read;       /* C transports (transport.c) */
+    uint64_t n_bytes_written;
+    Py_ssize_t n_transports;     /* C transports not yet connection-lost */
+    int64_t created_ns;          /* loop clock at creation */
+    int64_t closed_ns;           /* loop clock at close(), or 0 */
 } LoopObject;
 
 /* module.c */
@@ -229,7 +238,10 @@ int tl_poll_traverse(LoopObject *self, visitproc visit, void *arg);
 int tl_poll_set_handle(LoopObject *self, int fd, int writer,
                        HandleObject *h);
 void tl_poll_close_all(LoopObject *self);
-int tl_poll_count(LoopObject *self);
+/* Watched fds, and how many have a reader and a writer handle. */
+void tl_poll_count(LoopObject *self, int *fds, int *readers, int *writers);
+/* [(fd, reader handle or None, writer handle or None), ...] by fd. */
+PyObject *tl_poll_watchers(LoopObject *self, PyObject *Py_UNUSED(ignored));
 int tl_poll_after_fork(LoopObject *self);
 PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
 

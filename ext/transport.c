@@ -74,6 +74,33 @@ tr_state(PyObject *self)
     return tl_state_from_type(Py_TYPE(self));
 }
 
+/* loop.stats() counters.  The loop is NULL once the connection is lost. */
+static inline void
+tr_count_read(tl_transport *t, Py_ssize_t n)
+{
+    if (t->loop != NULL) {
+        t->loop->n_bytes_read += (uint64_t)n;
+    }
+}
+
+static inline void
+tr_count_written(tl_transport *t, Py_ssize_t n)
+{
+    if (t->loop != NULL) {
+        t->loop->n_bytes_written += (uint64_t)n;
+    }
+}
+
+/* Drop the loop reference: the transport no longer counts as live. */
+static inline void
+tr_release_loop(tl_transport *t)
+{
+    if (t->loop != NULL) {
+        t->loop->n_transports--;
+        Py_CLEAR(t->loop);
+    }
+}
+
 /* ---- write buffer --------------------------------------------------- */
 
 static int
@@ -329,7 +356,7 @@ Transport_call_connection_lost(PyObject *self, PyObject *exc)
     }
     Py_CLEAR(t->read_handle);
     Py_CLEAR(t->write_handle);
-    Py_CLEAR(t->loop);
+    tr_release_loop(t);
     if (saved != NULL) {
         tl_restore_exception(saved);
     }
@@ -467,6 +494,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (n == 0) {
             return tr_on_eof(self);
         }
+        tr_count_read(t, n);
         PyObject *r = PyObject_CallMethod(t->protocol, "buffer_updated", "n",
                                           (Py_ssize_t)n);
         if (r == NULL) {
@@ -517,6 +545,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (n == 0) {
         return tr_on_eof(self);
     }
+    loop->n_bytes_read += (uint64_t)n;
     PyObject *data = PyBytes_FromStringAndSize(loop->rbuf, n);
     if (data == NULL) {
         return NULL;
@@ -599,6 +628,7 @@ tr_flush(PyObject *self)
         Py_DECREF(exc);
         Py_RETURN_NONE;
     }
+    tr_count_written(t, n);
     wb_consume(t, n);
     /* May append to the buffer. */
     if (tr_maybe(self, "_maybe_resume_protocol") < 0) {
@@ -702,6 +732,7 @@ Transport_write(PyObject *self, PyObject *data)
             }
             n = 0;
         }
+        tr_count_written(t, n);
         if (n == view.len) {
             PyBuffer_Release(&view);
             Py_RETURN_NONE;
@@ -1022,6 +1053,7 @@ Transport_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
     t->family = (int)family;
     Py_INCREF(args[0]);
     t->loop = (LoopObject *)args[0];
+    t->loop->n_transports++;
     Py_INCREF(args[1]);
     t->sock = args[1];
     t->fd = (int)fd;
@@ -1122,7 +1154,7 @@ Transport_clear(PyObject *self)
     Py_CLEAR(t->address);
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
-    Py_CLEAR(t->loop);
+    tr_release_loop(t);
     base_slots_clear(self);
     return 0;
 }
@@ -1389,6 +1421,7 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             oserror_from_errno(err);
             return dgram_error_received(t);
         }
+        loop->n_bytes_read += (uint64_t)n;
         data = PyBytes_FromStringAndSize(loop->rbuf, n);
         if (data == NULL) {
             return NULL;
@@ -1428,6 +1461,9 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_INCREF(data);
         Py_INCREF(addr);
         Py_DECREF(r);
+        if (PyBytes_Check(data)) {
+            tr_count_read(t, PyBytes_GET_SIZE(data));
+        }
     }
     PyObject *res = PyObject_CallMethod(t->protocol, "datagram_received",
                                         "OO", data, addr);
@@ -1455,6 +1491,7 @@ dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
             oserror_from_errno(err);
             return -1;
         }
+        tr_count_written(t, view->len);
         return 1;
     }
     PyObject *r = PyObject_CallMethod(t->sock, "sendto", "OO", data,
@@ -1468,6 +1505,8 @@ dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
         return -1;
     }
     Py_DECREF(r);
+    /* A datagram goes whole or not at all. */
+    tr_count_written(t, view->len);
     return 1;
 }
 

@@ -24,10 +24,11 @@ import socket
 import sys
 import threading
 import time
+import traceback
 import warnings
 import weakref
-from asyncio import (base_events, coroutines, events, format_helpers,
-                     selector_events, unix_events)
+from asyncio import (base_events, constants, coroutines, events,
+                     format_helpers, selector_events, unix_events)
 
 from . import _core, _transports
 
@@ -374,6 +375,11 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             raise RuntimeError(str(exc))
 
         handle = self._new_handle(callback, *args)
+        if handle._source_traceback:
+            # Debug mode: created where asyncio's add_signal_handler()
+            # creates it (reprs say "created at unix_events.py:...").
+            handle._source_traceback[-1] = _asyncio_frame(
+                _UNIX["add_signal_handler"])
         self._signal_handlers[sig] = handle
         try:
             signal.signal(sig, _sighandler_noop)
@@ -481,9 +487,67 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
     # -- introspection ---------------------------------------------------
 
     def stats(self):
-        """A mapping of counters: iterations, callbacks run, timers
-        fired, handles ready and timers scheduled now."""
+        """Return a new dict of the loop's counters and gauges.
+
+        Counters (since the loop was created): ``iterations``,
+        ``callbacks`` (handles run), ``timers_scheduled``,
+        ``timers_fired``, ``timers_cancelled``, ``bytes_read`` and
+        ``bytes_written`` (through tideloop's C socket transports),
+        ``slow_callbacks`` (debug mode only).  Gauges (now): ``ready``,
+        ``timers_pending``, ``fd_watchers``, ``readers``, ``writers``,
+        ``transports`` (live C transports) and ``uptime`` (seconds since
+        creation).  On a closed loop the counters keep their final values,
+        the gauges of queues and watchers are 0 and ``uptime`` stops at
+        close().  See docs/observability.md.
+        """
         return self._stats()
+
+    def print_debug_info(self, file=None):
+        """Print a readable summary of the loop's state and counters to
+        ``file`` (default: sys.stdout)."""
+        if file is None:
+            file = sys.stdout
+        st = self._stats()
+        lines = [
+            f"---- tideloop debug info: {self!r} ----",
+            f"tideloop {_tideloop_version()} on libuv "
+            f"{_core.libuv_version()}, Python {sys.version.split()[0]}",
+            f"debug: {self.get_debug()}  "
+            f"slow_callback_duration: {self.slow_callback_duration} s",
+            f"uptime: {st['uptime']:.3f} s",
+            "",
+            "Counters:",
+            f"  iterations:          {st['iterations']}",
+            f"  callbacks run:       {st['callbacks']}",
+            f"  slow callbacks:      {st['slow_callbacks']}",
+            f"  timers scheduled:    {st['timers_scheduled']}",
+            f"  timers fired:        {st['timers_fired']}",
+            f"  timers cancelled:    {st['timers_cancelled']}",
+            f"  bytes read:          {st['bytes_read']}",
+            f"  bytes written:       {st['bytes_written']}",
+            "",
+            "Now:",
+            f"  ready callbacks:     {st['ready']}",
+            f"  pending timers:      {st['timers_pending']}",
+            f"  transports:          {st['transports']}",
+            f"  fd watchers:         {st['fd_watchers']} "
+            f"({st['readers']} readers, {st['writers']} writers)",
+        ]
+        for fd, reader, writer in self._watchers():
+            if reader is not None:
+                lines.append(f"    fd {fd} reader: {reader!r}")
+            if writer is not None:
+                lines.append(f"    fd {fd} writer: {writer!r}")
+        if self._signal_handlers:
+            lines.append(f"  signal handlers:     "
+                         f"{sorted(self._signal_handlers)}")
+        if self.is_running():
+            lines.append(f"  running in thread:   {self._thread_id}")
+            # Set in debug mode only, as asyncio's _current_handle.
+            if self._current_handle is not None:
+                lines.append(f"  current handle:      "
+                             f"{self._current_handle!r}")
+        print("\n".join(lines), file=file)
 
 
 _BASE_GETADDRINFO = _BaseEventLoop.getaddrinfo
@@ -561,11 +625,19 @@ def _extract_stack():
 
 
 def _log_slow(loop, handle, dt):
+    """Log a slow callback as asyncio's _run_once() does; True if it was
+    slow (the C loop counts it for stats())."""
     if dt >= loop.slow_callback_duration:
         # Through base_events.logger, looked up now, as asyncio's own
         # _run_once() does (tests and tools patch that name).
         base_events.logger.warning("Executing %s took %.3f seconds",
                                    base_events._format_handle(handle), dt)
+        return True
+    return False
+
+
+def _tideloop_version():
+    return getattr(sys.modules.get("tideloop"), "__version__", "?")
 
 
 def _check_debug(loop, callback, method, check_thread):
@@ -593,11 +665,49 @@ def _handle_repr(handle):
     return "<{}>".format(" ".join(info))
 
 
+_ASYNCIO_FRAMES = {}
+
+
+def _asyncio_frame(func):
+    """The frame summary of the line of asyncio's ``func`` (a function of
+    this Python's asyncio) that creates its events.Handle: where stock
+    asyncio's debug mode says such a handle was "created at"."""
+    frame = _ASYNCIO_FRAMES.get(func)
+    if frame is None:
+        code = func.__code__
+        lineno = code.co_firstlineno
+        try:
+            lines, start = inspect.getsourcelines(func)
+        except (OSError, TypeError):
+            pass
+        else:
+            for i, text in enumerate(lines):
+                if "events.Handle(" in text:
+                    lineno = start + i
+                    break
+        frame = traceback.FrameSummary(code.co_filename, lineno,
+                                       code.co_name, lookup_line=False)
+        _ASYNCIO_FRAMES[func] = frame
+    return frame
+
+
+def _fd_origin(source_traceback, writer):
+    """Debug mode: asyncio's add_reader()/add_writer() make their Handle
+    one frame deeper, in _add_reader()/_add_writer(); the C versions of
+    those have no frame.  Append it (dropping the oldest frame past
+    asyncio's depth) so that reprs and logged tracebacks match."""
+    source_traceback.append(_asyncio_frame(
+        _SEL["_add_writer" if writer else "_add_reader"]))
+    if len(source_traceback) > constants.DEBUG_STACK_DEPTH:
+        del source_traceback[0]
+
+
 _core._set_helpers(report_exception=_report_exception,
                    extract_stack=_extract_stack,
                    log_slow=_log_slow,
                    check_debug=_check_debug,
-                   handle_repr=_handle_repr)
+                   handle_repr=_handle_repr,
+                   fd_origin=_fd_origin)
 
 
 def _after_fork_in_child():

@@ -840,6 +840,7 @@ LOOPBASE_METHODS = {
     "_push_handle": ("handle",),
     "_new_handle": (lambda ctx: ctx.callback,),
     "_stats": (),
+    "_watchers": (),
     "_add_reader": (lambda ctx: ctx.sockpair()[0].fileno(),
                     lambda ctx: ctx.callback),
     "_add_writer": (lambda ctx: ctx.sockpair()[0].fileno(),
