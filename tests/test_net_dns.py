@@ -79,6 +79,12 @@ GAI_CASES = [
     ("host int", (123, 80, {})),
     ("family str", ("localhost", 80, {"family": "x"})),
     ("flags huge", ("localhost", 80, {"flags": 2 ** 70})),
+    # (negative flags must stay invalid: `-1 | socket.AI_NUMERICHOST` is an
+    # IntFlag with only valid bits)
+    ("flags -1 numeric", ("127.0.0.1", 80, {"flags": -1})),
+    ("flags -1 name", ("localhost", 80, {"flags": -1})),
+    ("flags -2**63 numeric", ("127.0.0.1", 80, {"flags": -2 ** 63})),
+    ("flags -2**31 None", (None, 80, {"flags": -2 ** 31})),
     ("bad host .invalid", ("nonexistent.invalid", 80, {})),
     ("bad host .invalid numeric flag", ("nonexistent.invalid", 80, {
         "flags": socket.AI_NUMERICHOST})),

@@ -552,8 +552,10 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
 
 _BASE_GETADDRINFO = _BaseEventLoop.getaddrinfo
 _BASE_GETNAMEINFO = _BaseEventLoop.getnameinfo
-_AI_NUMERIC = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
-_NI_NUMERIC = socket.NI_NUMERICHOST | socket.NI_NUMERICSERV
+# Plain ints: `flags | socket.AI_NUMERICHOST` would be an AddressInfo
+# IntFlag, which turns a negative (invalid) flags value into valid bits.
+_AI_NUMERIC = int(socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
+_NI_NUMERIC = int(socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
 _intenum = socket._intenum_converter
 
 for _name in _BORROWED:

@@ -1622,18 +1622,38 @@ class Runner:
 
 def _no_dns():
     """The BAD strings reach getaddrinfo() through host= arguments: answer
-    them without a resolver (on both loops alike, both call
-    socket.getaddrinfo), so the fuzzer neither waits for nor depends on
-    DNS.  Numeric hosts, "localhost" and None go through."""
+    them without a resolver, so the fuzzer neither waits for nor depends
+    on DNS.  The arguments are still checked as the real call checks them
+    (a numeric-only lookup does no I/O), then the name is "not known".
+    Stock asyncio calls socket.getaddrinfo() in its executor; tideloop
+    calls it too (to check the arguments and answer numeric hosts), then
+    resolves names on libuv's pool, which this also sends to the executor
+    for those strings.  Numeric hosts, "localhost" and None go through."""
     real = socket.getaddrinfo
+    numeric = int(socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
 
-    def getaddrinfo(host, *args, **kwargs):
-        if isinstance(host, str) and host in FUZZ_STRINGS and host:
+    def fake(host):
+        return isinstance(host, str) and host in FUZZ_STRINGS and host
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        if fake(host):
+            if isinstance(flags, int):
+                real(host, port, family, type, proto, flags | numeric)
             raise socket.gaierror(socket.EAI_NONAME,
                                   "Name or service not known")
-        return real(host, *args, **kwargs)
+        return real(host, port, family, type, proto, flags)
 
     socket.getaddrinfo = getaddrinfo
+    try:
+        import tideloop
+    except ImportError:
+        return
+    resolve = getattr(tideloop.Loop, "_getaddrinfo", None)
+    if resolve is not None:
+        def _getaddrinfo(self, host, *args):
+            # None: "use the executor", i.e. the fake above.
+            return None if fake(host) else resolve(self, host, *args)
+        tideloop.Loop._getaddrinfo = _getaddrinfo
 
 
 def _limit_memory():
