@@ -1274,24 +1274,24 @@ static PyGetSetDef Loop_getset[] = {
 static PyMethodDef Loop_methods[] = {
     {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_soon(callback, *args, context=None)\n--\n\n"
+     "call_soon($self, callback, *args, context=None)\n--\n\n"
      "Arrange for a callback to be called as soon as possible."},
     {"call_soon_threadsafe",
      (PyCFunction)(void (*)(void))Loop_call_soon_threadsafe,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_soon_threadsafe(callback, *args, context=None)\n--\n\n"
+     "call_soon_threadsafe($self, callback, *args, context=None)\n--\n\n"
      "Like call_soon(), but thread-safe."},
     {"call_later", (PyCFunction)(void (*)(void))Loop_call_later,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_later(delay, callback, *args, context=None)\n--\n\n"
+     "call_later($self, delay, callback, *args, context=None)\n--\n\n"
      "Arrange for a callback to be called after `delay` seconds."},
     {"call_at", (PyCFunction)(void (*)(void))Loop_call_at,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_at(when, callback, *args, context=None)\n--\n\n"
+     "call_at($self, when, callback, *args, context=None)\n--\n\n"
      "Like call_later(), but uses an absolute time on the loop's clock."},
     {"create_task", (PyCFunction)(void (*)(void))Loop_create_task,
      METH_FASTCALL | METH_KEYWORDS,
-     "create_task(coro, *, name=None, context=None)\n--\n\n"
+     "create_task($self, coro, *, name=None, context=None)\n--\n\n"
      "Schedule a coroutine object; return an asyncio.Task."},
     {"time", (PyCFunction)Loop_time, METH_NOARGS,
      "Return the time according to the loop's clock (time.monotonic)."},
