@@ -211,9 +211,10 @@ def extension():
 
 os.chdir(HERE)  # the globs and paths below are relative to the repo root
 
-package_data = {}
-if os.path.exists(os.path.join("python", PACKAGE, "py.typed")):
-    package_data[PACKAGE] = ["py.typed"]
+# PEP 561: the py.typed marker and the stubs (tideloop/__init__.pyi, and
+# _core.pyi for the C extension) go into the wheel next to the modules.
+# (setuptools 69+ would add them anyway; 61-68 would not.)
+package_data = {PACKAGE: ["py.typed", "*.pyi"]}
 
 os.makedirs("build", exist_ok=True)  # egg_info's egg_base must exist
 setup(
