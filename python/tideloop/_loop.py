@@ -13,6 +13,8 @@ the error messages are the ones of that Python version, not a copy that
 drifts.
 """
 
+from __future__ import annotations
+
 import asyncio
 import errno
 import inspect
@@ -29,6 +31,17 @@ from asyncio import (base_events, coroutines, events, format_helpers,
                      selector_events, unix_events)
 
 from . import _core, _transports
+
+# For type checkers: the asyncio methods that Loop copies from asyncio
+# (below) are typed in _core.pyi's _LoopAPI, a type-check-only class.
+from typing import TYPE_CHECKING, Any, Callable
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing_extensions import TypeVarTuple, Unpack
+    _Ts = TypeVarTuple("_Ts")
+    from ._core import _LoopAPI as _AbstractEventLoop
+else:
+    _AbstractEventLoop = asyncio.AbstractEventLoop
 
 __all__ = ("Loop",)
 
@@ -87,17 +100,17 @@ _FALLBACK_UNIX = (
     "create_unix_server",
 )
 
-_all_loops = weakref.WeakSet()
+_all_loops: weakref.WeakSet[Loop] = weakref.WeakSet()
 
 
 _UNIX_MAKE_SUBPROCESS = unix_events._UnixSelectorEventLoop.__dict__[
     "_make_subprocess_transport"]
 
 
-def _user_child_watcher():
+def _user_child_watcher() -> Any:
     """The child watcher set on the current policy, if any (policies
     create one lazily only when asked: tideloop never asks)."""
-    policy = events._event_loop_policy
+    policy = events._event_loop_policy  # type: ignore[attr-defined]
     return getattr(policy, "_watcher", None) if policy is not None else None
 
 
@@ -111,52 +124,54 @@ class _SelectorView:
 
     __slots__ = ("_loop",)
 
-    def __init__(self, loop):
+    def __init__(self, loop: Loop) -> None:
         self._loop = loop
 
-    def get_key(self, fileobj):
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
         events = self._loop._fd_events(fileobj)
         if not events:
             raise KeyError(f"{fileobj!r} is not registered")
-        fd = selectors._fileobj_to_fd(fileobj)
+        fd = selectors._fileobj_to_fd(fileobj)  # type: ignore[attr-defined]
         return selectors.SelectorKey(fileobj, fd, events, None)
 
 
-def _sighandler_noop(signum, frame):
+def _sighandler_noop(signum: int, frame: FrameType | None) -> None:
     """Dummy signal handler: Python's C handler writes the signal number
     to the wake-up fd, which the loop reads."""
 
 
-class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
+# ignore: LoopBase's call_soon() & co. return tideloop's own Handle types.
+class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     """An asyncio event loop implemented in C on libuv."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._timer_cancelled_count = 0
-        self._default_executor = None
+        self._default_executor: Any = None
         self._internal_fds = 0
         self._clock_resolution = time.get_clock_info("monotonic").resolution
-        self._exception_handler = None
-        self._old_agen_hooks = None
+        self._exception_handler: Any = None
+        self._old_agen_hooks: Any = None
         self.slow_callback_duration = 0.1
         self._task_factory = None
         self._coroutine_origin_tracking_enabled = False
-        self._coroutine_origin_tracking_saved_depth = None
-        self._asyncgens = weakref.WeakSet()
+        self._coroutine_origin_tracking_saved_depth: int | None = None
+        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._executor_shutdown_called = False
-        self._signal_handlers = {}
+        self._signal_handlers: dict[int, _core.Handle] = {}
         # fd -> transport, as in asyncio's selector loop: add_reader()
         # refuses an fd that a live transport owns.
-        self._transports = weakref.WeakValueDictionary()
+        self._transports: weakref.WeakValueDictionary[int, Any] = (
+            weakref.WeakValueDictionary())
         # Listening Unix sockets to unlink on close (3.13's cleanup).
-        self._unix_server_sockets = {}
-        self._saved_wakeup_fd = None
-        self.set_debug(coroutines._is_debug_mode())
+        self._unix_server_sockets: dict[Any, int] = {}
+        self._saved_wakeup_fd: int | None = None
+        self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
         _all_loops.add(self)
 
     # -- running ---------------------------------------------------------
 
-    def _run_forever_setup(self):
+    def _run_forever_setup(self) -> None:
         self._check_closed()
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
@@ -174,7 +189,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             except (ValueError, OSError):
                 self._saved_wakeup_fd = None
 
-    def _run_forever_cleanup(self):
+    def _run_forever_cleanup(self) -> None:
         self._stopping = False
         self._thread_id = None
         events._set_running_loop(None)
@@ -192,7 +207,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 except (ValueError, OSError):
                     pass
 
-    def run_forever(self):
+    def run_forever(self) -> None:
         """Run until stop() is called."""
         self._run_forever_setup()
         try:
@@ -200,11 +215,11 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         finally:
             self._run_forever_cleanup()
 
-    def _check_closed(self):
+    def _check_closed(self) -> None:
         if self._closed:
             raise RuntimeError("Event loop is closed")
 
-    def close(self):
+    def close(self) -> None:
         """Close the loop: drop pending callbacks, shut the default
         executor down without waiting, remove signal handlers and free
         the libuv resources.  The loop must not be running."""
@@ -233,7 +248,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             self._signal_handlers.clear()
         self._close_impl()
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Any = warnings.warn) -> None:
         if not self.is_closed():
             _warn(f"unclosed event loop {self!r}", ResourceWarning,
                   source=self)
@@ -245,24 +260,27 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
     # -- transports ----------------------------------------------------
 
     @property
-    def _selector(self):
+    def _selector(self) -> _SelectorView | None:
         # None once closed, as asyncio's selector loop sets it.
         return None if self._closed else _SelectorView(self)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
+        # type: (Any, Any, Any, Any, Any) -> _core.SocketTransport
         """TCP and Unix stream sockets get tideloop's C transport."""
         return _transports.make_socket_transport(
             self, sock, protocol, waiter, extra=extra, server=server)
 
     def _make_datagram_transport(self, sock, protocol, address=None,
                                  waiter=None, extra=None):
+        # type: (Any, Any, Any, Any, Any) -> _core.DatagramTransport
         """UDP and Unix datagram sockets get tideloop's C transport."""
         return _transports.make_datagram_transport(
             self, sock, protocol, address, waiter, extra)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext,
                             waiter=None, **kwargs):
+        # type: (Any, Any, Any, Any, **Any) -> Any
         """asyncio's SSLProtocol over tideloop's C transport."""
         return _transports.make_ssl_transport(
             self, rawsock, protocol, sslcontext, waiter, **kwargs)
@@ -272,6 +290,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
     async def _make_subprocess_transport(self, protocol, args, shell,
                                          stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
+        # type: (Any, Any, Any, Any, Any, Any, Any, Any, **Any) -> Any
         """asyncio's subprocess transport (subprocess.Popen: every Popen
         option, vfork where CPython uses it), with the child's exit
         watched by a pidfd on this loop instead of a child watcher (no
@@ -284,7 +303,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                 extra=extra, **kwargs)
         waiter = self.create_future()
-        transp = unix_events._UnixSubprocessTransport(
+        transp = unix_events._UnixSubprocessTransport(  # type: ignore[attr-defined]
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
             waiter=waiter, extra=extra, **kwargs)
         self._watch_child(transp.get_pid(), transp)
@@ -298,7 +317,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             raise
         return transp
 
-    def _watch_child(self, pid, transp):
+    def _watch_child(self, pid: int, transp: Any) -> None:
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -311,7 +330,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             return
         self._add_reader(pidfd, self._child_exited, pid, pidfd, transp)
 
-    def _child_exited(self, pid, pidfd, transp):
+    def _child_exited(self, pid: int, pidfd: int, transp: Any) -> None:
         self._remove_reader(pidfd)
         try:
             _, status = os.waitpid(pid, 0)
@@ -328,7 +347,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
 
     # -- servers -------------------------------------------------------
 
-    def _stop_serving(self, sock):
+    def _stop_serving(self, sock: Any) -> None:
         """Stop accepting on a listening socket; on 3.13+ also remove the
         file of a Unix server socket that create_unix_server() made (if it
         is still the same file), as asyncio does."""
@@ -349,13 +368,15 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 logger.error("Unable to clean up listening UNIX socket "
                              "%r: %r", path, err)
 
-    def _check_signal(self, sig):
+    def _check_signal(self, sig: int) -> None:
         if not isinstance(sig, int):
             raise TypeError(f"sig must be an int, not {sig!r}")
         if sig not in signal.valid_signals():
             raise ValueError(f"invalid signal number {sig}")
 
-    def add_signal_handler(self, sig, callback, *args):
+    def add_signal_handler(self, sig: int,
+                           callback: Callable[[Unpack[_Ts]], object],
+                           *args: Unpack[_Ts]) -> None:
         """Add a handler for a signal.
 
         Raise ValueError if the signal number is invalid or uncatchable.
@@ -390,7 +411,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 raise RuntimeError(f"sig {sig} cannot be caught")
             raise
 
-    def _handle_signal(self, sig):
+    def _handle_signal(self, sig: int) -> None:
         """Called by the C loop for each signal number read from the
         wake-up socket."""
         handle = self._signal_handlers.get(sig)
@@ -401,7 +422,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         else:
             self._push_handle(handle)
 
-    def remove_signal_handler(self, sig):
+    def remove_signal_handler(self, sig: int) -> bool:
         """Remove a handler for a signal.
 
         Return True if a signal handler was removed, False if not.
@@ -412,7 +433,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         except KeyError:
             return False
         if sig == signal.SIGINT:
-            handler = signal.default_int_handler
+            handler: Any = signal.default_int_handler
         else:
             handler = signal.SIG_DFL
         try:
@@ -434,7 +455,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
 
     # -- introspection ---------------------------------------------------
 
-    def stats(self):
+    def stats(self) -> dict[str, int | float]:
         """A mapping of counters: iterations, callbacks run, timers
         fired, handles ready and timers scheduled now."""
         return self._stats()
@@ -482,15 +503,15 @@ _SOURCE_TAKES_DEBUG = "debug" in inspect.signature(
     format_helpers._format_callback_source).parameters
 
 
-def _callback_source(handle):
+def _callback_source(handle: Any) -> str:
     if _SOURCE_TAKES_DEBUG:
-        return format_helpers._format_callback_source(
+        return format_helpers._format_callback_source(  # type: ignore[call-arg,unused-ignore]
             handle._callback, handle._args, debug=handle._loop.get_debug())
     return format_helpers._format_callback_source(handle._callback,
                                                   handle._args)
 
 
-def _report_exception(handle, exc):
+def _report_exception(handle: _core.Handle, exc: BaseException) -> None:
     """What asyncio's Handle._run() does with an exception."""
     context = {
         "message": f"Exception in callback {_callback_source(handle)}",
@@ -502,21 +523,23 @@ def _report_exception(handle, exc):
     handle._loop.call_exception_handler(context)
 
 
-def _extract_stack():
+def _extract_stack() -> Any:
     # Frame 0 is this helper; the C caller has no frame, so frame 1 is
     # the Python code that called loop.call_soon() & co.
     return format_helpers.extract_stack(sys._getframe(1))
 
 
-def _log_slow(loop, handle, dt):
+def _log_slow(loop: Loop, handle: _core.Handle, dt: float) -> None:
     if dt >= loop.slow_callback_duration:
         # Through base_events.logger, looked up now, as asyncio's own
         # _run_once() does (tests and tools patch that name).
-        base_events.logger.warning("Executing %s took %.3f seconds",
-                                   base_events._format_handle(handle), dt)
+        base_events.logger.warning(  # type: ignore[attr-defined]
+            "Executing %s took %.3f seconds",
+            base_events._format_handle(handle), dt)  # type: ignore[attr-defined]
 
 
-def _check_debug(loop, callback, method, check_thread):
+def _check_debug(loop: Loop, callback: Callable[..., object], method: str,
+                 check_thread: bool) -> None:
     if check_thread:
         loop._check_thread()
     loop._check_callback(callback, method)
@@ -527,7 +550,7 @@ _THREADSAFE_NAME = ("_ThreadSafeHandle"
                     if hasattr(events, "_ThreadSafeHandle") else "Handle")
 
 
-def _handle_repr(handle):
+def _handle_repr(handle: _core.Handle) -> str:
     info = [_THREADSAFE_NAME if handle._threadsafe else type(handle).__name__]
     if handle._cancelled:
         info.append("cancelled")
@@ -548,7 +571,7 @@ _core._set_helpers(report_exception=_report_exception,
                    handle_repr=_handle_repr)
 
 
-def _after_fork_in_child():
+def _after_fork_in_child() -> None:
     for loop in list(_all_loops):
         loop._after_fork()
 
