@@ -1291,7 +1291,16 @@ static PyMethodDef Loop_methods[] = {
      "Like call_later(), but uses an absolute time on the loop's clock."},
     {"create_task", (PyCFunction)(void (*)(void))Loop_create_task,
      METH_FASTCALL | METH_KEYWORDS,
+#if PY_VERSION_HEX >= 0x030D0000
+     /* Other keywords go to asyncio's create_task() (eager_start= from
+      * 3.13.3 on), which accepts what that Python accepts. */
+     "create_task($self, coro, *, name=None, context=None, **kwargs)\n--\n\n"
+#elif PY_VERSION_HEX >= 0x030B0000
      "create_task($self, coro, *, name=None, context=None)\n--\n\n"
+#else
+     /* asyncio's create_task() takes context= from 3.11 on; so do we. */
+     "create_task($self, coro, *, name=None)\n--\n\n"
+#endif
      "Schedule a coroutine object; return an asyncio.Task."},
     {"time", (PyCFunction)Loop_time, METH_NOARGS,
      "Return the time according to the loop's clock (time.monotonic)."},
