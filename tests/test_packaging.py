@@ -123,7 +123,10 @@ def artifacts(tmp_path_factory):
         tmp)
     (sdist,) = dist.glob("tideloop-*.tar.gz")
     with tarfile.open(str(sdist)) as tf:
-        tf.extractall(str(tmp / "unpacked"))
+        # filter= where tarfile has it (3.12, and 3.9-3.11 security
+        # releases); without it 3.12+ warn.
+        kwargs = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tf.extractall(str(tmp / "unpacked"), **kwargs)
     (src,) = (tmp / "unpacked").iterdir()
     run([sys.executable, "-m", "build", "--wheel", "--outdir", dist, src],
         tmp)
