@@ -22,6 +22,11 @@ import pytest
 
 pytestmark = [pytest.mark.tideloop_only, pytest.mark.watchdog(300)]
 
+if "libasan" in os.environ.get("LD_PRELOAD", ""):
+    # Static checks: nothing for the sanitizers to see, and mypy (compiled
+    # with mypyc) would run under the preloaded libasan for nothing.
+    pytest.skip("type checks run in the plain (non-sanitizer) test run",
+                allow_module_level=True)
 mypy = pytest.importorskip(
     "mypy", reason="mypy is not installed (make test installs the pinned "
     "version, see scripts/venv.sh)")
