@@ -17,7 +17,8 @@
 #   TUTORIAL           tutorial runner used by `make run`
 #   TUTORIAL_ARGS      extra arguments for it (e.g. -k 08_call_later)
 # Build switches read by setup.py from the environment: TIDELOOP_WERROR=1,
-# TIDELOOP_DEBUG=1, TIDELOOP_ASAN=1, TIDELOOP_LIBUV_CFLAGS, TIDELOOP_LIBUV_LIBS.
+# TIDELOOP_DEBUG=1, TIDELOOP_ASAN=1, TIDELOOP_LIBUV=<prefix>, TIDELOOP_LIBUV_CFLAGS,
+# TIDELOOP_LIBUV_LIBS (docs/install.md).
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c

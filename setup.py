@@ -9,8 +9,17 @@ Environment variables read at build time:
   TIDELOOP_DEBUG=1          add -O0 -g
   TIDELOOP_ASAN=1           add -fsanitize=address,undefined
                             -fno-omit-frame-pointer -O1 -g (compile and link)
+  TIDELOOP_LIBUV=PREFIX     the libuv installed under PREFIX, instead of
+                            pkg-config: PREFIX/include/uv.h and
+                            PREFIX/lib/libuv.* (or lib64/); that library
+                            directory also goes into the extension's rpath
   TIDELOOP_LIBUV_CFLAGS     compiler flags for libuv (instead of pkg-config)
   TIDELOOP_LIBUV_LIBS       linker flags for libuv (instead of pkg-config)
+
+libuv is found, in this order, from TIDELOOP_LIBUV_CFLAGS/TIDELOOP_LIBUV_LIBS
+(if either is set), from TIDELOOP_LIBUV, or from ``pkg-config libuv``.
+Without any of them the build stops with a message that names the package to
+install (LIBUV_MISSING below); docs/install.md has the details.
 
 libuv is looked up only when the extension is actually compiled, so
 ``python setup.py --version``, ``sdist`` and ``egg_info`` work without it.
@@ -53,6 +62,8 @@ Install the libuv development package and pkg-config, then build again:
 (`make deps` does the Debian/Ubuntu step for you.)
 
 Or point the build at libuv yourself, bypassing pkg-config:
+    TIDELOOP_LIBUV=/opt/libuv pip install .     (a prefix with include/, lib/)
+or
     TIDELOOP_LIBUV_CFLAGS="-I/opt/libuv/include" \\
     TIDELOOP_LIBUV_LIBS="-L/opt/libuv/lib -luv" pip install .
 """
@@ -92,6 +103,7 @@ def build_tag():
             names.append(var[len("TIDELOOP_"):].lower())
     cflags, ldflags = mode_flags()
     key = "\0".join(cflags + ldflags + [
+        os.environ.get("TIDELOOP_LIBUV", ""),
         os.environ.get("TIDELOOP_LIBUV_CFLAGS", ""),
         os.environ.get("TIDELOOP_LIBUV_LIBS", ""),
     ])
@@ -107,6 +119,9 @@ def libuv_flags():
         # An override of only one half means the other half is empty: a
         # libuv in the default include path needs no -I, say.
         return shlex.split(cflags or ""), shlex.split(libs or "-luv")
+    prefix = os.environ.get("TIDELOOP_LIBUV")
+    if prefix:
+        return libuv_prefix_flags(prefix)
 
     pkg_config = os.environ.get("PKG_CONFIG", "pkg-config")
     if shutil.which(pkg_config) is None:
@@ -123,6 +138,28 @@ def libuv_flags():
         ).stdout)
 
     return query("--cflags"), query("--libs")
+
+
+def libuv_prefix_flags(prefix):
+    """(cflags, libs) for a libuv installed under `prefix`
+    (TIDELOOP_LIBUV), or exit saying what is missing there."""
+    prefix = os.path.abspath(os.path.expanduser(prefix))
+    include = os.path.join(prefix, "include")
+    if not os.path.isfile(os.path.join(include, "uv.h")):
+        sys.exit(LIBUV_MISSING.format(
+            detail="TIDELOOP_LIBUV=%s has no include/uv.h" % prefix))
+    for libdir in ("lib", "lib64"):
+        libdir = os.path.join(prefix, libdir)
+        if glob(os.path.join(libdir, "libuv.*")):
+            break
+    else:
+        sys.exit(LIBUV_MISSING.format(
+            detail="TIDELOOP_LIBUV=%s has no lib/libuv.* (nor lib64/)"
+            % prefix))
+    # The rpath lets the extension find a libuv.so outside the loader's
+    # search path at import time (a static libuv.a needs none).
+    return (["-I" + include],
+            ["-L" + libdir, "-Wl,-rpath," + libdir, "-luv"])
 
 
 def parallel_compile(compile_one_batch):
@@ -211,9 +248,10 @@ def extension():
 
 os.chdir(HERE)  # the globs and paths below are relative to the repo root
 
-package_data = {}
-if os.path.exists(os.path.join("python", PACKAGE, "py.typed")):
-    package_data[PACKAGE] = ["py.typed"]
+# PEP 561: the py.typed marker and the stubs (tideloop/__init__.pyi, and
+# _core.pyi for the C extension) go into the wheel next to the modules.
+# (setuptools 69+ would add them anyway; 61-68 would not.)
+package_data = {PACKAGE: ["py.typed", "*.pyi"]}
 
 os.makedirs("build", exist_ok=True)  # egg_info's egg_base must exist
 setup(

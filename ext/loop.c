@@ -1321,24 +1321,33 @@ static PyGetSetDef Loop_getset[] = {
 static PyMethodDef Loop_methods[] = {
     {"call_soon", (PyCFunction)(void (*)(void))Loop_call_soon,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_soon(callback, *args, context=None)\n--\n\n"
+     "call_soon($self, callback, *args, context=None)\n--\n\n"
      "Arrange for a callback to be called as soon as possible."},
     {"call_soon_threadsafe",
      (PyCFunction)(void (*)(void))Loop_call_soon_threadsafe,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_soon_threadsafe(callback, *args, context=None)\n--\n\n"
+     "call_soon_threadsafe($self, callback, *args, context=None)\n--\n\n"
      "Like call_soon(), but thread-safe."},
     {"call_later", (PyCFunction)(void (*)(void))Loop_call_later,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_later(delay, callback, *args, context=None)\n--\n\n"
+     "call_later($self, delay, callback, *args, context=None)\n--\n\n"
      "Arrange for a callback to be called after `delay` seconds."},
     {"call_at", (PyCFunction)(void (*)(void))Loop_call_at,
      METH_FASTCALL | METH_KEYWORDS,
-     "call_at(when, callback, *args, context=None)\n--\n\n"
+     "call_at($self, when, callback, *args, context=None)\n--\n\n"
      "Like call_later(), but uses an absolute time on the loop's clock."},
     {"create_task", (PyCFunction)(void (*)(void))Loop_create_task,
      METH_FASTCALL | METH_KEYWORDS,
-     "create_task(coro, *, name=None, context=None)\n--\n\n"
+#if PY_VERSION_HEX >= 0x030D0000
+     /* Other keywords go to asyncio's create_task() (eager_start= from
+      * 3.13.3 on), which accepts what that Python accepts. */
+     "create_task($self, coro, *, name=None, context=None, **kwargs)\n--\n\n"
+#elif PY_VERSION_HEX >= 0x030B0000
+     "create_task($self, coro, *, name=None, context=None)\n--\n\n"
+#else
+     /* asyncio's create_task() takes context= from 3.11 on; so do we. */
+     "create_task($self, coro, *, name=None)\n--\n\n"
+#endif
      "Schedule a coroutine object; return an asyncio.Task."},
     {"time", (PyCFunction)Loop_time, METH_NOARGS,
      "Return the time according to the loop's clock (time.monotonic)."},

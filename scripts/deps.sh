@@ -5,8 +5,9 @@
 #   scripts/deps.sh [PYTHON]
 #
 # Installs what is missing with apt-get where there is one (Debian/Ubuntu);
-# elsewhere it says what to install and fails. With TIDELOOP_LIBUV_CFLAGS or
-# TIDELOOP_LIBUV_LIBS set, libuv is the caller's business and is not checked.
+# elsewhere it says what to install and fails. With TIDELOOP_LIBUV,
+# TIDELOOP_LIBUV_CFLAGS or TIDELOOP_LIBUV_LIBS set, libuv is the caller's
+# business and is not checked (setup.py checks TIDELOOP_LIBUV's prefix).
 set -euo pipefail
 
 python=${1:-python3}
@@ -14,6 +15,8 @@ need_apt=()
 
 if [[ -n "${TIDELOOP_LIBUV_CFLAGS:-}${TIDELOOP_LIBUV_LIBS:-}" ]]; then
     echo "deps: libuv from TIDELOOP_LIBUV_CFLAGS/TIDELOOP_LIBUV_LIBS (pkg-config not used)"
+elif [[ -n "${TIDELOOP_LIBUV:-}" ]]; then
+    echo "deps: libuv from TIDELOOP_LIBUV=$TIDELOOP_LIBUV (pkg-config not used)"
 elif command -v pkg-config >/dev/null 2>&1 && pkg-config --exists libuv; then
     :
 else
@@ -60,7 +63,7 @@ if command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "${need_apt[@]}"
-    if [[ -z "${TIDELOOP_LIBUV_CFLAGS:-}${TIDELOOP_LIBUV_LIBS:-}" ]] && ! pkg-config --exists libuv; then
+    if [[ -z "${TIDELOOP_LIBUV_CFLAGS:-}${TIDELOOP_LIBUV_LIBS:-}${TIDELOOP_LIBUV:-}" ]] && ! pkg-config --exists libuv; then
         echo "deps: error: libuv still not found by pkg-config after installing libuv1-dev" >&2
         exit 1
     fi
@@ -73,7 +76,8 @@ deps: error: missing build dependencies: ${need_apt[*]} (Debian names)
 and there is no apt-get here. Install them with your package manager:
     Fedora/RHEL:  sudo dnf install libuv-devel pkgconf-pkg-config gcc python3-devel
     macOS:        brew install libuv pkg-config   (and the Xcode command line tools)
-or point the build at libuv yourself:
+or point the build at libuv yourself (docs/install.md):
+    TIDELOOP_LIBUV=/path/prefix make test
     TIDELOOP_LIBUV_CFLAGS="-I/path/include" TIDELOOP_LIBUV_LIBS="-L/path/lib -luv" make test
 MSG
 exit 1

@@ -4,7 +4,7 @@
 #   scripts/venv.sh VENV PYTHON [EXTRA_PACKAGE...]
 #
 # The venv is reused when it works and has PYTHON's major.minor version;
-# otherwise it is made anew. Build tools and pytest are installed once, uvloop
+# otherwise it is made anew. Build tools, pytest and mypy are installed once, uvloop
 # (only a comparison for tests and benchmarks) best effort once, and then
 # tideloop itself is always reinstalled with `pip install .` (not editable:
 # tests run against the installed package). Rebuilding is cheap when nothing
@@ -43,12 +43,19 @@ vpy="$venv/bin/python"
 # --no-build-isolation (no throwaway build env per install: faster, and it
 # works without an index). Python 3.12+ venvs come without setuptools.
 # setuptools 70.1+ has bdist_wheel built in (older ones warn through wheel).
+# The tests also need mypy (tests/test_typing.py) and build
+# (tests/test_packaging.py). mypy is pinned: a new release brings new checks
+# and typeshed changes, and 1.19 is the last one that runs on and checks
+# for Python 3.9.
+MYPY_VERSION=1.19.1
 if ! "$vpy" -c '
 import sys
-import setuptools, wheel, pytest
-sys.exit(tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1))' 2>/dev/null; then
-    echo "venv: installing build tools and pytest into $venv"
-    "$vpy" -m pip install -q "setuptools>=70.1" wheel pytest
+import setuptools, wheel, pytest, build, mypy.version
+sys.exit(tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1)
+         or mypy.version.__version__ != sys.argv[1])' "$MYPY_VERSION" 2>/dev/null; then
+    echo "venv: installing build tools, pytest and mypy into $venv"
+    "$vpy" -m pip install -q "setuptools>=70.1" wheel pytest build \
+        "mypy==$MYPY_VERSION"
 fi
 
 if [[ ! -e "$venv/.tideloop-uvloop-tried" ]]; then

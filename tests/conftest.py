@@ -37,7 +37,8 @@ written::
 TIDELOOP_TESTS_SHOW_TRACES=1 with ``-s`` prints the stock reference traces.
 
 Markers: ``tutorial`` (deselect with ``-m "not tutorial"``),
-``tideloop_only``, ``watchdog(seconds)``.
+``tideloop_only``, ``watchdog(seconds)``, ``packaging`` (sdist/wheel build
+and install, ~1 min).
 """
 import asyncio
 import faulthandler
@@ -85,6 +86,11 @@ def pytest_configure(config):
         "markers",
         "slow: a big or long networking/subprocess scenario (still run by "
         "default; deselect with -m 'not slow')")
+    config.addinivalue_line(
+        "markers",
+        "packaging: builds the sdist and wheel with `python -m build` and "
+        "installs them into fresh venvs (tests/test_packaging.py, ~1 min; "
+        "run by default, deselect with -m 'not packaging')")
 
 
 def _is_tideloop_item(item):

@@ -8,19 +8,27 @@ Use it in any of these ways::
     python -m tideloop script.py [args]
 """
 
+from __future__ import annotations
+
 import asyncio as _asyncio
-import sys as _sys
+import sys
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from . import _core
 from ._core import libuv_version
 from ._loop import Loop
+
+if _TYPE_CHECKING:
+    from collections.abc import Coroutine
+    from typing import Any, TypeVar
+    _T = TypeVar("_T")
 
 __all__ = ("Loop", "new_event_loop", "EventLoopPolicy", "install", "run",
            "libuv_version")
 __version__ = "0.1.0"
 
 
-def new_event_loop():
+def new_event_loop() -> Loop:
     """Return a new tideloop event loop."""
     return Loop()
 
@@ -33,17 +41,19 @@ class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
 
     _loop_factory = Loop
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__}>"
 
 
-def install():
+def install() -> None:
     """Make tideloop the loop of asyncio.run() and new_event_loop()."""
     _asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-if _sys.version_info >= (3, 11):
-    def run(main, *, debug=None):
+# `sys`, not an alias, so that type checkers pick the branch.
+if sys.version_info >= (3, 11):
+    def run(main: Coroutine[Any, Any, _T], *,
+            debug: bool | None = None) -> _T:
         """Run the coroutine `main` on a new tideloop loop, like
         asyncio.run(), and return its result."""
         if _asyncio.events._get_running_loop() is not None:
@@ -53,7 +63,8 @@ if _sys.version_info >= (3, 11):
         with _asyncio.Runner(debug=debug, loop_factory=new_event_loop) as r:
             return r.run(main)
 else:
-    def run(main, *, debug=None):
+    def run(main: Coroutine[Any, Any, _T], *,
+            debug: bool | None = None) -> _T:
         """Run the coroutine `main` on a new tideloop loop, like
         asyncio.run(), and return its result."""
         from asyncio import coroutines, events, runners
@@ -71,9 +82,11 @@ else:
             return loop.run_until_complete(main)
         finally:
             try:
-                runners._cancel_all_tasks(loop)
+                runners._cancel_all_tasks(loop)  # type: ignore[attr-defined]
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.run_until_complete(loop.shutdown_default_executor())
             finally:
                 events.set_event_loop(None)
                 loop.close()
+
+del sys

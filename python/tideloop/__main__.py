@@ -14,7 +14,7 @@ USAGE = "usage: python -m tideloop script.py [args ...]\n" \
         "       python -m tideloop -m module [args ...]\n"
 
 
-def main():
+def main() -> int:
     argv = sys.argv[1:]
     if not argv or argv[0] in ("-h", "--help"):
         sys.stderr.write(USAGE)

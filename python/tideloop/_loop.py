@@ -13,6 +13,8 @@ the error messages are the ones of that Python version, not a copy that
 drifts.
 """
 
+from __future__ import annotations
+
 import asyncio
 import errno
 import inspect
@@ -31,6 +33,17 @@ from asyncio import (base_events, constants, coroutines, events,
                      format_helpers, selector_events, unix_events)
 
 from . import _core, _transports
+
+# For type checkers: the asyncio methods that Loop copies from asyncio
+# (below) are typed in _core.pyi's _LoopAPI, a type-check-only class.
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing_extensions import TypeVarTuple, Unpack
+    _Ts = TypeVarTuple("_Ts")
+    from ._core import _LoopAPI as _AbstractEventLoop
+else:
+    _AbstractEventLoop = asyncio.AbstractEventLoop
 
 __all__ = ("Loop",)
 
@@ -87,17 +100,17 @@ _FALLBACK_UNIX = (
     "create_unix_server",
 )
 
-_all_loops = weakref.WeakSet()
+_all_loops: weakref.WeakSet[Loop] = weakref.WeakSet()
 
 
 _UNIX_MAKE_SUBPROCESS = unix_events._UnixSelectorEventLoop.__dict__[
     "_make_subprocess_transport"]
 
 
-def _user_child_watcher():
+def _user_child_watcher() -> Any:
     """The child watcher set on the current policy, if any (policies
     create one lazily only when asked: tideloop never asks)."""
-    policy = events._event_loop_policy
+    policy = events._event_loop_policy  # type: ignore[attr-defined]
     return getattr(policy, "_watcher", None) if policy is not None else None
 
 
@@ -111,52 +124,54 @@ class _SelectorView:
 
     __slots__ = ("_loop",)
 
-    def __init__(self, loop):
+    def __init__(self, loop: Loop) -> None:
         self._loop = loop
 
-    def get_key(self, fileobj):
+    def get_key(self, fileobj: Any) -> selectors.SelectorKey:
         events = self._loop._fd_events(fileobj)
         if not events:
             raise KeyError(f"{fileobj!r} is not registered")
-        fd = selectors._fileobj_to_fd(fileobj)
+        fd = selectors._fileobj_to_fd(fileobj)  # type: ignore[attr-defined]
         return selectors.SelectorKey(fileobj, fd, events, None)
 
 
-def _sighandler_noop(signum, frame):
+def _sighandler_noop(signum: int, frame: FrameType | None) -> None:
     """Dummy signal handler: Python's C handler writes the signal number
     to the wake-up fd, which the loop reads."""
 
 
-class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
+# ignore: LoopBase's call_soon() & co. return tideloop's own Handle types.
+class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     """An asyncio event loop implemented in C on libuv."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._timer_cancelled_count = 0
-        self._default_executor = None
+        self._default_executor: Any = None
         self._internal_fds = 0
         self._clock_resolution = time.get_clock_info("monotonic").resolution
-        self._exception_handler = None
-        self._old_agen_hooks = None
+        self._exception_handler: Any = None
+        self._old_agen_hooks: Any = None
         self.slow_callback_duration = 0.1
         self._task_factory = None
         self._coroutine_origin_tracking_enabled = False
-        self._coroutine_origin_tracking_saved_depth = None
-        self._asyncgens = weakref.WeakSet()
+        self._coroutine_origin_tracking_saved_depth: int | None = None
+        self._asyncgens: weakref.WeakSet[Any] = weakref.WeakSet()
         self._asyncgens_shutdown_called = False
         self._executor_shutdown_called = False
-        self._signal_handlers = {}
+        self._signal_handlers: dict[int, _core.Handle] = {}
         # fd -> transport, as in asyncio's selector loop: add_reader()
         # refuses an fd that a live transport owns.
-        self._transports = weakref.WeakValueDictionary()
+        self._transports: weakref.WeakValueDictionary[int, Any] = (
+            weakref.WeakValueDictionary())
         # Listening Unix sockets to unlink on close (3.13's cleanup).
-        self._unix_server_sockets = {}
-        self._saved_wakeup_fd = None
-        self.set_debug(coroutines._is_debug_mode())
+        self._unix_server_sockets: dict[Any, int] = {}
+        self._saved_wakeup_fd: int | None = None
+        self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
         _all_loops.add(self)
 
     # -- running ---------------------------------------------------------
 
-    def _run_forever_setup(self):
+    def _run_forever_setup(self) -> None:
         self._check_closed()
         self._check_running()
         self._set_coroutine_origin_tracking(self._debug)
@@ -174,7 +189,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             except (ValueError, OSError):
                 self._saved_wakeup_fd = None
 
-    def _run_forever_cleanup(self):
+    def _run_forever_cleanup(self) -> None:
         self._stopping = False
         self._thread_id = None
         events._set_running_loop(None)
@@ -192,7 +207,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 except (ValueError, OSError):
                     pass
 
-    def run_forever(self):
+    def run_forever(self) -> None:
         """Run until stop() is called."""
         self._run_forever_setup()
         try:
@@ -200,11 +215,11 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         finally:
             self._run_forever_cleanup()
 
-    def _check_closed(self):
+    def _check_closed(self) -> None:
         if self._closed:
             raise RuntimeError("Event loop is closed")
 
-    def close(self):
+    def close(self) -> None:
         """Close the loop: drop pending callbacks, shut the default
         executor down without waiting, remove signal handlers and free
         the libuv resources.  The loop must not be running."""
@@ -233,7 +248,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             self._signal_handlers.clear()
         self._close_impl()
 
-    def __del__(self, _warn=warnings.warn):
+    def __del__(self, _warn: Any = warnings.warn) -> None:
         if not self.is_closed():
             _warn(f"unclosed event loop {self!r}", ResourceWarning,
                   source=self)
@@ -245,24 +260,27 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
     # -- transports ----------------------------------------------------
 
     @property
-    def _selector(self):
+    def _selector(self) -> _SelectorView | None:
         # None once closed, as asyncio's selector loop sets it.
         return None if self._closed else _SelectorView(self)
 
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
                                extra=None, server=None):
+        # type: (Any, Any, Any, Any, Any) -> _core.SocketTransport
         """TCP and Unix stream sockets get tideloop's C transport."""
         return _transports.make_socket_transport(
             self, sock, protocol, waiter, extra=extra, server=server)
 
     def _make_datagram_transport(self, sock, protocol, address=None,
                                  waiter=None, extra=None):
+        # type: (Any, Any, Any, Any, Any) -> _core.DatagramTransport
         """UDP and Unix datagram sockets get tideloop's C transport."""
         return _transports.make_datagram_transport(
             self, sock, protocol, address, waiter, extra)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext,
                             waiter=None, **kwargs):
+        # type: (Any, Any, Any, Any, **Any) -> Any
         """asyncio's SSLProtocol over tideloop's C transport."""
         return _transports.make_ssl_transport(
             self, rawsock, protocol, sslcontext, waiter, **kwargs)
@@ -272,6 +290,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
     async def _make_subprocess_transport(self, protocol, args, shell,
                                          stdin, stdout, stderr, bufsize,
                                          extra=None, **kwargs):
+        # type: (Any, Any, Any, Any, Any, Any, Any, Any, **Any) -> Any
         """asyncio's subprocess transport (subprocess.Popen: every Popen
         option, vfork where CPython uses it), with the child's exit
         watched by a pidfd on this loop instead of a child watcher (no
@@ -284,7 +303,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                 extra=extra, **kwargs)
         waiter = self.create_future()
-        transp = unix_events._UnixSubprocessTransport(
+        transp = unix_events._UnixSubprocessTransport(  # type: ignore[attr-defined]
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
             waiter=waiter, extra=extra, **kwargs)
         self._watch_child(transp.get_pid(), transp)
@@ -298,7 +317,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             raise
         return transp
 
-    def _watch_child(self, pid, transp):
+    def _watch_child(self, pid: int, transp: Any) -> None:
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
@@ -311,7 +330,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
             return
         self._add_reader(pidfd, self._child_exited, pid, pidfd, transp)
 
-    def _child_exited(self, pid, pidfd, transp):
+    def _child_exited(self, pid: int, pidfd: int, transp: Any) -> None:
         self._remove_reader(pidfd)
         try:
             _, status = os.waitpid(pid, 0)
@@ -328,7 +347,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
 
     # -- servers -------------------------------------------------------
 
-    def _stop_serving(self, sock):
+    def _stop_serving(self, sock: Any) -> None:
         """Stop accepting on a listening socket; on 3.13+ also remove the
         file of a Unix server socket that create_unix_server() made (if it
         is still the same file), as asyncio does."""
@@ -349,13 +368,15 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 logger.error("Unable to clean up listening UNIX socket "
                              "%r: %r", path, err)
 
-    def _check_signal(self, sig):
+    def _check_signal(self, sig: int) -> None:
         if not isinstance(sig, int):
             raise TypeError(f"sig must be an int, not {sig!r}")
         if sig not in signal.valid_signals():
             raise ValueError(f"invalid signal number {sig}")
 
-    def add_signal_handler(self, sig, callback, *args):
+    def add_signal_handler(self, sig: int,
+                           callback: Callable[[Unpack[_Ts]], object],
+                           *args: Unpack[_Ts]) -> None:
         """Add a handler for a signal.
 
         Raise ValueError if the signal number is invalid or uncatchable.
@@ -395,7 +416,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                 raise RuntimeError(f"sig {sig} cannot be caught")
             raise
 
-    def _handle_signal(self, sig):
+    def _handle_signal(self, sig: int) -> None:
         """Called by the C loop for each signal number read from the
         wake-up socket."""
         handle = self._signal_handlers.get(sig)
@@ -406,7 +427,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         else:
             self._push_handle(handle)
 
-    def remove_signal_handler(self, sig):
+    def remove_signal_handler(self, sig: int) -> bool:
         """Remove a handler for a signal.
 
         Return True if a signal handler was removed, False if not.
@@ -417,7 +438,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         except KeyError:
             return False
         if sig == signal.SIGINT:
-            handler = signal.default_int_handler
+            handler: Any = signal.default_int_handler
         else:
             handler = signal.SIG_DFL
         try:
@@ -439,8 +460,10 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
 
     # -- DNS ---------------------------------------------------------------
 
-    async def getaddrinfo(self, host, port, *,
-                          family=0, type=0, proto=0, flags=0):
+    async def getaddrinfo(
+            self, host: bytes | str | None, port: bytes | str | int | None,
+            *, family: int = 0, type: int = 0, proto: int = 0,
+            flags: int = 0) -> list[tuple[Any, Any, int, str, Any]]:
         if (self._debug or self._executor_shutdown_called
                 or flags.__class__ is not int):
             # asyncio's own path: its debug log lines, its executor error,
@@ -467,10 +490,12 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                  _intenum(kind, socket.SocketKind), proto_, canon, addr)
                 for af, kind, proto_, canon, addr in await fut]
 
-    async def getnameinfo(self, sockaddr, flags=0):
+    async def getnameinfo(self, sockaddr: tuple[Any, ...],
+                          flags: int = 0) -> tuple[str, str]:
         if (self._debug or self._executor_shutdown_called
                 or flags.__class__ is not int):
-            return await _BASE_GETNAMEINFO(self, sockaddr, flags)
+            return await _BASE_GETNAMEINFO(
+                self, sockaddr, flags)
         self._check_closed()
         if flags & _NI_NUMERIC == _NI_NUMERIC:
             # Nothing to look up.
@@ -481,12 +506,13 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
                            (flags | _NI_NUMERIC) & ~socket.NI_NAMEREQD)
         fut = self._getnameinfo(sockaddr, flags)
         if fut is None:
-            return await _BASE_GETNAMEINFO(self, sockaddr, flags)
+            return await _BASE_GETNAMEINFO(
+                self, sockaddr, flags)
         return await fut
 
     # -- introspection ---------------------------------------------------
 
-    def stats(self):
+    def stats(self) -> dict[str, int | float]:
         """Return a new dict of the loop's counters and gauges.
 
         Counters (since the loop was created): ``iterations``,
@@ -502,7 +528,7 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         """
         return self._stats()
 
-    def print_debug_info(self, file=None):
+    def print_debug_info(self, file: Any = None) -> None:
         """Print a readable summary of the loop's state and counters to
         ``file`` (default: sys.stdout)."""
         if file is None:
@@ -550,13 +576,17 @@ class Loop(_core.LoopBase, asyncio.AbstractEventLoop):
         print("\n".join(lines), file=file)
 
 
-_BASE_GETADDRINFO = _BaseEventLoop.getaddrinfo
-_BASE_GETNAMEINFO = _BaseEventLoop.getnameinfo
+# asyncio's own (executor) versions, for the cases tideloop leaves to them.
+_BASE_GETADDRINFO: Callable[
+    ..., Awaitable[list[tuple[Any, Any, int, str, Any]]]] = (
+        _BaseEventLoop.getaddrinfo)
+_BASE_GETNAMEINFO: Callable[..., Awaitable[tuple[str, str]]] = (
+    _BaseEventLoop.getnameinfo)
 # Plain ints: `flags | socket.AI_NUMERICHOST` would be an AddressInfo
 # IntFlag, which turns a negative (invalid) flags value into valid bits.
 _AI_NUMERIC = int(socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
 _NI_NUMERIC = int(socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
-_intenum = socket._intenum_converter
+_intenum = socket._intenum_converter  # type: ignore[attr-defined]
 
 for _name in _BORROWED:
     setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
@@ -600,15 +630,15 @@ _SOURCE_TAKES_DEBUG = "debug" in inspect.signature(
     format_helpers._format_callback_source).parameters
 
 
-def _callback_source(handle):
+def _callback_source(handle: Any) -> str:
     if _SOURCE_TAKES_DEBUG:
-        return format_helpers._format_callback_source(
+        return format_helpers._format_callback_source(  # type: ignore[call-arg,unused-ignore]
             handle._callback, handle._args, debug=handle._loop.get_debug())
     return format_helpers._format_callback_source(handle._callback,
                                                   handle._args)
 
 
-def _report_exception(handle, exc):
+def _report_exception(handle: _core.Handle, exc: BaseException) -> None:
     """What asyncio's Handle._run() does with an exception."""
     context = {
         "message": f"Exception in callback {_callback_source(handle)}",
@@ -620,29 +650,31 @@ def _report_exception(handle, exc):
     handle._loop.call_exception_handler(context)
 
 
-def _extract_stack():
+def _extract_stack() -> Any:
     # Frame 0 is this helper; the C caller has no frame, so frame 1 is
     # the Python code that called loop.call_soon() & co.
     return format_helpers.extract_stack(sys._getframe(1))
 
 
-def _log_slow(loop, handle, dt):
+def _log_slow(loop: Loop, handle: _core.Handle, dt: float) -> bool:
     """Log a slow callback as asyncio's _run_once() does; True if it was
     slow (the C loop counts it for stats())."""
     if dt >= loop.slow_callback_duration:
         # Through base_events.logger, looked up now, as asyncio's own
         # _run_once() does (tests and tools patch that name).
-        base_events.logger.warning("Executing %s took %.3f seconds",
-                                   base_events._format_handle(handle), dt)
+        base_events.logger.warning(  # type: ignore[attr-defined]
+            "Executing %s took %.3f seconds",
+            base_events._format_handle(handle), dt)  # type: ignore[attr-defined]
         return True
     return False
 
 
-def _tideloop_version():
+def _tideloop_version() -> str:
     return getattr(sys.modules.get("tideloop"), "__version__", "?")
 
 
-def _check_debug(loop, callback, method, check_thread):
+def _check_debug(loop: Loop, callback: Callable[..., object], method: str,
+                 check_thread: bool) -> None:
     if check_thread:
         loop._check_thread()
     loop._check_callback(callback, method)
@@ -653,7 +685,7 @@ _THREADSAFE_NAME = ("_ThreadSafeHandle"
                     if hasattr(events, "_ThreadSafeHandle") else "Handle")
 
 
-def _handle_repr(handle):
+def _handle_repr(handle: _core.Handle) -> str:
     info = [_THREADSAFE_NAME if handle._threadsafe else type(handle).__name__]
     if handle._cancelled:
         info.append("cancelled")
@@ -667,10 +699,10 @@ def _handle_repr(handle):
     return "<{}>".format(" ".join(info))
 
 
-_ASYNCIO_FRAMES = {}
+_ASYNCIO_FRAMES: dict[Any, traceback.FrameSummary] = {}
 
 
-def _asyncio_frame(func):
+def _asyncio_frame(func: Any) -> traceback.FrameSummary:
     """The frame summary of the line of asyncio's ``func`` (a function of
     this Python's asyncio) that creates its events.Handle: where stock
     asyncio's debug mode says such a handle was "created at"."""
@@ -693,7 +725,7 @@ def _asyncio_frame(func):
     return frame
 
 
-def _fd_origin(source_traceback, writer):
+def _fd_origin(source_traceback: list[Any], writer: bool) -> None:
     """Debug mode: asyncio's add_reader()/add_writer() make their Handle
     one frame deeper, in _add_reader()/_add_writer(); the C versions of
     those have no frame.  Append it (dropping the oldest frame past
@@ -712,7 +744,7 @@ _core._set_helpers(report_exception=_report_exception,
                    fd_origin=_fd_origin)
 
 
-def _after_fork_in_child():
+def _after_fork_in_child() -> None:
     for loop in list(_all_loops):
         loop._after_fork()
 

@@ -7,6 +7,8 @@ its real base is ``asyncio.transports._FlowControlMixin``, so it is an
 once per connection (construction) or only on errors lives here.
 """
 
+from __future__ import annotations
+
 import inspect
 import logging
 import sys
@@ -16,6 +18,11 @@ from asyncio import trsock
 
 from . import _core
 
+from typing import TYPE_CHECKING, Any
+if TYPE_CHECKING:
+    from socket import socket
+    from ._loop import Loop
+
 logger = logging.getLogger("asyncio")
 
 SocketTransport = _core.SocketTransport
@@ -23,7 +30,7 @@ SocketTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 
 # Server._attach()/_detach() take the transport on 3.13+.
 _ATTACH_TAKES_TRANSPORT = len(inspect.signature(
-    base_events.Server._attach).parameters) > 1
+    base_events.Server._attach).parameters) > 1  # type: ignore[attr-defined]
 
 # 3.12+ refuse an fd that a live transport still owns.
 _CHECKS_FD = sys.version_info >= (3, 12)
@@ -31,6 +38,7 @@ _CHECKS_FD = sys.version_info >= (3, 12)
 
 def make_socket_transport(loop, sock, protocol, waiter=None, *,
                           extra=None, server=None):
+    # type: (Loop, socket, Any, Any, Any, Any) -> _core.SocketTransport
     """What asyncio's _SelectorSocketTransport.__init__ does, in order."""
     if _CHECKS_FD:
         loop._ensure_fd_no_transport(sock)
@@ -46,18 +54,19 @@ def make_socket_transport(loop, sock, protocol, waiter=None, *,
             server._attach()
         tr._server = server
     loop._transports[tr._sock_fd] = tr
-    base_events._set_nodelay(sock)
+    base_events._set_nodelay(sock)  # type: ignore[attr-defined]
     loop.call_soon(protocol.connection_made, tr)
     loop.call_soon(tr._start_reading)
     if waiter is not None:
-        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                       waiter, None)
     return tr
 
 
 DatagramTransport = _core.DatagramTransport
 
 
-def _init_extra(tr, sock):
+def _init_extra(tr: Any, sock: socket) -> None:
     tr._extra["socket"] = trsock.TransportSocket(sock)
     try:
         tr._extra["sockname"] = sock.getsockname()
@@ -72,6 +81,7 @@ def _init_extra(tr, sock):
 
 def make_datagram_transport(loop, sock, protocol, address=None,
                             waiter=None, extra=None):
+    # type: (Loop, socket, Any, Any, Any, Any) -> _core.DatagramTransport
     """What asyncio's _SelectorDatagramTransport.__init__ does, in order."""
     tr = DatagramTransport._new(loop, sock, protocol)
     transports._FlowControlMixin.__init__(tr, extra, loop)
@@ -81,13 +91,15 @@ def make_datagram_transport(loop, sock, protocol, address=None,
     loop.call_soon(protocol.connection_made, tr)
     loop.call_soon(tr._start_reading)
     if waiter is not None:
-        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                       waiter, None)
     return tr
 
 
 def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter=None, *,
                        server_side=False, server_hostname=None, extra=None,
                        server=None, **timeouts):
+    # type: (Loop, socket, Any, Any, Any, bool, str | None, Any, Any, **Any) -> Any
     """asyncio's _make_ssl_transport() over the C transport."""
     if _CHECKS_FD:
         loop._ensure_fd_no_transport(rawsock)
@@ -101,7 +113,7 @@ def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter=None, *,
 
 # -- slow paths called from C ---------------------------------------------
 
-def _fatal_error(tr, exc, message):
+def _fatal_error(tr: Any, exc: BaseException, message: str) -> None:
     if isinstance(exc, OSError):
         if tr._loop.get_debug():
             logger.debug("%r: %s", tr, message, exc_info=True)
@@ -115,22 +127,22 @@ def _fatal_error(tr, exc, message):
     tr._force_close(exc)
 
 
-def _server_detach(server, tr):
+def _server_detach(server: Any, tr: Any) -> None:
     if _ATTACH_TAKES_TRANSPORT:
         server._detach(tr)
     else:
         server._detach()
 
 
-def _debug_log(tr, fmt):
+def _debug_log(tr: Any, fmt: str) -> None:
     logger.debug(fmt, tr)
 
 
-def _warn_send(tr):
+def _warn_send(tr: Any) -> None:
     logger.warning("socket.send() raised exception.")
 
 
-def _finalize(tr, _warn=warnings.warn):
+def _finalize(tr: Any, _warn: Any = warnings.warn) -> None:
     sock = tr._sock
     if sock is not None:
         _warn(f"unclosed transport {tr!r}", ResourceWarning, source=tr)
@@ -140,7 +152,7 @@ def _finalize(tr, _warn=warnings.warn):
             _server_detach(server, tr)
 
 
-def _repr(tr):
+def _repr(tr: Any) -> str:
     info = [type(tr).__name__]
     if tr._sock is None:
         info.append("closed")
