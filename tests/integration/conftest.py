@@ -19,20 +19,48 @@ only.  Every child process is started in its own session with
 PR_SET_PDEATHSIG, is killed (its whole process group) when the test ends
 however it ends, and every wait has a timeout.
 """
-import shutil
-import tempfile
+import faulthandler
+import os
+import sys
+import threading
 
 import pytest
 
 pytest.register_assert_rewrite("integsupport")
 
+from integsupport import emergency_cleanup, temp_dir  # noqa: E402
+
+# Per-test hang limit here (tests/conftest.py's is 90 s), overridable with
+# @pytest.mark.watchdog(seconds).
+DEFAULT_WATCHDOG = 90
+
+
+@pytest.fixture(autouse=True)
+def _watchdog(request):
+    """Overrides tests/conftest.py's watchdog: on a hang, dump every thread's
+    stack, kill the test's servers, remove its temporary directories, then
+    end the run (exit status 1)."""
+    marker = request.node.get_closest_marker("watchdog")
+    seconds = marker.args[0] if marker else DEFAULT_WATCHDOG
+
+    def expire():
+        sys.stderr.write("\nintegration watchdog: %s hung for %ss: "
+                         "killing its servers and ending the run\n"
+                         % (request.node.nodeid, seconds))
+        faulthandler.dump_traceback(all_threads=True)
+        emergency_cleanup()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
+
 
 @pytest.fixture
 def tmp_dir():
-    """A temporary directory removed at the end of the test (also on
-    failure); pytest's tmp_path keeps the last few runs' directories."""
-    path = tempfile.mkdtemp(prefix="tideloop-integ-")
-    try:
+    """A temporary directory removed at the end of the test (also on failure
+    and on a hang); pytest's tmp_path keeps the last runs' directories."""
+    with temp_dir() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)

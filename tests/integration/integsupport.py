@@ -30,6 +30,33 @@ _HINT = ("pip install -r tests/integration/requirements.txt, or run "
          "`make integration`")
 
 
+# What the hang watchdog (conftest.py) cleans up before it ends the run:
+# live Server objects and temporary directories.
+LIVE_SERVERS = set()
+LIVE_DIRS = set()
+
+
+def emergency_cleanup():
+    for server in list(LIVE_SERVERS):
+        with contextlib.suppress(Exception):
+            server.__exit__(None, None, None)
+    for path in list(LIVE_DIRS):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def temp_dir(prefix="tideloop-integ-"):
+    """A temporary directory, removed at the end (also on failure and by
+    the hang watchdog)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    LIVE_DIRS.add(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        LIVE_DIRS.discard(path)
+
+
 def missing(what):
     """Skip (or, with TIDELOOP_REQUIRE_INTEGRATION=1, fail) the test because
     `what` is not available."""
@@ -140,12 +167,14 @@ class Server:
                 self.argv, cwd=self.cwd, env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, preexec_fn=_set_pdeathsig, **kwargs)
+        LIVE_SERVERS.add(self)
         return self
 
     def __exit__(self, *exc):
         try:
             self.kill()
         finally:
+            LIVE_SERVERS.discard(self)
             with contextlib.suppress(OSError):
                 os.unlink(self.log_path)
 
@@ -233,8 +262,14 @@ def http_json(url, timeout=10):
     return json.loads(body)
 
 
+_BLOCKS = {}
+
+
 def pattern_bytes(n, seed=0):
-    """n deterministic, non-repeating-looking bytes."""
-    block = bytes((i * 131 + seed * 7 + (i >> 8)) & 0xFF for i in range(65536))
+    """n deterministic bytes that do not repeat with a short period."""
+    block = _BLOCKS.get(seed)
+    if block is None:
+        block = _BLOCKS[seed] = bytes(
+            (i * 131 + seed * 7 + (i >> 8)) & 0xFF for i in range(65536))
     reps, rest = divmod(n, len(block))
     return block * reps + block[:rest]
