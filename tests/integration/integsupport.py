@@ -26,6 +26,24 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 REQUIRE = os.environ.get("TIDELOOP_REQUIRE_INTEGRATION", "") not in ("", "0")
 
+# TIDELOOP_INTEG_LOOP=asyncio runs the in-process side (clients, and the
+# servers the tests run in their own process) on stock asyncio instead, to
+# tell a tideloop bug from a library or test bug; servers in child processes
+# stay on tideloop.  LOOP_MODULE is the module of that loop's class.
+STOCK = os.environ.get("TIDELOOP_INTEG_LOOP", "tideloop") == "asyncio"
+
+
+def _loop_module_of(factory):
+    loop = factory()
+    try:
+        return type(loop).__module__
+    finally:
+        loop.close()
+
+
+LOOP_MODULE = _loop_module_of(
+    asyncio.new_event_loop if STOCK else tideloop.new_event_loop)
+
 _HINT = ("pip install -r tests/integration/requirements.txt, or run "
          "`make integration`")
 
@@ -108,12 +126,15 @@ def has_ipv6_loopback():
 
 
 def run(main, timeout=60):
-    """Run the coroutine function `main` on a new tideloop loop (checked),
-    bounded by `timeout` seconds, and return its result."""
+    """Run the coroutine function `main` on a new tideloop loop (checked;
+    stock asyncio with TIDELOOP_INTEG_LOOP=asyncio), bounded by `timeout`
+    seconds, and return its result."""
     async def bounded():
         loop = asyncio.get_running_loop()
-        assert type(loop).__module__ == "tideloop", type(loop)
+        assert type(loop).__module__ == LOOP_MODULE, type(loop)
         return await asyncio.wait_for(main(), timeout)
+    if STOCK:
+        return asyncio.run(bounded())
     return tideloop.run(bounded())
 
 

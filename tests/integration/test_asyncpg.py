@@ -17,7 +17,8 @@ import subprocess
 import pytest
 
 from integsupport import (
-    Server, free_port, need, need_exe, pattern_bytes, run, temp_dir,
+    LOOP_MODULE, Server, free_port, need, need_exe, pattern_bytes, run,
+    temp_dir,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
@@ -118,7 +119,7 @@ def test_types_bulk_roundtrip(pg):
     async def main():
         conn = await _connect(pg)
         try:
-            assert type(conn._loop).__module__ == "tideloop"
+            assert type(conn._loop).__module__ == LOOP_MODULE
             await _json_codecs(conn)
             await conn.execute("""
                 DROP TABLE IF EXISTS items;
@@ -250,7 +251,7 @@ def test_listen_notify(pg):
         done = asyncio.Event()
 
         def on_notify(conn, pid, channel, payload):
-            assert type(asyncio.get_running_loop()).__module__ == "tideloop"
+            assert type(asyncio.get_running_loop()).__module__ == LOOP_MODULE
             got.append((channel, payload))
             if payload == "last":
                 done.set()

@@ -68,7 +68,11 @@ def test_set_get_types(redis_server):
             # Blocking command with a timeout, served after a push.
             async def push_later():
                 await asyncio.sleep(0.1)
-                await _client(redis_server).rpush("q", "job")
+                other = _client(redis_server)
+                try:
+                    await other.rpush("q", "job")
+                finally:
+                    await other.aclose()
             r2 = _client(redis_server)
             try:
                 pusher = asyncio.ensure_future(push_later())

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from integsupport import (
-    Server, free_port, has_ipv6_loopback, http_json, need, pattern_bytes, run,
+    LOOP_MODULE, Server, free_port, has_ipv6_loopback, http_json, need,
+    pattern_bytes, run,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
@@ -198,7 +199,7 @@ def test_programmatic_server_in_process():
             async with httpx.AsyncClient(timeout=20) as c:
                 r = await c.get("http://127.0.0.1:%d/loop" % port)
                 info = r.json()
-                assert info["loop_module"] == "tideloop"
+                assert info["loop_module"] == LOOP_MODULE
                 assert info["pid"] == os.getpid()
                 r = await c.post("http://127.0.0.1:%d/echo" % port,
                                  content=b"abc" * 1000)

@@ -6,7 +6,9 @@ import os
 
 import pytest
 
-from integsupport import has_ipv6_loopback, need, pattern_bytes, run
+from integsupport import (
+    LOOP_MODULE, has_ipv6_loopback, need, pattern_bytes, run,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(90)]
 
@@ -34,7 +36,7 @@ def _check_session_factory(connect_factory, closed_by_client):
 
     async def session():
         async with connect_factory() as ws:
-            assert await ws.recv() == "loop:tideloop"
+            assert await ws.recv() == "loop:" + LOOP_MODULE
             for text in ["a", "ü" * 5000, "{}"]:
                 await ws.send(text)
                 assert await ws.recv() == text
@@ -63,7 +65,7 @@ def _check_session_factory(connect_factory, closed_by_client):
             assert ws.close_code == 4000
 
         async with connect_factory() as ws:
-            assert await ws.recv() == "loop:tideloop"
+            assert await ws.recv() == "loop:" + LOOP_MODULE
             await ws.close(1000, "client done")
             with pytest.raises(ConnectionClosedOK):
                 await ws.recv()
