@@ -228,3 +228,26 @@ def test_uvicorn_run_loop_argument(tmp_dir):
             assert info["loop_module"] == "tideloop", (loop_arg, info)
             assert info["lifespan_loop"] == "tideloop", (loop_arg, info)
             stop_uvicorn(server, signal.SIGINT)
+
+
+def test_uvicorn_workers():
+    """--workers 2: uvicorn's process supervisor spawns worker processes,
+    each of which imports the loop factory from the string."""
+    need("uvicorn")
+    port = free_port()
+    with Server(_uvicorn_argv("--host", "127.0.0.1", "--port", port,
+                              "--workers", "2"),
+                name="uvicorn --workers 2") as server:
+        server.wait_port(port)
+        pids = set()
+        for _ in range(30):
+            info = http_json("http://127.0.0.1:%d/loop" % port)
+            assert info["loop_module"] == "tideloop", info
+            assert info["lifespan_loop"] == "tideloop", info
+            pids.add(info["pid"])
+        assert server.proc.pid not in pids
+        rc = server.stop(signal.SIGTERM, timeout=30)
+        assert rc in (0, -signal.SIGTERM), server.describe()
+        assert "Traceback" not in server.log, server.describe()
+        assert server.log.count("Finished server process") == 2, \
+            server.describe()
