@@ -8,6 +8,7 @@
     POST /upload             {"length", "sha256"} of the body (read streaming)
     GET  /download?size=N    N deterministic bytes (pattern_bytes)
     GET  /stream?n=&size=    StreamResponse: n chunks, chunk i = bytes([i % 256]) * size
+    GET  /file?path=P        web.FileResponse(P) (the loop's sendfile; Range works)
     GET  /ws                 websocket: "loop:<module>" then echo; text "close"
                              closes with 4002; "ping" sends a server ping first
 """
@@ -61,6 +62,10 @@ async def stream(request):
     return resp
 
 
+async def file_response(request):
+    return web.FileResponse(request.query["path"])
+
+
 async def websocket(request):
     ws = web.WebSocketResponse()
     await ws.prepare(request)
@@ -89,6 +94,7 @@ def make_app():
     app.router.add_post("/upload", upload)
     app.router.add_get("/download", download)
     app.router.add_get("/stream", stream)
+    app.router.add_get("/file", file_response)
     app.router.add_get("/ws", websocket)
     return app
 

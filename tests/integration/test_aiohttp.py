@@ -3,6 +3,7 @@ tideloop`, and with run_app(loop=tideloop.new_event_loop())), and
 aiohttp.ClientSession on tideloop against it; also httpx.AsyncClient."""
 import asyncio
 import hashlib
+import os
 import signal
 import sys
 
@@ -91,6 +92,37 @@ def test_client_session(aiohttp_url):
                     return (await r.json())["sum"]
             sums = await asyncio.gather(*(one(i) for i in range(50)))
             assert sums == [2 * i for i in range(50)]
+    run(main)
+
+
+def test_file_response_sendfile(aiohttp_url, tmp_dir):
+    """web.FileResponse sends with loop.sendfile (os.sendfile on the
+    transport's socket): whole file, ranges, and many at once."""
+    aiohttp = need("aiohttp")
+    data = pattern_bytes(7 * MIB + 123, seed=6)
+    path = os.path.join(tmp_dir, "blob.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+
+    async def main():
+        async with aiohttp.ClientSession(aiohttp_url) as s:
+            async with s.get("/file", params={"path": path}) as r:
+                assert r.status == 200
+                assert int(r.headers["Content-Length"]) == len(data)
+                assert await r.read() == data
+            ranges = [(0, 0), (1, 100), (MIB - 1, 2 * MIB + 7),
+                      (len(data) - 10, len(data) - 1)]
+            for start, end in ranges:
+                async with s.get("/file", params={"path": path}, headers={
+                        "Range": "bytes=%d-%d" % (start, end)}) as r:
+                    assert r.status == 206
+                    assert await r.read() == data[start:end + 1]
+
+            async def one():
+                async with s.get("/file", params={"path": path}) as r:
+                    return hashlib.sha256(await r.read()).digest()
+            digests = await asyncio.gather(*(one() for _ in range(8)))
+            assert set(digests) == {hashlib.sha256(data).digest()}
     run(main)
 
 

@@ -251,3 +251,46 @@ def test_uvicorn_workers():
         assert "Traceback" not in server.log, server.describe()
         assert server.log.count("Finished server process") == 2, \
             server.describe()
+
+
+def test_backpressure_and_keepalive_timeout():
+    """A slow reader of a 24 MB streamed response (the server's transport
+    pauses and resumes writing), then uvicorn's keep-alive timer closes
+    the idle connection."""
+    need("uvicorn")
+    port = free_port()
+    with Server(_uvicorn_argv("--host", "127.0.0.1", "--port", port,
+                              "--timeout-keep-alive", "1"),
+                name="uvicorn keep-alive") as server:
+        server.wait_port(port)
+
+        async def main():
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            n, size = 3000, 8000
+            writer.write(b"GET /stream?n=%d&size=%d HTTP/1.1\r\n"
+                         b"Host: x\r\n\r\n" % (n, size))
+            head = await reader.readuntil(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            assert b"transfer-encoding: chunked" in head.lower(), head
+            body = bytearray()
+            while True:  # chunked decoding, read slowly
+                line = await reader.readline()
+                length = int(line.strip(), 16)
+                chunk = await reader.readexactly(length + 2)
+                body += chunk[:-2]
+                if length == 0:
+                    break
+                if len(body) % (64 * size) == 0:
+                    await asyncio.sleep(0.002)
+            assert len(body) == n * size
+            assert bytes(body) == b"".join(bytes([i % 256]) * size
+                                           for i in range(n))
+            # Idle: the server closes the connection after ~1 s.
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            assert 0.5 < loop.time() - t0 < 5
+            writer.close()
+            await writer.wait_closed()
+        run(main)
+        stop_uvicorn(server)
