@@ -14,8 +14,9 @@ SIGTERM, max-requests, keep-alive, TLS options) is uvicorn's.
 
 The base class comes from the ``uvicorn-worker`` package when it is
 installed (where uvicorn's maintainers moved the worker), else from
-``uvicorn.workers`` (deprecated since uvicorn 0.30 but still shipped; its
-DeprecationWarning is silenced here since the choice is made for you).
+``uvicorn.workers`` (deprecated by uvicorn in favour of uvicorn-worker but
+still shipped; its DeprecationWarning is silenced here since the choice is
+made for you).
 Both need ``gunicorn``.
 """
 
