@@ -23,19 +23,17 @@ LOOP = "tideloop:new_event_loop"
 WS = "websockets-sansio"
 
 
-def _http_impls():
-    impls = ["h11"]
-    try:
-        import httptools  # noqa: F401
-        impls.append("httptools")
-    except ImportError:
-        pass
-    return impls
+# (--http, --ws) pairs the module's server fixture runs with: every HTTP
+# and websocket implementation of uvicorn over the tests below.
+IMPLS = [("h11", "websockets-sansio"), ("httptools", "websockets"),
+         ("h11", "wsproto")]
+_IMPL_MODULES = {"httptools": "httptools", "wsproto": "wsproto",
+                 "websockets": "websockets", "websockets-sansio": "websockets"}
 
 
-def _uvicorn_argv(*args):
+def _uvicorn_argv(*args, ws=WS):
     return [sys.executable, "-m", "uvicorn", "asgi_app:app", "--loop", LOOP,
-            "--lifespan", "on", "--ws", WS, "--no-access-log",
+            "--lifespan", "on", "--ws", ws, "--no-access-log",
             *args]
 
 
@@ -49,13 +47,16 @@ def stop_uvicorn(server, sig=signal.SIGTERM):
     assert "Traceback" not in server.log, server.describe()
 
 
-@pytest.fixture(scope="module", params=_http_impls())
+@pytest.fixture(scope="module", params=IMPLS,
+                ids=["%s-%s" % impl for impl in IMPLS])
 def uvicorn_url(request):
     need("uvicorn")
-    need("websockets")
+    http, ws = request.param
+    need(_IMPL_MODULES.get(http, "h11"))
+    need(_IMPL_MODULES[ws])
     port = free_port()
     with Server(_uvicorn_argv("--host", "127.0.0.1", "--port", port,
-                              "--http", request.param),
+                              "--http", http, ws=ws),
                 name="uvicorn") as server:
         server.wait_port(port)
         yield "http://127.0.0.1:%d" % port
