@@ -98,8 +98,10 @@ def need_exe(name, patterns=()):
     `patterns`), or skip/fail the test."""
     path = shutil.which(name)
     if path is None:
+        def version_key(path):  # newest /usr/lib/postgresql/N/ last
+            return [int(p) if p.isdigit() else -1 for p in path.split("/")]
         for pattern in patterns:
-            found = sorted(glob.glob(pattern))
+            found = sorted(glob.glob(pattern), key=version_key)
             if found:
                 path = found[-1]
                 break
