@@ -159,6 +159,54 @@ def child_env(**extra):
     return env
 
 
+def service_env(**extra):
+    """Environment for programs that are not Python (postgres, initdb,
+    redis-server, openssl): without an LD_PRELOAD meant for the
+    interpreter (e.g. libasan in a sanitizer run, which hangs initdb)."""
+    env = child_env(**extra)
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
+def _user_kwargs(user):
+    """Popen arguments that run a child as `user` (with its primary group
+    and no others), or none."""
+    if user is None:
+        return {}
+    import pwd
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid,
+            "extra_groups": []}
+
+
+def _kill_group(pid):
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def run_process(argv, *, timeout=90, cwd=None, env=None, user=None):
+    """subprocess.run(argv) with text output captured, in a session of its
+    own: on a timeout, or when it is done, its whole process group is killed
+    (so no grandchild outlives it), and a timeout fails the test."""
+    argv = [str(a) for a in argv]
+    kwargs = _user_kwargs(user)
+    with subprocess.Popen(
+            argv, cwd=cwd, env=env if env is not None else child_env(),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, start_new_session=True,
+            preexec_fn=_set_pdeathsig, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid)
+            out, err = proc.communicate()
+            raise AssertionError("timeout (%ss): %s\n--- stdout\n%s\n"
+                                 "--- stderr\n%s" % (timeout, " ".join(argv),
+                                                      out, err)) from None
+        finally:
+            _kill_group(proc.pid)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 class Server:
     """A child process (normally a server) with its output in a log file.
 
@@ -181,11 +229,7 @@ class Server:
 
     def __enter__(self):
         with open(self.log_path, "ab") as log:
-            kwargs = {}
-            if self.user is not None:
-                kwargs["user"] = self.user
-                kwargs["group"] = self.user
-                kwargs["extra_groups"] = []
+            kwargs = _user_kwargs(self.user)
             self.proc = subprocess.Popen(
                 self.argv, cwd=self.cwd, env=self.env,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -255,8 +299,7 @@ class Server:
     def kill(self):
         if self.proc is None:
             return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        _kill_group(self.proc.pid)
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):

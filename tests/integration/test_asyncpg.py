@@ -12,13 +12,12 @@ import os
 import pwd
 import shutil
 import signal
-import subprocess
 
 import pytest
 
 from integsupport import (
     LOOP_MODULE, Server, free_port, need, need_exe, pattern_bytes, run,
-    temp_dir,
+    run_process, service_env, temp_dir,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
@@ -56,13 +55,10 @@ def pg():
             shutil.chown(top, user=user, group=pwd.getpwnam(user).pw_gid)
         os.chmod(top, 0o700)
         data = os.path.join(top, "data")
-        kwargs = {"user": user, "group": pwd.getpwnam(user).pw_gid,
-                  "extra_groups": []} if user else {}
-        proc = subprocess.run(
+        proc = run_process(
             [initdb, "-D", data, "-A", "trust", "-U", DB_USER, "-E", "UTF8",
              "--locale=C", "--no-sync", "--no-instructions"],
-            cwd=top, capture_output=True, text=True, timeout=120,
-            stdin=subprocess.DEVNULL, **kwargs)
+            cwd=top, env=service_env(), user=user, timeout=120)
         assert proc.returncode == 0, "initdb failed:\n%s\n%s" % (
             proc.stdout, proc.stderr)
         port = free_port()
@@ -70,7 +66,8 @@ def pg():
                 "-p", str(port), "-c", "fsync=off",
                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=30", "-c", "shared_buffers=32MB"]
-        with Server(argv, cwd=top, user=user, name="postgres") as server:
+        with Server(argv, cwd=top, env=service_env(), user=user,
+                    name="postgres") as server:
             server.wait_log("database system is ready to accept connections",
                             timeout=60)
             server.wait_port(port)

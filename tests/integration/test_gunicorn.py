@@ -3,7 +3,6 @@ python/tideloop/gunicorn.py) serving asgi_app.py on a loopback port:
 responses, the workers' loop, graceful shutdown on SIGTERM."""
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -11,7 +10,9 @@ import urllib.request
 
 import pytest
 
-from integsupport import Server, free_port, http_json, need, pattern_bytes, run
+from integsupport import (
+    Server, free_port, http_json, need, pattern_bytes, run, run_process,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
 
@@ -100,9 +101,8 @@ def test_gunicorn_worker(base):
 
 
 def _child(code):
-    return subprocess.run([sys.executable, "-W", "error::DeprecationWarning",
-                           "-c", code], capture_output=True, text=True,
-                          timeout=60)
+    return run_process([sys.executable, "-W", "error::DeprecationWarning",
+                        "-c", code], timeout=60)
 
 
 def test_worker_class_and_import_errors():

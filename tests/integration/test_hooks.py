@@ -5,13 +5,12 @@ loop they ran on)."""
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from integsupport import child_env, need, temp_dir
+from integsupport import child_env, need, run_process, temp_dir
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
 
@@ -197,10 +196,8 @@ def _run_child_pytest(conftest, *args):
         env = child_env(LOOP_RECORD=record)
         env.pop("PYTEST_ADDOPTS", None)
         env["PYTHONPATH"] = d
-        p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                            "-v", *args], cwd=d, env=env, timeout=90,
-                           capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL)
+        p = run_process([sys.executable, "-m", "pytest", "-p",
+                         "no:cacheprovider", "-v", *args], cwd=d, env=env)
         out = p.stdout + p.stderr
         assert p.returncode == 0, out
         with open(record) as f:
@@ -291,10 +288,9 @@ async def test_two():
                 f.write(text)
         record = os.path.join(d, "record.jsonl")
         env = child_env(LOOP_RECORD=record, PYTHONPATH=d)
-        p = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
-                            "-p", "no:asyncio", "-q"], cwd=d, env=env,
-                           timeout=90, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL)
+        p = run_process([sys.executable, "-m", "pytest", "-p",
+                         "no:cacheprovider", "-p", "no:asyncio", "-q"],
+                        cwd=d, env=env)
         assert p.returncode == 0, p.stdout + p.stderr
         with open(record) as f:
             rows = [json.loads(line) for line in f]

@@ -19,13 +19,13 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
 
 import pytest
 
 from integsupport import (
-    ROOT, Server, child_env, free_port, http_get, missing, need, temp_dir,
+    ROOT, Server, child_env, free_port, http_get, missing, need, run_process,
+    temp_dir,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
@@ -171,9 +171,7 @@ def test_recipe(block, recipe_dir):
     if block.kind == "run":
         argv = _argv(block, recipe_dir, block.code)
         try:
-            p = subprocess.run(argv, cwd=cwd, env=_recipe_env(), timeout=90,
-                               capture_output=True, text=True,
-                               stdin=subprocess.DEVNULL)
+            p = run_process(argv, cwd=cwd, env=_recipe_env())
         except FileNotFoundError as exc:
             missing("the program %r (%s)" % (argv[0], exc))
         out = p.stdout + p.stderr

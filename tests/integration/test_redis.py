@@ -8,7 +8,8 @@ import signal
 import pytest
 
 from integsupport import (
-    Server, free_port, need, need_exe, pattern_bytes, run, temp_dir,
+    Server, free_port, need, need_exe, pattern_bytes, run, service_env,
+    temp_dir,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(90)]
@@ -28,7 +29,8 @@ def redis_server():
                 "--save", "", "--appendonly", "no", "--dir", top,
                 "--protected-mode", "yes", "--daemonize", "no",
                 "--proto-max-bulk-len", "64mb"]
-        with Server(argv, cwd=top, name="redis-server") as server:
+        with Server(argv, cwd=top, env=service_env(),
+                    name="redis-server") as server:
             server.wait_port(port)
             server.wait_unix(sock)
             yield {"host": "127.0.0.1", "port": port, "unix": sock}

@@ -6,14 +6,13 @@ import asyncio
 import os
 import signal
 import ssl
-import subprocess
 import sys
 
 import pytest
 
 from integsupport import (
     LOOP_MODULE, Server, free_port, need, need_exe, pattern_bytes, run,
-    temp_dir,
+    run_process, service_env, temp_dir,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
@@ -34,8 +33,8 @@ def certs():
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
     with temp_dir("tideloop-tls-") as d:
         def sh(*args):
-            p = subprocess.run([openssl, *args], cwd=d, capture_output=True,
-                               text=True, timeout=60, stdin=subprocess.DEVNULL)
+            p = run_process([openssl, *args], cwd=d, env=service_env(),
+                            timeout=60)
             assert p.returncode == 0, p.stderr
         with open(os.path.join(d, "ext.cnf"), "w") as f:
             f.write(_EXT)
