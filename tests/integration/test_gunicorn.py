@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from integsupport import (
-    Server, free_port, http_json, need, pattern_bytes, run, run_process,
+    Server, child_env, free_port, http_json, need, pattern_bytes, run,
+    run_process,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.watchdog(120)]
@@ -37,14 +38,21 @@ def _ppid(pid):
         return int(f.read().rsplit(")", 1)[1].split()[1])
 
 
+def _env(tmp_dir):
+    # gunicorn 27 puts its control socket in $XDG_RUNTIME_DIR, else in
+    # ~/.gunicorn: keep it in the test's directory.
+    return child_env(XDG_RUNTIME_DIR=tmp_dir)
+
+
 @pytest.mark.parametrize("base", sorted(BASES))
-def test_gunicorn_worker(base):
+def test_gunicorn_worker(base, tmp_dir):
     need("gunicorn")
     need("uvicorn")
     httpx = need("httpx")
     port = free_port()
     url = "http://127.0.0.1:%d" % port
-    with Server(_gunicorn_argv(base, port, "-w", "2"), name="gunicorn") as server:
+    with Server(_gunicorn_argv(base, port, "-w", "2"), env=_env(tmp_dir),
+                name="gunicorn") as server:
         server.wait_port(port)
         server.wait_log("Application startup complete", timeout=30)
 
@@ -122,3 +130,35 @@ def test_worker_class_and_import_errors():
     assert p.returncode == 0, p.stderr
     assert "tideloop.gunicorn.Worker" in p.stdout
     assert "pip install uvicorn gunicorn" in p.stdout
+
+
+def test_gunicorn_reload(tmp_dir):
+    """SIGHUP: gunicorn starts new workers (again on tideloop) and stops
+    the old ones gracefully.  (Not tested: SIGQUIT, which uvicorn's worker
+    leaves to gunicorn's SIGKILL after the graceful timeout, on stock
+    asyncio as on tideloop.)"""
+    need("gunicorn")
+    need("uvicorn")
+    port = free_port()
+    url = "http://127.0.0.1:%d/loop" % port
+    argv = _gunicorn_argv("uvicorn_worker", port, "-w", "1")
+    with Server(argv, env=_env(tmp_dir), name="gunicorn") as server:
+        server.wait_port(port)
+        server.wait_log("Application startup complete", timeout=30)
+        first = http_json(url)
+        assert first["loop_module"] == "tideloop", first
+        os.kill(server.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 30
+        while True:
+            info = http_json(url)
+            if info["pid"] != first["pid"]:
+                break
+            assert time.monotonic() < deadline, server.describe()
+            time.sleep(0.1)
+        assert info["loop_module"] == "tideloop", info
+        assert _ppid(info["pid"]) == server.proc.pid
+        server.wait_log("Handling signal: hup", timeout=10)
+        rc = server.stop(signal.SIGTERM, timeout=30)
+        assert rc == 0, server.describe()
+        assert "Traceback" not in server.log, server.describe()
+        assert "Shutting down: Master" in server.log, server.describe()

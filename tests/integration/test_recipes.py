@@ -137,8 +137,10 @@ def _needs(block, recipe_dir):
     return mods
 
 
-def _recipe_env():
-    env = child_env()
+def _recipe_env(recipe_dir):
+    # XDG_RUNTIME_DIR: where gunicorn 27 puts its control socket (else in
+    # ~/.gunicorn).
+    env = child_env(XDG_RUNTIME_DIR=recipe_dir)
     env.pop("PYTHONPATH", None)  # as a user would run them
     env.pop("PYTEST_CURRENT_TEST", None)
     env.pop("PYTEST_ADDOPTS", None)
@@ -171,7 +173,7 @@ def test_recipe(block, recipe_dir):
     if block.kind == "run":
         argv = _argv(block, recipe_dir, block.code)
         try:
-            p = run_process(argv, cwd=cwd, env=_recipe_env())
+            p = run_process(argv, cwd=cwd, env=_recipe_env(recipe_dir))
         except FileNotFoundError as exc:
             missing("the program %r (%s)" % (argv[0], exc))
         out = p.stdout + p.stderr
@@ -198,7 +200,8 @@ def test_recipe(block, recipe_dir):
                 f.write(sources[arg].replace(port_text, str(port)))
             argv[i] = copy
     assert found, "%r: the port %s is nowhere in it" % (block, port_text)
-    with Server(argv, cwd=cwd, env=_recipe_env(), name=repr(block)) as server:
+    with Server(argv, cwd=cwd, env=_recipe_env(recipe_dir),
+                name=repr(block)) as server:
         server.wait_port(port, timeout=30)
         status, _, body = http_get("http://127.0.0.1:%d/" % port)
         assert (status, body) == (200, b"running on tideloop\n"), \
