@@ -16,6 +16,8 @@
 #   BENCH_ARGS         arguments for benchmarks/run.py
 #   TUTORIAL           tutorial runner used by `make run`
 #   TUTORIAL_ARGS      extra arguments for it (e.g. -k 08_call_later)
+#   INTEGRATION_TIMEOUT  seconds for the whole `make integration` pytest run
+#                      (default 600)
 # Build switches read by setup.py from the environment: TIDELOOP_WERROR=1,
 # TIDELOOP_DEBUG=1, TIDELOOP_ASAN=1, TIDELOOP_LIBUV=<prefix>, TIDELOOP_LIBUV_CFLAGS,
 # TIDELOOP_LIBUV_LIBS (docs/install.md).
@@ -46,17 +48,21 @@ UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 BENCH_ARGS ?=
 TUTORIAL ?= ../shared/tutorial/run_all.py
 TUTORIAL_ARGS ?=
+INTEGRATION_TIMEOUT ?= 600
 TUTORIAL_SETUP = import tideloop; asyncio.set_event_loop_policy(tideloop.EventLoopPolicy())
 
 export PIP_INSTALL_FLAGS
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help deps venv install run test test-all bench asan compat clean distclean
+.PHONY: help deps venv install run test test-all integration bench asan compat clean distclean
 
 help:
 	@echo "make run        build, install and run the tutorial suite (or examples/demo.py)"
 	@echo "make test       build, install and run the test suite (pytest)"
 	@echo "make test-all   the test suite on every Python in TEST_VERSIONS ($(TEST_VERSIONS))"
+	@echo "make integration  uvicorn, aiohttp, websockets, httpx, asyncpg, redis, anyio,"
+	@echo "                pytest-asyncio, gunicorn on tideloop against real servers"
+	@echo "                (installs postgresql/redis-server and tests/integration/requirements.txt)"
 	@echo "make bench      benchmarks/run.py against asyncio and uvloop"
 	@echo "make asan       the test suite on an AddressSanitizer/UBSan build"
 	@echo "make compat     CPython's test_asyncio on tideloop (COMPAT_ARGS)"
@@ -87,6 +93,17 @@ run: venv
 
 test: venv
 	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+# Third-party libraries and real servers on tideloop (tests/integration,
+# docs/recipes.md). Installs PostgreSQL and redis-server with apt-get if
+# missing and the pinned packages into $(VENV); a missing dependency fails
+# here (TIDELOOP_REQUIRE_INTEGRATION=1) instead of skipping. The whole run is
+# bounded by INTEGRATION_TIMEOUT.
+integration: venv
+	@scripts/integration_deps.sh
+	$(PY) -m pip install -q -r tests/integration/requirements.txt
+	TIDELOOP_REQUIRE_INTEGRATION=1 timeout --kill-after=15 $(INTEGRATION_TIMEOUT) \
+	  $(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
 
 test-all: deps
 	@scripts/test_all.sh $(TEST_VERSIONS)

@@ -38,7 +38,9 @@ TIDELOOP_TESTS_SHOW_TRACES=1 with ``-s`` prints the stock reference traces.
 
 Markers: ``tutorial`` (deselect with ``-m "not tutorial"``),
 ``tideloop_only``, ``watchdog(seconds)``, ``packaging`` (sdist/wheel build
-and install, ~1 min).
+and install, ~1 min), ``integration`` (tests/integration: third-party
+libraries and servers on tideloop; skipped unless asked for, see
+``_integration_requested``).
 """
 import asyncio
 import faulthandler
@@ -91,6 +93,11 @@ def pytest_configure(config):
         "packaging: builds the sdist and wheel with `python -m build` and "
         "installs them into fresh venvs (tests/test_packaging.py, ~1 min; "
         "run by default, deselect with -m 'not packaging')")
+    config.addinivalue_line(
+        "markers",
+        "integration: third-party libraries and real servers on tideloop "
+        "(tests/integration; `make integration`); skipped unless asked for "
+        "by path, by -m integration or TIDELOOP_REQUIRE_INTEGRATION=1")
 
 
 def _is_tideloop_item(item):
@@ -101,7 +108,34 @@ def _is_tideloop_item(item):
             or item.get_closest_marker("tutorial") is not None)
 
 
+def _integration_requested(config):
+    """The integration tests run only when asked for: by
+    TIDELOOP_REQUIRE_INTEGRATION=1, by a -m expression that names the marker
+    (other than "not integration"), or by a path inside tests/integration.
+    A plain `pytest tests` (`make test`) skips them, so it stays fast and
+    needs none of their packages or servers."""
+    if os.environ.get("TIDELOOP_REQUIRE_INTEGRATION", "") not in ("", "0"):
+        return True
+    markexpr = config.getoption("markexpr", "") or ""
+    if "integration" in markexpr and "not integration" not in markexpr:
+        return True
+    integ = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                         "integration")
+    for arg in config.args:
+        path = os.path.abspath(str(arg).split("::", 1)[0])
+        if path == integ or path.startswith(integ + os.sep):
+            return True
+    return False
+
+
 def pytest_collection_modifyitems(config, items):
+    if not _integration_requested(config):
+        skip = pytest.mark.skip(
+            reason="integration test: run `make integration` or "
+                   "`pytest tests/integration -m integration`")
+        for item in items:
+            if item.get_closest_marker("integration") is not None:
+                item.add_marker(skip)
     if not ASYNCIO_ONLY:
         return
     keep, drop = [], []
