@@ -20,17 +20,22 @@ made for you).
 Both need ``gunicorn``.
 """
 
-import warnings
+import importlib as _importlib
+import typing as _typing
+import warnings as _warnings
 
-try:
-    from uvicorn_worker import (  # type: ignore[import-not-found, unused-ignore]
-        UvicornWorker as _UvicornWorker)
-except ImportError:
+
+def _base_worker() -> _typing.Any:
+    # Imported by name: the base's type is uvicorn's business (and a type
+    # checker of this package must not depend on uvicorn being installed).
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            from uvicorn.workers import (  # type: ignore[import-not-found, no-redef, unused-ignore]
-                UvicornWorker as _UvicornWorker)
+        return _importlib.import_module("uvicorn_worker").UvicornWorker
+    except ImportError:
+        pass
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", DeprecationWarning)
+            return _importlib.import_module("uvicorn.workers").UvicornWorker
     except ImportError as exc:
         raise ImportError(
             "tideloop.gunicorn.Worker is uvicorn's gunicorn worker running on "
@@ -39,10 +44,13 @@ except ImportError:
             "you like). Import failed with: %s: %s"
             % (type(exc).__name__, exc)) from exc
 
+
+_UvicornWorker: _typing.Any = _base_worker()
+
 __all__ = ("Worker",)
 
 
-class Worker(_UvicornWorker):  # type: ignore[misc, unused-ignore]
+class Worker(_UvicornWorker):  # type: ignore[misc]
     """gunicorn worker (``-k tideloop.gunicorn.Worker``) running uvicorn's
     ASGI server on a tideloop event loop."""
 
