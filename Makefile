@@ -63,7 +63,8 @@ help:
 	@echo "make integration  uvicorn, aiohttp, websockets, httpx, asyncpg, redis, anyio,"
 	@echo "                pytest-asyncio, gunicorn on tideloop against real servers"
 	@echo "                (installs postgresql/redis-server and tests/integration/requirements.txt)"
-	@echo "make bench      benchmarks/run.py against asyncio and uvloop"
+	@echo "make bench      benchmarks/run.py against asyncio and uvloop, then the chart"
+	@echo "make chart      benchmarks/results/chart.png from the saved results"
 	@echo "make asan       the test suite on an AddressSanitizer/UBSan build"
 	@echo "make compat     CPython's test_asyncio on tideloop (COMPAT_ARGS)"
 	@echo "make deps       install libuv1-dev and pkg-config if missing (apt-get)"
@@ -112,6 +113,13 @@ bench: venv
 	@$(PY) -m pip install -q uvloop || echo "bench: note: uvloop not installed; comparing with asyncio only"
 	@if [ -f benchmarks/requirements.txt ]; then $(PY) -m pip install -q -r benchmarks/requirements.txt; fi
 	$(PY) benchmarks/run.py $(BENCH_ARGS)
+	$(PY) benchmarks/chart.py
+
+# benchmarks/results/chart.png from the saved results (core, net-latest,
+# proc-latest), without running anything.
+chart: venv
+	@if [ -f benchmarks/requirements.txt ]; then $(PY) -m pip install -q -r benchmarks/requirements.txt; fi
+	$(PY) benchmarks/chart.py
 
 # CPython's own test_asyncio on tideloop (compat/README.md). COMPAT_ARGS
 # e.g. "--python all" or "--threshold 3.11=870"; the summary table goes

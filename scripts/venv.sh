@@ -43,19 +43,20 @@ vpy="$venv/bin/python"
 # --no-build-isolation (no throwaway build env per install: faster, and it
 # works without an index). Python 3.12+ venvs come without setuptools.
 # setuptools 70.1+ has bdist_wheel built in (older ones warn through wheel).
-# The tests also need mypy (tests/test_typing.py) and build
-# (tests/test_packaging.py). mypy is pinned: a new release brings new checks
+# The tests also need mypy (tests/test_typing.py), build
+# (tests/test_packaging.py) and matplotlib (tests/test_chart.py, the
+# benchmark chart). mypy is pinned: a new release brings new checks
 # and typeshed changes, and 1.19 is the last one that runs on and checks
 # for Python 3.9.
 MYPY_VERSION=1.19.1
 if ! "$vpy" -c '
 import sys
-import setuptools, wheel, pytest, build, mypy.version
+import setuptools, wheel, pytest, build, mypy.version, matplotlib
 sys.exit(tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1)
          or mypy.version.__version__ != sys.argv[1])' "$MYPY_VERSION" 2>/dev/null; then
-    echo "venv: installing build tools, pytest and mypy into $venv"
+    echo "venv: installing build tools, pytest, mypy and matplotlib into $venv"
     "$vpy" -m pip install -q "setuptools>=70.1" wheel pytest build \
-        "mypy==$MYPY_VERSION"
+        "mypy==$MYPY_VERSION" matplotlib
 fi
 
 if [[ ! -e "$venv/.tideloop-uvloop-tried" ]]; then

@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""Bar chart (PNG) of the latest benchmark runs: speedup over stock asyncio
+of uvloop and tideloop, per benchmark, with the run's date, machine and
+metric under the title.
+
+    python benchmarks/chart.py                       # the default results
+    python benchmarks/chart.py RESULTS.json ... -o out.png
+
+Reads the latest.json files that benchmarks/run.py writes (several runs
+are drawn as groups, one after the other: core, networking, subprocesses)
+and writes benchmarks/results/chart.png.  Needs matplotlib
+(benchmarks/requirements.txt; `make bench` installs it).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+DEFAULT_INPUTS = [
+    os.path.join(RESULTS, "latest.json"),            # core (CPU metric)
+    os.path.join(RESULTS, "net-latest", "latest.json"),
+    os.path.join(RESULTS, "proc-latest", "latest.json"),
+]
+LOOPS = ("uvloop", "tideloop")
+COLORS = {"uvloop": "#9a9a9a", "tideloop": "#1f6fb4"}
+
+
+def load(path):
+    with open(path) as f:
+        data = json.load(f)
+    rows = []
+    for name, b in data["benchmarks"].items():
+        speed = b.get("speedup_vs_asyncio") or {}
+        rows.append((name, {lp: speed.get(lp) for lp in LOOPS}))
+    return data, rows
+
+
+def describe(data):
+    m = data["metadata"]
+    cfg = data["config"]
+    return "%s %s, %s x%s, Python %s, %s reps, %s" % (
+        m.get("date", "?")[:10], m.get("cpu_model", "?"),
+        m.get("machine", "?"), m.get("nproc", "?"), m.get("python", "?"),
+        cfg.get("repeat", "?"), cfg.get("metric", "wall") + " time")
+
+
+def geomean(xs):
+    xs = [x for x in xs if x]
+    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
+
+
+def draw(inputs, out):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = []
+    for path in inputs:
+        if os.path.exists(path):
+            data, rows = load(path)
+            groups.append((os.path.relpath(path, HERE), data, rows))
+    if not groups:
+        raise SystemExit("chart: no results found (%s)" % ", ".join(inputs))
+
+    labels, values, seps, notes = [], {lp: [] for lp in LOOPS}, [], []
+    for path, data, rows in groups:
+        if labels:
+            seps.append(len(labels) - 0.5)
+        for name, speed in rows:
+            labels.append(name)
+            for lp in LOOPS:
+                values[lp].append(speed[lp] or 0.0)
+        notes.append("%s: %s" % (path, describe(data)))
+    labels.append("geomean")
+    for lp in LOOPS:
+        values[lp].append(geomean(values[lp]) or 0.0)
+
+    n = len(labels)
+    width = 0.38
+    fig, ax = plt.subplots(figsize=(max(8, 0.55 * n + 2), 5.2))
+    for i, lp in enumerate(LOOPS):
+        xs = [k + (i - 0.5) * width for k in range(n)]
+        bars = ax.bar(xs, values[lp], width, label=lp, color=COLORS[lp])
+        for x, v in zip(xs, values[lp]):
+            if v:
+                ax.text(x, v, "%.2f" % v, ha="center", va="bottom",
+                        fontsize=6, rotation=90)
+        del bars
+    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+    ax.text(n - 0.5, 1.0, " asyncio = 1", va="bottom", ha="right",
+            fontsize=7)
+    for s in seps + [n - 1.5]:
+        ax.axvline(s, color="#cccccc", linewidth=0.8)
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("speedup over stock asyncio (higher is better)")
+    ax.set_title("tideloop and uvloop vs stock asyncio "
+                 "(median of repetitions, ratios of medians)")
+    ax.legend(loc="upper left")
+    ax.set_ylim(0, max(max(values[lp]) for lp in LOOPS) * 1.18)
+    fig.text(0.01, 0.01, "\n".join(notes), fontsize=6, va="bottom")
+    fig.tight_layout(rect=(0, 0.03 * len(notes) + 0.02, 1, 1))
+    fig.savefig(out, dpi=130)
+    plt.close(fig)
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="*", default=DEFAULT_INPUTS)
+    p.add_argument("-o", "--out", default=os.path.join(RESULTS, "chart.png"))
+    args = p.parse_args(argv)
+    print("chart: wrote", draw(args.inputs, args.out))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""benchmarks/chart.py draws the README's chart from run.py's results."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CHART = os.path.join(HERE, os.pardir, "benchmarks", "chart.py")
+
+pytestmark = pytest.mark.tideloop_only
+
+
+def _results(path, speedups):
+    data = {
+        "metadata": {"date": "2026-11-25T00:00:00+00:00", "python": "3.11.7",
+                     "machine": "x86_64", "cpu_model": "Test CPU",
+                     "nproc": 2},
+        "config": {"repeat": 5, "metric": "cpu"},
+        "benchmarks": {
+            name: {"speedup_vs_asyncio": {"asyncio": 1.0, "uvloop": u,
+                                          "tideloop": t}}
+            for name, (u, t) in speedups.items()},
+    }
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def test_chart_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    a = tmp_path / "core.json"
+    b = tmp_path / "net.json"
+    _results(a, {"call_soon": (2.0, 3.0), "timers": (0.8, 2.0)})
+    _results(b, {"tcp_echo": (1.3, 1.5)})
+    out = tmp_path / "chart.png"
+    r = subprocess.run([sys.executable, CHART, str(a), str(b),
+                        str(tmp_path / "missing.json"), "-o", str(out)],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=120)
+    assert r.returncode == 0, r.stdout
+    png = out.read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(png) > 10_000
+
+
+def test_chart_geomean_and_rows(tmp_path):
+    sys.path.insert(0, os.path.dirname(CHART))
+    try:
+        import chart
+    finally:
+        sys.path.pop(0)
+    p = tmp_path / "r.json"
+    _results(p, {"a": (2.0, 4.0), "b": (0.5, 1.0)})
+    data, rows = chart.load(str(p))
+    assert rows == [("a", {"uvloop": 2.0, "tideloop": 4.0}),
+                    ("b", {"uvloop": 0.5, "tideloop": 1.0})]
+    assert chart.geomean([4.0, 1.0]) == pytest.approx(2.0)
+    assert "Test CPU" in chart.describe(data) and "cpu time" in \
+        chart.describe(data)
+
+
+def test_chart_no_results(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = subprocess.run([sys.executable, CHART, str(tmp_path / "none.json"),
+                        "-o", str(tmp_path / "x.png")],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       universal_newlines=True, timeout=120)
+    assert r.returncode != 0 and "no results found" in r.stdout
