@@ -54,7 +54,7 @@ TUTORIAL_SETUP = import tideloop; asyncio.set_event_loop_policy(tideloop.EventLo
 export PIP_INSTALL_FLAGS
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help deps venv install run test test-all integration bench asan compat clean distclean
+.PHONY: help deps venv install run test test-all integration bench chart asan compat clean distclean
 
 help:
 	@echo "make run        build, install and run the tutorial suite (or examples/demo.py)"
