@@ -1042,9 +1042,10 @@ Transport_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return NULL;
 }
 
-/* The base classes' __slots__ (asyncio's _extra, _loop, ...). */
-static int
-base_slots_visit(PyObject *self, visitproc visit, void *arg)
+/* The base classes' __slots__ (asyncio's _extra, _loop, ...); pipe.c
+ * uses them too. */
+int
+tl_base_slots_visit(PyObject *self, visitproc visit, void *arg)
 {
     for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
          tp = tp->tp_base) {
@@ -1060,8 +1061,8 @@ base_slots_visit(PyObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-static void
-base_slots_clear(PyObject *self)
+void
+tl_base_slots_clear(PyObject *self)
 {
     for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
          tp = tp->tp_base) {
@@ -1094,7 +1095,7 @@ Transport_traverse(PyObject *self, visitproc visit, void *arg)
         Py_VISIT(t->wb[(t->wb_head + i) % t->wb_cap].obj);
         Py_VISIT(t->wb[(t->wb_head + i) % t->wb_cap].addr);
     }
-    return base_slots_visit(self, visit, arg);
+    return tl_base_slots_visit(self, visit, arg);
 }
 
 static int
@@ -1123,7 +1124,7 @@ Transport_clear(PyObject *self)
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->loop);
-    base_slots_clear(self);
+    tl_base_slots_clear(self);
     return 0;
 }
 
