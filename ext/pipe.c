@@ -476,11 +476,13 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     return pipe_call_soon_lost(self, Py_None);
 }
 
+#if PY_VERSION_HEX >= 0x030B0000
 static PyObject *
 ReadPipe_is_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     return PyBool_FromLong(read_is_reading(PP(self)));
 }
+#endif
 
 static PyObject *
 ReadPipe_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
