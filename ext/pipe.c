@@ -297,6 +297,7 @@ pipe_watch(PyObject *self, int writer, int on)
 
 /* ---- teardown (both types) ------------------------------------------ */
 
+/* loop.call_soon(self._call_connection_lost, exc); returns None. */
 static PyObject *
 pipe_call_soon_lost(PyObject *self, PyObject *exc)
 {
@@ -308,7 +309,11 @@ pipe_call_soon_lost(PyObject *self, PyObject *exc)
     PyObject *r = PyObject_CallMethod((PyObject *)t->loop, "call_soon",
                                       "OO", m, exc);
     Py_DECREF(m);
-    return r;
+    if (r == NULL) {
+        return NULL;
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
 }
 
 /* try: protocol.connection_lost(exc)
@@ -626,6 +631,65 @@ pipe_write_fd(int fd, const char *buf, Py_ssize_t len)
     }
 }
 
+static int pipe_write_warn(PyObject *self);
+
+/* write() of a memoryview that has no contiguous buffer (the pending
+ * exception): asyncio's own checks run first, then its os.write() fails
+ * (a fatal write error) or, with data buffered, its bytearray += fails. */
+static PyObject *
+write_unbufferable(PyObject *self, PyObject *data)
+{
+    tl_pipe *t = PP(self);
+    if (is_loop_stopping()) {
+        return NULL;
+    }
+    PyObject *exc = tl_fetch_exception();
+    Py_ssize_t len = PyObject_Size(data);
+    if (len <= 0) {
+        Py_DECREF(exc);
+        if (len < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (t->conn_lost || t->closing) {
+        Py_DECREF(exc);
+        if (pipe_write_warn(self) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
+    if (t->wb_len > 0) {
+        Py_DECREF(exc);
+        PyErr_Format(PyExc_TypeError, "can't concat %.100s to bytearray",
+                     Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    t->conn_lost++;
+    int r = pipe_fatal(self, exc, "Fatal write error on pipe transport");
+    Py_DECREF(exc);
+    if (r < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* A write after the connection was lost or closed: dropped, counted, and
+ * from the LOG_THRESHOLD_FOR_CONNLOST_WRITES-th on logged. */
+static int
+pipe_write_warn(PyObject *self)
+{
+    tl_pipe *t = PP(self);
+    if (t->conn_lost >= TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES &&
+        pipe_log(self, TL_LOG_WARNING,
+                 "pipe closed by peer or os.write(pipe, data) raised "
+                 "exception.", 1) < 0) {
+        return -1;
+    }
+    t->conn_lost++;
+    return 0;
+}
+
 static PyObject *
 WritePipe_write(PyObject *self, PyObject *data)
 {
@@ -651,18 +715,7 @@ WritePipe_write(PyObject *self, PyObject *data)
     }
     else {
         if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
-            /* A non-contiguous memoryview: asyncio's os.write() raises,
-             * which is a fatal write error when nothing is buffered. */
-            if (is_loop_stopping() || t->wb_len > 0 || t->conn_lost ||
-                t->closing) {
-                return NULL;
-            }
-            t->conn_lost++;
-            if (pipe_fatal(self, NULL,
-                           "Fatal write error on pipe transport") < 0) {
-                return NULL;
-            }
-            Py_RETURN_NONE;
+            return write_unbufferable(self, data);
         }
         have_view = 1;
         buf = view.buf;
@@ -673,13 +726,9 @@ WritePipe_write(PyObject *self, PyObject *data)
         goto done;
     }
     if (t->conn_lost || t->closing) {
-        if (t->conn_lost >= TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES &&
-            pipe_log(self, TL_LOG_WARNING,
-                     "pipe closed by peer or os.write(pipe, data) raised "
-                     "exception.", 1) < 0) {
+        if (pipe_write_warn(self) < 0) {
             goto error;
         }
-        t->conn_lost++;
         goto done;
     }
     Py_ssize_t off = 0;
@@ -863,11 +912,7 @@ WritePipe_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (pipe_watch(self, 0, 0) < 0) {
             return NULL;
         }
-        PyObject *r = pipe_call_soon_lost(self, Py_None);
-        if (r == NULL) {
-            return NULL;
-        }
-        Py_DECREF(r);
+        return pipe_call_soon_lost(self, Py_None);
     }
     Py_RETURN_NONE;
 }
@@ -1164,6 +1209,8 @@ Pipe_get_writing(PyObject *self, void *c)
 }
 
 static PyGetSetDef ReadPipe_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL,
+     NULL},
     {"_pipe", (getter)Pipe_get_pipe, (setter)Pipe_set_pipe, NULL, NULL},
     {"_protocol", (getter)Pipe_get_protocol_attr,
      (setter)Pipe_set_protocol_attr, NULL, NULL},
@@ -1175,6 +1222,8 @@ static PyGetSetDef ReadPipe_getset[] = {
     {NULL}};
 
 static PyGetSetDef WritePipe_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL,
+     NULL},
     {"_pipe", (getter)Pipe_get_pipe, (setter)Pipe_set_pipe, NULL, NULL},
     {"_protocol", (getter)Pipe_get_protocol_attr,
      (setter)Pipe_set_protocol_attr, NULL, NULL},
