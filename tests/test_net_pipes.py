@@ -17,7 +17,8 @@ import pytest
 
 from support import capture_asyncio_log, run_until
 from netsupport import (NET_MARKS, KiB, MiB, Recorder, call_ev, digest, exc_ev,
-                        outcome, payload, swallow_unraisable, wait)
+                        outcome, payload, skip_before, swallow_unraisable,
+                        wait)
 from netsupport import _net_collect_garbage  # noqa: F401 (autouse)
 
 pytestmark = NET_MARKS
@@ -589,7 +590,10 @@ def test_pause_in_connection_made(compare):
     compare(scenario)
 
 
+@skip_before((3, 11), "closing a read pipe in connection_made()")
 def test_close_in_connection_made(compare):
+    """(3.9/3.10's read pipe starts reading after such a close and then
+    hangs when the fd number is reused: not compared there.)"""
     class Closing(Recorder):
         def connection_made(self, transport):
             super().connection_made(transport)
