@@ -23,11 +23,13 @@
 #include <errno.h>
 #include <limits.h>
 #include <stddef.h>
+#include <string.h>
 #include <structmember.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #define TL_PIPE_READ_SIZE (256 * 1024)   /* asyncio's max_size */
+#define TL_PIPE_DIRECT (64 * 1024)     /* read into the bytes object */
 #define TL_PIPE_IOV_MAX 1024
 #define TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
@@ -417,16 +419,31 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         (loop->rbuf = PyMem_Malloc(TL_PIPE_READ_SIZE)) == NULL) {
         return PyErr_NoMemory();
     }
+    /* Read straight into the bytes object handed to data_received() for
+     * the first TL_PIPE_DIRECT bytes (a pipe holds 64 KiB by default, so
+     * usually all of it), the rest of max_size into the loop's buffer:
+     * no copy in the common case, one in the rare big read. */
+    PyObject *data = PyBytes_FromStringAndSize(NULL, TL_PIPE_DIRECT);
+    if (data == NULL) {
+        return NULL;
+    }
+    struct iovec iov[2] = {
+        {PyBytes_AS_STRING(data), TL_PIPE_DIRECT},
+        {loop->rbuf, TL_PIPE_READ_SIZE - TL_PIPE_DIRECT}};
     ssize_t n;
     for (;;) {
-        n = read(t->fd, loop->rbuf, TL_PIPE_READ_SIZE);
+        n = readv(t->fd, iov, 2);
         if (n >= 0 || errno != EINTR) {
             break;
         }
         /* os.read() retries after running the signal handlers. */
         if (PyErr_CheckSignals() < 0) {
+            Py_DECREF(data);
             return NULL;
         }
+    }
+    if (n <= 0) {
+        Py_DECREF(data);
     }
     if (n < 0) {
         int err = errno;
@@ -441,8 +458,19 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     if (n > 0) {
-        PyObject *data = PyBytes_FromStringAndSize(loop->rbuf, n);
-        if (data == NULL) {
+        if (n > TL_PIPE_DIRECT) {
+            PyObject *big = PyBytes_FromStringAndSize(NULL, n);
+            if (big == NULL) {
+                Py_DECREF(data);
+                return NULL;
+            }
+            memcpy(PyBytes_AS_STRING(big), PyBytes_AS_STRING(data),
+                   TL_PIPE_DIRECT);
+            memcpy(PyBytes_AS_STRING(big) + TL_PIPE_DIRECT, loop->rbuf,
+                   n - TL_PIPE_DIRECT);
+            Py_SETREF(data, big);
+        }
+        else if (n < TL_PIPE_DIRECT && _PyBytes_Resize(&data, n) < 0) {
             return NULL;
         }
         /* Exceptions of data_received() reach the handle's report, as in
