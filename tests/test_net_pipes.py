@@ -1049,3 +1049,71 @@ def test_subprocess_exec_protocol_both_ways(compare):
 
     trace = compare(scenario)
     assert trace[1][2] is True
+
+
+@pytest.mark.tideloop_only
+def test_c_pipe_internals_misuse():
+    """The C pipe transports' private entry points with bad input or in
+    the wrong state raise Python exceptions, never crash (run under ASan
+    by scripts/asan.sh)."""
+    from support import import_tideloop
+    tideloop = import_tideloop()
+    from tideloop import _core
+
+    loop = tideloop.new_event_loop()
+    try:
+        for cls in (_core.ReadPipeTransport, _core.WritePipeTransport):
+            for args in ((), (1, 2, 3, 4), (loop, None, -1, None),
+                         (loop, None, 2 ** 70, None), (loop, None, "3", None)):
+                with pytest.raises((TypeError, ValueError, OverflowError)):
+                    cls._new(*args)
+            with pytest.raises(TypeError):
+                cls()
+
+        async def main():
+            rf, wf = pipe_files()
+            rtr, rpr = await loop.connect_read_pipe(lambda: Recorder(loop), rf)
+            wtr, wpr = await loop.connect_write_pipe(lambda: Recorder(loop),
+                                                     wf)
+            errors = []
+
+            def attempt(fn, *args):
+                try:
+                    fn(*args)
+                except Exception as exc:  # noqa: BLE001
+                    errors.append(type(exc).__name__)
+
+            for tr in (rtr, wtr):
+                attempt(tr._call_connection_lost, None)
+                attempt(tr._call_connection_lost, None)   # twice
+                attempt(tr._read_ready)
+                attempt(tr._close, ValueError("x"))
+                attempt(tr._close)
+                attempt(tr._start_reading)
+                attempt(setattr, tr, "_protocol", 42)
+                attempt(setattr, tr, "_pipe", "not a file")
+                attempt(delattr, tr, "_pipe")
+                attempt(tr.set_protocol, None)
+                attempt(tr.close)
+                attempt(tr.get_extra_info, "pipe")
+                attempt(repr, tr)
+                tr.__dict__["x"] = 1
+            attempt(wtr._write_ready)
+            attempt(wtr.write, b"data")
+            attempt(wtr.write, memoryview(b"abc")[::2])
+            attempt(wtr.write_eof)
+            attempt(wtr.abort)
+            attempt(rtr.pause_reading)
+            attempt(rtr.resume_reading)
+            await asyncio.sleep(0.01)
+            rf.close()
+            wf.close()
+            return errors
+
+        with swallow_unraisable():
+            errors = loop.run_until_complete(main())
+            gc.collect()
+        assert errors  # some of those must have been refused
+    finally:
+        loop.close()
+    gc.collect()
