@@ -30,6 +30,7 @@
 
 #define TL_PIPE_READ_SIZE (256 * 1024)   /* asyncio's max_size */
 #define TL_PIPE_DIRECT (64 * 1024)     /* read into the bytes object */
+#define TL_PIPE_SMALL (8 * 1024)       /* ... unless the last read was small */
 #define TL_PIPE_IOV_MAX 1024
 #define TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES 5
 
@@ -57,6 +58,7 @@ typedef struct {
     Py_ssize_t wb_bytes;         /* len(asyncio's _buffer) */
     int fd;
     int conn_lost;
+    Py_ssize_t last_read;        /* bytes of the last read (pipe_read) */
     char closing;
     char paused;
     char reading;                /* read handle installed */
@@ -405,6 +407,81 @@ ReadPipe_close_method(PyObject *self, PyObject *args)
     return ReadPipe_close_impl(self, exc);
 }
 
+/* One read of up to max_size bytes, as asyncio's os.read(fd, max_size).
+ * Returns n > 0 with *out a new bytes object, 0 at EOF, -1 with errno
+ * set, or -2 with an exception set.
+ *
+ * After a big read the next one goes straight into the bytes object that
+ * data_received() gets for its first TL_PIPE_DIRECT bytes (a pipe holds
+ * 64 KiB by default, so usually all of it) and into the loop's buffer for
+ * the rest: no copy in the common case, one in the rare bigger read.
+ * After a small read it goes into the loop's buffer and is copied out:
+ * for a few bytes a copy costs less than allocating 64 KiB and shrinking
+ * it. */
+static ssize_t
+pipe_read(tl_pipe *t, char *rbuf, PyObject **out)
+{
+    *out = NULL;
+    PyObject *data = NULL;
+    struct iovec iov[2];
+    int cnt = 1;
+    iov[0].iov_base = rbuf;
+    iov[0].iov_len = TL_PIPE_READ_SIZE;
+    if (t->last_read > TL_PIPE_SMALL) {
+        data = PyBytes_FromStringAndSize(NULL, TL_PIPE_DIRECT);
+        if (data == NULL) {
+            return -2;
+        }
+        iov[0].iov_base = PyBytes_AS_STRING(data);
+        iov[0].iov_len = TL_PIPE_DIRECT;
+        iov[1].iov_base = rbuf;
+        iov[1].iov_len = TL_PIPE_READ_SIZE - TL_PIPE_DIRECT;
+        cnt = 2;
+    }
+    ssize_t n;
+    for (;;) {
+        n = readv(t->fd, iov, cnt);
+        if (n >= 0 || errno != EINTR) {
+            break;
+        }
+        /* os.read() retries after running the signal handlers. */
+        if (PyErr_CheckSignals() < 0) {
+            Py_XDECREF(data);
+            return -2;
+        }
+    }
+    if (n <= 0) {
+        int err = errno;
+        Py_XDECREF(data);
+        errno = err;
+        return n < 0 ? -1 : 0;
+    }
+    t->last_read = n;
+    if (data == NULL) {
+        data = PyBytes_FromStringAndSize(rbuf, n);
+        if (data == NULL) {
+            return -2;
+        }
+    }
+    else if (n > TL_PIPE_DIRECT) {
+        PyObject *big = PyBytes_FromStringAndSize(NULL, n);
+        if (big == NULL) {
+            Py_DECREF(data);
+            return -2;
+        }
+        memcpy(PyBytes_AS_STRING(big), PyBytes_AS_STRING(data),
+               TL_PIPE_DIRECT);
+        memcpy(PyBytes_AS_STRING(big) + TL_PIPE_DIRECT, rbuf,
+               n - TL_PIPE_DIRECT);
+        Py_SETREF(data, big);
+    }
+    else if (n < TL_PIPE_DIRECT && _PyBytes_Resize(&data, n) < 0) {
+        return -2;
+    }
+    *out = data;
+    return n;
+}
+
 static PyObject *
 ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -419,31 +496,10 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         (loop->rbuf = PyMem_Malloc(TL_PIPE_READ_SIZE)) == NULL) {
         return PyErr_NoMemory();
     }
-    /* Read straight into the bytes object handed to data_received() for
-     * the first TL_PIPE_DIRECT bytes (a pipe holds 64 KiB by default, so
-     * usually all of it), the rest of max_size into the loop's buffer:
-     * no copy in the common case, one in the rare big read. */
-    PyObject *data = PyBytes_FromStringAndSize(NULL, TL_PIPE_DIRECT);
-    if (data == NULL) {
+    PyObject *data;
+    ssize_t n = pipe_read(t, loop->rbuf, &data);
+    if (n == -2) {
         return NULL;
-    }
-    struct iovec iov[2] = {
-        {PyBytes_AS_STRING(data), TL_PIPE_DIRECT},
-        {loop->rbuf, TL_PIPE_READ_SIZE - TL_PIPE_DIRECT}};
-    ssize_t n;
-    for (;;) {
-        n = readv(t->fd, iov, 2);
-        if (n >= 0 || errno != EINTR) {
-            break;
-        }
-        /* os.read() retries after running the signal handlers. */
-        if (PyErr_CheckSignals() < 0) {
-            Py_DECREF(data);
-            return NULL;
-        }
-    }
-    if (n <= 0) {
-        Py_DECREF(data);
     }
     if (n < 0) {
         int err = errno;
@@ -458,21 +514,6 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     if (n > 0) {
-        if (n > TL_PIPE_DIRECT) {
-            PyObject *big = PyBytes_FromStringAndSize(NULL, n);
-            if (big == NULL) {
-                Py_DECREF(data);
-                return NULL;
-            }
-            memcpy(PyBytes_AS_STRING(big), PyBytes_AS_STRING(data),
-                   TL_PIPE_DIRECT);
-            memcpy(PyBytes_AS_STRING(big) + TL_PIPE_DIRECT, loop->rbuf,
-                   n - TL_PIPE_DIRECT);
-            Py_SETREF(data, big);
-        }
-        else if (n < TL_PIPE_DIRECT && _PyBytes_Resize(&data, n) < 0) {
-            return NULL;
-        }
         /* Exceptions of data_received() reach the handle's report, as in
          * asyncio (which does not catch them here). */
         PyObject *args[2] = {t->protocol ? t->protocol : Py_None, data};
