@@ -961,6 +961,104 @@ async def b_http_wrk(loop, n):
                  "wrk": f"-t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{seconds}s"}
 
 
+class _PipeSink(asyncio.Protocol):
+    """Read end: counts the bytes and spot-checks each chunk's first and
+    last byte against the repeated pattern (O(1) per call: a checksum
+    would cost more than the loop under test)."""
+
+    def __init__(self, done, pattern):
+        self.n = 0
+        self.bad = 0
+        self.done = done
+        self.pattern = pattern
+
+    def data_received(self, data):
+        p = self.pattern
+        k = len(p)
+        if data[0] != p[self.n % k] or data[-1] != p[(self.n + len(data) - 1) % k]:
+            self.bad += 1
+        self.n += len(data)
+
+    def connection_lost(self, exc):
+        if not self.done.done():
+            self.done.set_result(exc)
+
+
+class _PipeSource(asyncio.Protocol):
+    """Write end: pause_writing/resume_writing gate the producer."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.resumed = None
+        self.lost = loop.create_future()
+
+    def pause_writing(self):
+        self.resumed = self.loop.create_future()
+
+    def resume_writing(self):
+        if self.resumed is not None and not self.resumed.done():
+            self.resumed.set_result(None)
+        self.resumed = None
+
+    def connection_lost(self, exc):
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+@bench("pipe_64k", 6_000,
+       "n writes of 64 KiB through an os.pipe(): connect_write_pipe -> "
+       "connect_read_pipe on the same loop, producer gated by "
+       "pause_writing/resume_writing (default limits); byte count and "
+       "each chunk's ends checked", unit="writes", group="net")
+async def b_pipe_64k(loop, n):
+    chunk = _payloads(64 * KIB, 1)[0]
+    r, w = os.pipe()
+    rf, wf = os.fdopen(r, "rb", buffering=0), os.fdopen(w, "wb", buffering=0)
+    done = loop.create_future()
+    sink = _PipeSink(done, chunk)
+    src = _PipeSource(loop)
+    await loop.connect_read_pipe(lambda: sink, rf)
+    wtr, _ = await loop.connect_write_pipe(lambda: src, wf)
+
+    async def produce():
+        write = wtr.write
+        for _ in range(n):
+            write(chunk)
+            if src.resumed is not None:
+                await src.resumed
+        wtr.close()
+        await done
+
+    sw = Stopwatch().start()
+    await _bounded(produce(), "pipe producer")
+    elapsed = sw.stop()
+    await _bounded(src.lost, "pipe writer close")
+    check(done.result() is None, f"read pipe lost: {done.result()!r}")
+    check(sink.n == n * len(chunk), f"read {sink.n} bytes, expected {n * len(chunk)}")
+    check(sink.bad == 0, f"{sink.bad} chunks read differ from what was written")
+    return elapsed, {"bytes": sink.n}
+
+
+@bench("subprocess_cat", 12,
+       "n times: create_subprocess_exec('cat') with stdin/stdout pipes and "
+       "communicate() 10 MiB through it; output compared (CPU time is this "
+       "process's only, not cat's)", unit="processes", group="net",
+       warmup=lambda n: 1)
+async def b_subprocess_cat(loop, n):
+    data = _payloads(10 * 1024 * KIB, 1)[0]
+    cat = shutil.which("cat")
+    check(cat is not None, "cat not found")
+    sw = Stopwatch().start()
+    for i in range(n):
+        proc = await asyncio.create_subprocess_exec(
+            cat, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        out, _ = await _bounded(proc.communicate(data), "cat communicate")
+        check(out == data, f"process {i}: output differs from input")
+        check(proc.returncode == 0, f"process {i}: returncode {proc.returncode}")
+    elapsed = sw.stop()
+    return elapsed, {"bytes_each_way": n * len(data)}
+
+
 # ---------------------------------------------------------------------------
 # Subprocesses (group "proc").  The parent's CPU time leaves out the
 # children's, so compare these with --metric wall (the default).

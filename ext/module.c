@@ -78,6 +78,25 @@ tl_set_transport_helpers(PyObject *module, PyObject *args, PyObject *kwds)
 }
 
 static PyObject *
+tl_set_pipe_helpers(PyObject *module, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"fatal_error", "log", "finalize", "repr", NULL};
+    PyObject *o[4];
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO:_set_pipe_helpers",
+                                     kwlist, &o[0], &o[1], &o[2], &o[3])) {
+        return NULL;
+    }
+    tl_state *st = PyModule_GetState(module);
+    PyObject **dst[4] = {&st->pipe_fatal_error, &st->pipe_log,
+                         &st->pipe_finalize, &st->pipe_repr};
+    for (int i = 0; i < 4; i++) {
+        Py_INCREF(o[i]);
+        Py_XSETREF(*dst[i], o[i]);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
 tl_libuv_version(PyObject *module, PyObject *Py_UNUSED(ignored))
 {
     return PyUnicode_FromString(uv_version_string());
@@ -97,6 +116,9 @@ static PyMethodDef tl_functions[] = {
      (PyCFunction)(void (*)(void))tl_set_transport_helpers,
      METH_VARARGS | METH_KEYWORDS,
      "Install the Python helpers of the C transports."},
+    {"_set_pipe_helpers", (PyCFunction)(void (*)(void))tl_set_pipe_helpers,
+     METH_VARARGS | METH_KEYWORDS,
+     "Install the Python helpers of the C pipe transports."},
     {"libuv_version", tl_libuv_version, METH_NOARGS,
      "Version of the libuv tideloop runs on, e.g. '1.44.2'."},
     {"monotonic_ns", tl_monotonic, METH_NOARGS,
@@ -183,7 +205,8 @@ tl_exec(PyObject *module)
     }
     if (tl_handle_init_types(module, st) < 0 ||
         tl_loop_init_types(module, st) < 0 ||
-        tl_transport_init_types(module, st) < 0) {
+        tl_transport_init_types(module, st) < 0 ||
+        tl_pipe_init_types(module, st) < 0) {
         goto error;
     }
     Py_DECREF(asyncio_futures);
@@ -222,6 +245,12 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->tr_warn_send);
     Py_VISIT(st->tr_finalize);
     Py_VISIT(st->tr_repr);
+    Py_VISIT(st->ReadPipeType);
+    Py_VISIT(st->WritePipeType);
+    Py_VISIT(st->pipe_fatal_error);
+    Py_VISIT(st->pipe_log);
+    Py_VISIT(st->pipe_finalize);
+    Py_VISIT(st->pipe_repr);
     return 0;
 }
 
@@ -254,6 +283,12 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->tr_warn_send);
     Py_CLEAR(st->tr_finalize);
     Py_CLEAR(st->tr_repr);
+    Py_CLEAR(st->ReadPipeType);
+    Py_CLEAR(st->WritePipeType);
+    Py_CLEAR(st->pipe_fatal_error);
+    Py_CLEAR(st->pipe_log);
+    Py_CLEAR(st->pipe_finalize);
+    Py_CLEAR(st->pipe_repr);
     Py_CLEAR(st->str_context);
     Py_CLEAR(st->str_loop);
     Py_CLEAR(st->kw_loop);

@@ -65,6 +65,14 @@ typedef struct tl_state {
     PyObject *tr_finalize;       /* (transport,): unclosed warning */
     PyObject *tr_repr;           /* (transport,) -> str */
 
+    /* pipe.c */
+    PyTypeObject *ReadPipeType;
+    PyTypeObject *WritePipeType;
+    PyObject *pipe_fatal_error;  /* (transport, exc, message) */
+    PyObject *pipe_log;          /* (level, msg, transport or None) */
+    PyObject *pipe_finalize;     /* (transport,): unclosed warning */
+    PyObject *pipe_repr;         /* (transport,) -> str */
+
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
@@ -220,6 +228,12 @@ void tl_handle_clear_callback(HandleObject *h);
 
 /* transport.c */
 int tl_transport_init_types(PyObject *module, tl_state *st);
+/* Visit / clear the __slots__ of the asyncio bases of a C transport. */
+int tl_base_slots_visit(PyObject *self, visitproc visit, void *arg);
+void tl_base_slots_clear(PyObject *self);
+
+/* pipe.c */
+int tl_pipe_init_types(PyObject *module, tl_state *st);
 
 /* poll.c */
 PyObject *tl_poll_add_reader(LoopObject *self, PyObject *const *args,

@@ -1074,9 +1074,10 @@ Transport_tp_new(PyTypeObject *type, PyObject *args, PyObject *kw)
     return NULL;
 }
 
-/* The base classes' __slots__ (asyncio's _extra, _loop, ...). */
-static int
-base_slots_visit(PyObject *self, visitproc visit, void *arg)
+/* The base classes' __slots__ (asyncio's _extra, _loop, ...); pipe.c
+ * uses them too. */
+int
+tl_base_slots_visit(PyObject *self, visitproc visit, void *arg)
 {
     for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
          tp = tp->tp_base) {
@@ -1092,8 +1093,8 @@ base_slots_visit(PyObject *self, visitproc visit, void *arg)
     return 0;
 }
 
-static void
-base_slots_clear(PyObject *self)
+void
+tl_base_slots_clear(PyObject *self)
 {
     for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
          tp = tp->tp_base) {
@@ -1126,7 +1127,7 @@ Transport_traverse(PyObject *self, visitproc visit, void *arg)
         Py_VISIT(t->wb[(t->wb_head + i) % t->wb_cap].obj);
         Py_VISIT(t->wb[(t->wb_head + i) % t->wb_cap].addr);
     }
-    return base_slots_visit(self, visit, arg);
+    return tl_base_slots_visit(self, visit, arg);
 }
 
 static int
@@ -1155,7 +1156,7 @@ Transport_clear(PyObject *self)
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
     tr_release_loop(t);
-    base_slots_clear(self);
+    tl_base_slots_clear(self);
     return 0;
 }
 

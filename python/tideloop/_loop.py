@@ -32,7 +32,7 @@ import weakref
 from asyncio import (base_events, constants, coroutines, events,
                      format_helpers, selector_events, unix_events)
 
-from . import _core, _transports
+from . import _core, _pipes, _transports
 
 # For type checkers: the asyncio methods that Loop copies from asyncio
 # (below) are typed in _core.pyi's _LoopAPI, a type-check-only class.
@@ -78,11 +78,10 @@ _BORROWED = (
     "shutdown_default_executor",
 )
 
-# Transports, servers, pipes and subprocesses: until tideloop's C
-# transports exist, asyncio's own selector-loop implementations of the
-# running Python serve them, over the C fd watchers above.  Behaviour is
-# asyncio's by construction; speed is that of asyncio's Python transports
-# (on a faster loop).
+# Connection set-up, servers and subprocesses: asyncio's own selector-loop
+# implementations of the running Python, over the C fd watchers and the C
+# transports (the _make_*_transport methods below).  Behaviour is
+# asyncio's by construction.
 _FALLBACK_BASE = (
     "_connect_sock", "_create_connection_transport",
     "_create_server_getaddrinfo", "_log_subprocess", "_sendfile_fallback",
@@ -95,8 +94,7 @@ _FALLBACK_SELECTOR = (
     "_sendfile_native", "_start_serving",
 )
 _FALLBACK_UNIX = (
-    "_child_watcher_callback", "_make_read_pipe_transport",
-    "_make_write_pipe_transport", "create_unix_connection",
+    "_child_watcher_callback", "create_unix_connection",
     "create_unix_server",
 )
 
@@ -117,9 +115,9 @@ def _user_child_watcher() -> Any:
 class _SelectorView:
     """Read-only stand-in for the selector of asyncio's selector loop.
 
-    asyncio's Python transports (still used for pipes and datagrams) show
-    in their repr whether the loop polls their fd, through
-    ``loop._selector.get_key(fd).events``; this answers from tideloop's fd
+    asyncio's pipe transports show in their repr whether the loop polls
+    their fd, through ``loop._selector.get_key(fd).events`` (tideloop's
+    pipe reprs ask the same way); this answers from tideloop's fd
     watchers.  Nothing can be registered through it."""
 
     __slots__ = ("_loop",)
@@ -284,6 +282,20 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         """asyncio's SSLProtocol over tideloop's C transport."""
         return _transports.make_ssl_transport(
             self, rawsock, protocol, sslcontext, waiter, **kwargs)
+
+    def _make_read_pipe_transport(self, pipe, protocol, waiter=None,
+                                  extra=None):
+        """Pipes, sockets and character devices get tideloop's C read
+        pipe transport (connect_read_pipe, subprocess stdout/stderr)."""
+        return _pipes.make_read_pipe_transport(self, pipe, protocol, waiter,
+                                               extra)
+
+    def _make_write_pipe_transport(self, pipe, protocol, waiter=None,
+                                   extra=None):
+        """Pipes, sockets and character devices get tideloop's C write
+        pipe transport (connect_write_pipe, subprocess stdin)."""
+        return _pipes.make_write_pipe_transport(self, pipe, protocol,
+                                                waiter, extra)
 
     # -- subprocesses --------------------------------------------------
 

@@ -1,0 +1,135 @@
+"""Construction and slow paths of tideloop's C pipe transports.
+
+``_core.ReadPipeTransport`` and ``_core.WritePipeTransport`` are asyncio's
+``unix_events._UnixReadPipeTransport`` / ``_UnixWritePipeTransport`` in C,
+with asyncio's classes as their real bases (``ReadTransport``;
+``_FlowControlMixin, WriteTransport``).  What runs once per transport
+(construction: the mode check with asyncio's messages, O_NONBLOCK) or only
+on errors, in debug mode or at repr() lives here.
+"""
+
+import errno
+import logging
+import os
+import selectors
+import stat
+import sys
+import warnings
+from asyncio import futures, selector_events, transports
+
+from . import _core
+
+logger = logging.getLogger("asyncio")
+
+ReadPipeTransport = _core.ReadPipeTransport
+WritePipeTransport = _core.WritePipeTransport
+
+# On AIX the write pipe's reader trick (to learn that the read end was
+# closed) only works for sockets.
+_WATCH_FIFO = not sys.platform.startswith("aix")
+
+
+def make_read_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
+    """What asyncio's _UnixReadPipeTransport.__init__ does, in order."""
+    fileno = pipe.fileno()
+    mode = os.fstat(fileno).st_mode
+    if not (stat.S_ISFIFO(mode) or
+            stat.S_ISSOCK(mode) or
+            stat.S_ISCHR(mode)):
+        raise ValueError("Pipe transport is for pipes/sockets only.")
+    os.set_blocking(fileno, False)
+    tr = ReadPipeTransport._new(loop, pipe, fileno, protocol)
+    transports.BaseTransport.__init__(tr, extra)
+    tr._extra["pipe"] = pipe
+    loop.call_soon(protocol.connection_made, tr)
+    # only start reading when connection_made() has been called
+    loop.call_soon(tr._start_reading)
+    if waiter is not None:
+        # only wake up the waiter when connection_made() has been called
+        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+    return tr
+
+
+def make_write_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
+    """What asyncio's _UnixWritePipeTransport.__init__ does, in order."""
+    fileno = pipe.fileno()
+    mode = os.fstat(fileno).st_mode
+    is_char = stat.S_ISCHR(mode)
+    is_fifo = stat.S_ISFIFO(mode)
+    is_socket = stat.S_ISSOCK(mode)
+    if not (is_char or is_fifo or is_socket):
+        raise ValueError("Pipe transport is only for "
+                         "pipes, sockets and character devices")
+    os.set_blocking(fileno, False)
+    tr = WritePipeTransport._new(loop, pipe, fileno, protocol)
+    transports._FlowControlMixin.__init__(tr, extra, loop)
+    tr._extra["pipe"] = pipe
+    loop.call_soon(protocol.connection_made, tr)
+    if is_socket or (is_fifo and _WATCH_FIFO):
+        # only start reading when connection_made() has been called
+        loop.call_soon(tr._start_reading)
+    if waiter is not None:
+        # only wake up the waiter when connection_made() has been called
+        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+    return tr
+
+
+# -- slow paths called from C ---------------------------------------------
+
+def _fatal_error(tr, exc, message):
+    # The read side only keeps quiet about EIO (a pty whose other side
+    # closed); the write side about every OSError.
+    if (isinstance(exc, OSError) and
+            (isinstance(tr, WritePipeTransport) or exc.errno == errno.EIO)):
+        if tr._loop.get_debug():
+            logger.debug("%r: %s", tr, message, exc_info=exc)
+    else:
+        tr._loop.call_exception_handler({
+            "message": message,
+            "exception": exc,
+            "transport": tr,
+            "protocol": tr._protocol,
+        })
+    tr._close(exc)
+
+
+def _log(level, msg, tr):
+    if tr is None:
+        logger.log(level, msg)
+    else:
+        logger.log(level, msg, tr)
+
+
+def _finalize(tr, _warn=warnings.warn):
+    pipe = tr._pipe
+    if pipe is not None:
+        _warn(f"unclosed transport {tr!r}", ResourceWarning, source=tr)
+        pipe.close()
+
+
+def _repr(tr):
+    write = isinstance(tr, WritePipeTransport)
+    info = [type(tr).__name__]
+    pipe = tr._pipe
+    if pipe is None:
+        info.append("closed")
+    elif tr._closing:
+        info.append("closing")
+    info.append(f"fd={tr._fileno}")
+    selector = getattr(tr._loop, "_selector", None)
+    if pipe is not None and selector is not None:
+        polling = selector_events._test_selector_event(
+            selector, tr._fileno,
+            selectors.EVENT_WRITE if write else selectors.EVENT_READ)
+        info.append("polling" if polling else "idle")
+        if write:
+            info.append(f"bufsize={tr.get_write_buffer_size()}")
+    elif pipe is not None:
+        info.append("open")
+    else:
+        info.append("closed")
+    return "<{}>".format(" ".join(info))
+
+
+_core._set_pipe_helpers(fatal_error=_fatal_error, log=_log,
+                        finalize=_finalize, repr=_repr)
