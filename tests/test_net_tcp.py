@@ -1279,3 +1279,46 @@ def test_loop_sendfile_transport_busy(compare):
 
     trace = compare(scenario)
     assert trace[0] == ("running", True)
+
+
+def test_debug_log_of_a_reset_carries_the_exception(compare):
+    """Debug mode: a connection reset is logged at DEBUG ("Fatal read
+    error on socket transport") with the OSError as exc_info, as asyncio
+    logs it from inside its except block."""
+    import logging
+
+    def scenario(loop):
+        loop.set_debug(True)
+        trace = []
+
+        async def main():
+            lost = loop.create_future()
+
+            class P(asyncio.Protocol):
+                def connection_lost(self, exc):
+                    if not lost.done():
+                        lost.set_result(type(exc).__name__)
+
+            srv = socket.socket()
+            srv.bind(("127.0.0.1", 0))
+            srv.listen(1)
+            tr, _ = await loop.create_connection(P, *srv.getsockname())
+            peer, _ = srv.accept()
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                            struct.pack("ii", 1, 0))
+            peer.close()        # RST
+            srv.close()
+            trace.append(("lost", await asyncio.wait_for(lost, 5)))
+            tr.close()
+
+        with capture_asyncio_log(logging.DEBUG) as records:
+            run_until(loop, main(), 10)
+        for r in records:
+            if "Fatal read error" in r.getMessage():
+                exc = r.exc_info[1] if r.exc_info else None
+                trace.append(("logged", r.levelname,
+                              type(exc).__name__ if exc else None))
+        return trace
+
+    trace = compare(scenario)
+    assert ("logged", "DEBUG", "ConnectionResetError") in trace

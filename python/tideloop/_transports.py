@@ -116,7 +116,7 @@ def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter=None, *,
 def _fatal_error(tr: Any, exc: BaseException, message: str) -> None:
     if isinstance(exc, OSError):
         if tr._loop.get_debug():
-            logger.debug("%r: %s", tr, message, exc_info=True)
+            logger.debug("%r: %s", tr, message, exc_info=exc)
     else:
         tr._loop.call_exception_handler({
             "message": message,
