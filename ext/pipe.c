@@ -457,6 +457,9 @@ pipe_read(tl_pipe *t, char *rbuf, PyObject **out)
         return n < 0 ? -1 : 0;
     }
     t->last_read = n;
+    if (t->loop != NULL) {
+        t->loop->n_bytes_read += (uint64_t)n;     /* loop.stats() */
+    }
     if (data == NULL) {
         data = PyBytes_FromStringAndSize(rbuf, n);
         if (data == NULL) {
@@ -804,6 +807,9 @@ WritePipe_write(PyObject *self, PyObject *data)
     if (t->wb_len == 0) {
         /* Attempt to write it right away first. */
         Py_ssize_t n = pipe_write_fd(t->fd, buf, len);
+        if (n > 0 && t->loop != NULL) {
+            t->loop->n_bytes_written += (uint64_t)n;  /* loop.stats() */
+        }
         if (n < 0) {
             if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
                 n = 0;
@@ -909,6 +915,9 @@ WritePipe_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             n = -2;
             break;
         }
+    }
+    if (n > 0 && t->loop != NULL) {
+        t->loop->n_bytes_written += (uint64_t)n;  /* loop.stats() */
     }
     if (n < 0) {
         if (n == -1) {

@@ -891,3 +891,30 @@ def test_debug_child_warnings(compare_child, how):
     assert "Coroutine created at (most recent call last)" in text
     assert "ResourceWarning unclosed event loop <LOOP running=False " \
            "closed=False debug=True>" in normalize(text)
+
+
+@pytest.mark.tideloop_only
+def test_stats_pipe_bytes(tloop):
+    """Pipe transports count what they read and write too (a direct write
+    and the buffered rest, through a slow-to-drain pipe)."""
+    import os
+    payload = bytes(range(256)) * 4096 + b"end"      # > the pipe's buffer
+
+    async def main():
+        r, w = os.pipe()
+        rtr, rproto = await tloop.connect_read_pipe(
+            lambda: Collect(tloop), os.fdopen(r, "rb", 0))
+        wtr, _ = await tloop.connect_write_pipe(
+            asyncio.Protocol, os.fdopen(w, "wb", 0))
+        wtr.write(payload[:10])
+        wtr.write(payload[10:])
+        wtr.close()
+        await asyncio.wait_for(rproto.lost, 10)
+        rtr.close()
+        return bytes(rproto.data)
+
+    before = tloop.stats()
+    assert run_until(tloop, main(), timeout=30) == payload
+    d = delta(before, tloop.stats())
+    assert d["bytes_written"] == len(payload)
+    assert d["bytes_read"] == len(payload)
