@@ -405,17 +405,16 @@ tl_dns_getaddrinfo(LoopObject *loop, PyObject *args)
         }
     }
     if (pobj != Py_None) {
-        char pbuf[32];
         const char *p;
         Py_ssize_t n;
+        PyObject *decimal = NULL;
         if (PyLong_CheckExact(pobj)) {
-            long v = PyLong_AsLong(pobj);
-            if (v == -1 && PyErr_Occurred()) {
-                dns_free(r);
-                return NULL;
-            }
-            n = PyOS_snprintf(pbuf, sizeof(pbuf), "%ld", v);
-            p = pbuf;
+            /* Its decimal string, as 3.12+ passes any int; before 3.12 an
+             * int beyond a C long raised OverflowError in the check that
+             * socket.getaddrinfo() made before we got here. */
+            decimal = PyObject_Str(pobj);
+            p = decimal == NULL ? NULL
+                : PyUnicode_AsUTF8AndSize(decimal, &n);
         }
         else if (PyUnicode_Check(pobj)) {
             p = PyUnicode_AsUTF8AndSize(pobj, &n);
@@ -429,11 +428,13 @@ tl_dns_getaddrinfo(LoopObject *loop, PyObject *args)
             p = NULL;
         }
         if (p == NULL) {
+            Py_XDECREF(decimal);
             dns_free(r);
             return NULL;
         }
         /* C strings end at the first NUL, as in socketmodule.c. */
         r->port = dns_strdup(p, (Py_ssize_t)strnlen(p, (size_t)n));
+        Py_XDECREF(decimal);
         if (r->port == NULL) {
             dns_free(r);
             return NULL;
