@@ -285,6 +285,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None,
                                   extra=None):
+        # type: (Any, Any, Any, Any) -> _core.ReadPipeTransport
         """Pipes, sockets and character devices get tideloop's C read
         pipe transport (connect_read_pipe, subprocess stdout/stderr)."""
         return _pipes.make_read_pipe_transport(self, pipe, protocol, waiter,
@@ -292,6 +293,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None,
                                    extra=None):
+        # type: (Any, Any, Any, Any) -> _core.WritePipeTransport
         """Pipes, sockets and character devices get tideloop's C write
         pipe transport (connect_write_pipe, subprocess stdin)."""
         return _pipes.make_write_pipe_transport(self, pipe, protocol,

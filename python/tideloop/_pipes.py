@@ -8,6 +8,8 @@ with asyncio's classes as their real bases (``ReadTransport``;
 on errors, in debug mode or at repr() lives here.
 """
 
+from __future__ import annotations
+
 import errno
 import logging
 import os
@@ -19,10 +21,15 @@ from asyncio import futures, selector_events, transports
 
 from . import _core
 
+from typing import TYPE_CHECKING, Any, Callable, Union
+if TYPE_CHECKING:
+    from ._loop import Loop
+
 logger = logging.getLogger("asyncio")
 
 ReadPipeTransport = _core.ReadPipeTransport
 WritePipeTransport = _core.WritePipeTransport
+_PipeTransport = Union[_core.ReadPipeTransport, _core.WritePipeTransport]
 
 # On AIX the write pipe's reader trick (to learn that the read end was
 # closed) only works for sockets.
@@ -30,6 +37,7 @@ _WATCH_FIFO = not sys.platform.startswith("aix")
 
 
 def make_read_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
+    # type: (Loop, Any, Any, Any, Any) -> _core.ReadPipeTransport
     """What asyncio's _UnixReadPipeTransport.__init__ does, in order."""
     fileno = pipe.fileno()
     mode = os.fstat(fileno).st_mode
@@ -46,11 +54,13 @@ def make_read_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
     loop.call_soon(tr._start_reading)
     if waiter is not None:
         # only wake up the waiter when connection_made() has been called
-        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                       waiter, None)
     return tr
 
 
 def make_write_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
+    # type: (Loop, Any, Any, Any, Any) -> _core.WritePipeTransport
     """What asyncio's _UnixWritePipeTransport.__init__ does, in order."""
     fileno = pipe.fileno()
     mode = os.fstat(fileno).st_mode
@@ -70,13 +80,15 @@ def make_write_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
         loop.call_soon(tr._start_reading)
     if waiter is not None:
         # only wake up the waiter when connection_made() has been called
-        loop.call_soon(futures._set_result_unless_cancelled, waiter, None)
+        loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
+                       waiter, None)
     return tr
 
 
 # -- slow paths called from C ---------------------------------------------
 
-def _fatal_error(tr, exc, message):
+def _fatal_error(tr: _PipeTransport, exc: BaseException,
+                 message: str) -> None:
     # The read side only keeps quiet about EIO (a pty whose other side
     # closed); the write side about every OSError.
     if (isinstance(exc, OSError) and
@@ -93,21 +105,23 @@ def _fatal_error(tr, exc, message):
     tr._close(exc)
 
 
-def _log(level, msg, tr):
+def _log(level: int, msg: str, tr: _PipeTransport | None) -> None:
     if tr is None:
         logger.log(level, msg)
     else:
         logger.log(level, msg, tr)
 
 
-def _finalize(tr, _warn=warnings.warn):
+def _finalize(tr: _PipeTransport,
+              _warn: Callable[..., object] = warnings.warn) -> None:
     pipe = tr._pipe
     if pipe is not None:
         _warn(f"unclosed transport {tr!r}", ResourceWarning, source=tr)
         pipe.close()
 
 
-def _repr(tr):
+def _repr(tr: Any) -> str:
+    # tr: Any, as mypy does not narrow the union through `write` below.
     write = isinstance(tr, WritePipeTransport)
     info = [type(tr).__name__]
     pipe = tr._pipe
@@ -118,7 +132,7 @@ def _repr(tr):
     info.append(f"fd={tr._fileno}")
     selector = getattr(tr._loop, "_selector", None)
     if pipe is not None and selector is not None:
-        polling = selector_events._test_selector_event(
+        polling = selector_events._test_selector_event(  # type: ignore[attr-defined]
             selector, tr._fileno,
             selectors.EVENT_WRITE if write else selectors.EVENT_READ)
         info.append("polling" if polling else "idle")
