@@ -83,7 +83,8 @@ def draw(inputs, out):
     fig, ax = plt.subplots(figsize=(max(8, 0.55 * n + 2), 5.2))
     for i, lp in enumerate(LOOPS):
         xs = [k + (i - 0.5) * width for k in range(n)]
-        bars = ax.bar(xs, values[lp], width, label=lp, color=COLORS[lp])
+        bars = ax.bar(xs, values[lp], width, label=lp, color=COLORS[lp],
+)
         for x, v in zip(xs, values[lp]):
             if v:
                 ax.text(x, v, "%.2f" % v, ha="center", va="bottom",
@@ -96,11 +97,17 @@ def draw(inputs, out):
         ax.axvline(s, color="#cccccc", linewidth=0.8)
     ax.set_xticks(range(n))
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("speedup over stock asyncio (higher is better)")
+    # Log scale: 0.5x and 2x are the same distance from asyncio's 1x, and
+    # one 12x row does not flatten the others.
+    ax.set_yscale("log", base=2)
+    from matplotlib.ticker import FuncFormatter
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%gx" % v))
+    ax.set_ylabel("speedup over asyncio (log scale)")
     ax.set_title("tideloop and uvloop vs stock asyncio "
                  "(median of repetitions, ratios of medians)")
     ax.legend(loc="upper left")
-    ax.set_ylim(0, max(max(values[lp]) for lp in LOOPS) * 1.18)
+    positive = [v for lp in LOOPS for v in values[lp] if v > 0]
+    ax.set_ylim(min(positive + [1.0]) / 1.5, max(positive + [1.0]) * 2.0)
     fig.text(0.01, 0.01, "\n".join(notes), fontsize=6, va="bottom")
     fig.tight_layout(rect=(0, 0.03 * len(notes) + 0.02, 1, 1))
     fig.savefig(out, dpi=130)
