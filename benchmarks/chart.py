@@ -83,8 +83,7 @@ def draw(inputs, out):
     fig, ax = plt.subplots(figsize=(max(8, 0.55 * n + 2), 5.2))
     for i, lp in enumerate(LOOPS):
         xs = [k + (i - 0.5) * width for k in range(n)]
-        bars = ax.bar(xs, values[lp], width, label=lp, color=COLORS[lp],
-)
+        bars = ax.bar(xs, values[lp], width, label=lp, color=COLORS[lp])
         for x, v in zip(xs, values[lp]):
             if v:
                 ax.text(x, v, "%.2f" % v, ha="center", va="bottom",
