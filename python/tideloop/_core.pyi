@@ -873,20 +873,6 @@ class _LoopAPI(AbstractEventLoop, metaclass=ABCMeta):
             start_serving: bool = True,
             cleanup_socket: bool = True,
         ) -> Server: ...
-    if sys.version_info >= (3, 13):
-        async def create_unix_server(
-            self,
-            protocol_factory: _ProtocolFactory,
-            path: StrPath | None = None,
-            *,
-            sock: socket | None = None,
-            backlog: int = 100,
-            ssl: _SSLContext = None,
-            ssl_handshake_timeout: float | None = None,
-            ssl_shutdown_timeout: float | None = None,
-            start_serving: bool = True,
-            cleanup_socket: bool = True,
-        ) -> Server: ...
     # Private asyncio helpers that Loop borrows and _loop.py calls.
     def _check_closed(self) -> None: ...
     def _check_running(self) -> None: ...
