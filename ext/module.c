@@ -203,6 +203,11 @@ tl_exec(PyObject *module)
     if (st->str_data_received == NULL) {
         goto error;
     }
+    st->str_datagram_received =
+        PyUnicode_InternFromString("datagram_received");
+    if (st->str_datagram_received == NULL) {
+        goto error;
+    }
     if (tl_handle_init_types(module, st) < 0 ||
         tl_loop_init_types(module, st) < 0 ||
         tl_transport_init_types(module, st) < 0 ||
@@ -277,6 +282,7 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->DatagramTransportType);
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->str_data_received);
+    Py_CLEAR(st->str_datagram_received);
     Py_CLEAR(st->tr_fatal_error);
     Py_CLEAR(st->tr_server_detach);
     Py_CLEAR(st->tr_debug_log);

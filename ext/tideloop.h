@@ -58,6 +58,7 @@ typedef struct tl_state {
     PyTypeObject *DatagramTransportType;
     PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
     PyObject *str_data_received;
+    PyObject *str_datagram_received;
     PyObject *tr_fatal_error;    /* (transport, exc, message) */
     PyObject *tr_server_detach;  /* (server, transport) */
     PyObject *tr_debug_log;      /* (transport, format) */

@@ -34,6 +34,17 @@ typedef struct {
     PyObject *addr;              /* datagrams: strong destination or NULL */
 } wb_item;
 
+/* Datagrams: the source of the last datagram received and the address
+ * object handed to datagram_received() for it.  The next datagram from the
+ * same peer reuses the object, and sendto(data, addr) with that very
+ * object sends to the stored sockaddr without parsing the tuple again:
+ * the request/response pattern of a UDP server. */
+typedef struct {
+    PyObject *addr;              /* strong or NULL */
+    socklen_t len;
+    struct sockaddr_storage ss;
+} dgram_peer;
+
 typedef struct {
     LoopObject *loop;            /* strong until connection lost */
     PyObject *sock;              /* strong; NULL once closed */
@@ -46,6 +57,7 @@ typedef struct {
     Py_ssize_t wb_head, wb_len, wb_cap;
     Py_ssize_t wb_bytes;
     PyObject *address;           /* datagrams: connected address or NULL */
+    dgram_peer *peer;            /* datagrams: allocated on first receive */
     int fd;
     int family;
     int conn_lost;
@@ -1120,6 +1132,9 @@ Transport_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->server);
     Py_VISIT(t->empty_waiter);
     Py_VISIT(t->address);
+    if (t->peer != NULL) {
+        Py_VISIT(t->peer->addr);
+    }
     Py_VISIT(t->read_handle);
     Py_VISIT(t->write_handle);
     Py_VISIT(t->dict);
@@ -1153,6 +1168,12 @@ Transport_clear(PyObject *self)
     Py_CLEAR(t->server);
     Py_CLEAR(t->empty_waiter);
     Py_CLEAR(t->address);
+    if (t->peer != NULL) {
+        dgram_peer *peer = t->peer;
+        t->peer = NULL;
+        Py_CLEAR(peer->addr);
+        PyMem_Free(peer);
+    }
     Py_CLEAR(t->sock);
     Py_CLEAR(t->dict);
     tr_release_loop(t);
@@ -1427,10 +1448,29 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (data == NULL) {
             return NULL;
         }
-        addr = dgram_make_addr(&ss, sl);
-        if (addr == NULL) {
-            Py_DECREF(data);
-            return NULL;
+        dgram_peer *peer = t->peer;
+        if (peer != NULL && peer->addr != NULL && peer->len == sl &&
+            memcmp(&peer->ss, &ss, sl) == 0) {
+            addr = peer->addr;
+            Py_INCREF(addr);
+        }
+        else {
+            addr = dgram_make_addr(&ss, sl);
+            if (addr == NULL) {
+                Py_DECREF(data);
+                return NULL;
+            }
+            if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+                if (peer == NULL) {
+                    peer = t->peer = PyMem_Calloc(1, sizeof(dgram_peer));
+                }
+                if (peer != NULL) {
+                    Py_INCREF(addr);
+                    Py_XSETREF(peer->addr, addr);
+                    peer->len = sl;
+                    memcpy(&peer->ss, &ss, sl);
+                }
+            }
         }
     }
     else {
@@ -1466,8 +1506,10 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             tr_count_read(t, PyBytes_GET_SIZE(data));
         }
     }
-    PyObject *res = PyObject_CallMethod(t->protocol, "datagram_received",
-                                        "OO", data, addr);
+    PyObject *cargs[3] = {t->protocol, data, addr};
+    PyObject *res = PyObject_VectorcallMethod(
+        tr_state(self)->str_datagram_received, cargs,
+        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(data);
     Py_DECREF(addr);
     if (res == NULL) {
@@ -1485,6 +1527,25 @@ dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
 {
     if (t->has_peer) {
         if (send(t->fd, view->buf, view->len, 0) < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+                return 0;
+            }
+            oserror_from_errno(err);
+            return -1;
+        }
+        tr_count_written(t, view->len);
+        return 1;
+    }
+    dgram_peer *peer = t->peer;
+    if (addr != NULL && peer != NULL && addr == peer->addr) {
+        /* The object datagram_received() was given: its sockaddr is
+         * known.  socket.sendto() would raise this audit event. */
+        if (PySys_Audit("socket.sendto", "OO", t->sock, addr) < 0) {
+            return -1;
+        }
+        if (sendto(t->fd, view->buf, view->len, 0,
+                   (struct sockaddr *)&peer->ss, peer->len) < 0) {
             int err = errno;
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
                 return 0;

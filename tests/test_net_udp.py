@@ -520,3 +520,121 @@ def test_datagram_endpoint_arguments(compare):
         return trace
 
     compare(scenario)
+
+
+class _TaggingEcho(asyncio.DatagramProtocol):
+    """Replies to each datagram with b"re:" + data, to the address object
+    it was given, to an equal new tuple, or to another peer's address,
+    depending on the datagram's first byte."""
+
+    def __init__(self, peers):
+        self.peers = peers      # name -> address, filled by the test
+        self.seen = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def datagram_received(self, data, addr):
+        self.seen.append((data, addr))
+        how = data[:1]
+        if how == b"s":               # the very object received
+            self.transport.sendto(b"re:" + data, addr)
+        elif how == b"e":             # an equal tuple, not the same object
+            self.transport.sendto(b"re:" + data, tuple(list(addr)))
+        elif how == b"o":             # another peer, named in the datagram
+            self.transport.sendto(b"re:" + data,
+                                  self.peers[data[1:2].decode()])
+
+
+@pytest.mark.parametrize("host", [HOST4, pytest.param(
+    HOST6, marks=requires_ipv6)])
+def test_udp_replies_reach_the_right_peer(compare, host):
+    """An unconnected server answering three peers in turn: each reply
+    goes where sendto() was told (the address datagram_received() got,
+    an equal tuple, or a different peer's), the source address is
+    reported for every datagram, and errors of a reply to a closed peer
+    do not leak to the others."""
+    def scenario(loop):
+        async def main():
+            scrub = Scrub()
+            peers = {}
+            stran, sprot = await wait(loop.create_datagram_endpoint(
+                lambda: _TaggingEcho(peers), local_addr=(host, 0)))
+            saddr = stran.get_extra_info("sockname")
+            scrub.port(saddr[1], "SERVER_PORT")
+            clients = {}
+            for name in "abc":
+                ctran, cprot = await wait(loop.create_datagram_endpoint(
+                    lambda: DgramRecorder(loop, scrub),
+                    local_addr=(host, 0)))
+                peers[name] = ctran.get_extra_info("sockname")
+                scrub.port(peers[name][1], "PORT_" + name.upper())
+                clients[name] = (ctran, cprot)
+            # interleaved so that consecutive datagrams come from
+            # different peers as well as from the same one
+            plan = ["a s", "a s", "b s", "a e", "c s", "c e", "b ob",
+                    "a oc", "b s", "c oa", "a s", "a s"]
+            for i, step in enumerate(plan):
+                src, tag = step.split()
+                data = tag.encode() + b":%02d" % i
+                clients[src][0].sendto(data, saddr)
+                await asyncio.sleep(0)
+            marker = b"s:end"
+            for name in "abc":
+                clients[name][0].sendto(marker, saddr)
+                await clients[name][1].wait_marker(b"re:" + marker)
+            trace = [("server saw", [(d, scrub(a)) for d, a in sprot.seen])]
+            for name in "abc":
+                trace.append((name, sorted(clients[name][1].datagrams)))
+            for name in "abc":
+                clients[name][0].close()
+                await wait(clients[name][1].lost)
+            stran.close()
+            await asyncio.sleep(0)
+            return trace
+
+        return run_until(loop, main(), 20)
+
+    trace = compare(scenario)
+    got = dict(trace)
+    # every reply accounted for: 12 planned + 3 markers
+    assert sum(len(got[n]) for n in "abc") == 15
+
+
+def test_udp_sendto_audit_event(compare_child):
+    """A reply through a datagram transport raises the "socket.sendto"
+    audit event, as socket.sendto() does for stock asyncio."""
+    compare_child('''
+import socket, sys
+events = []
+def hook(name, args):
+    if name == "socket.sendto":
+        events.append((type(args[0]).__name__ == "socket", args[1][1] > 0))
+sys.addaudithook(hook)
+
+class Echo(asyncio.DatagramProtocol):
+    def connection_made(self, tr):
+        self.tr = tr
+    def datagram_received(self, data, addr):
+        self.tr.sendto(data, addr)
+
+async def main():
+    loop = asyncio.get_running_loop()
+    stran, _ = await loop.create_datagram_endpoint(
+        Echo, local_addr=("127.0.0.1", 0))
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(5)
+    for i in range(3):
+        c.sendto(b"x%d" % i, stran.get_extra_info("sockname"))
+        got = await loop.run_in_executor(None, c.recv, 100)
+        out("echo", got)
+    c.close()
+    stran.close()
+    await asyncio.sleep(0)
+
+loop = new_loop()
+loop.run_until_complete(asyncio.wait_for(main(), 10))
+loop.close()
+# the client's own sendto() calls are events too
+out("events", len(events), all(e == (True, True) for e in events))
+''')
