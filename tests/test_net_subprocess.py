@@ -640,6 +640,16 @@ def test_transport_api(compare):
             ]
             out, _ = await wait(proc.communicate(b"abc"))
             trace.append(("out", out, tr.get_returncode()))
+            # communicate() returns once the output is read and the exit
+            # seen; the transport finishes (connection_lost, _proc = None)
+            # a few callbacks later, in an order that depends on whether
+            # the pipe's EOF or the exit came first.  Wait for it: after
+            # that, kill() raises ProcessLookupError on every loop.
+            for _ in range(200):
+                if tr._proc is None:
+                    break
+                await asyncio.sleep(0.005)
+            trace.append(("transport finished", tr._proc is None))
             trace.append(("kill after exit", call_ev(tr.kill)))
             trace.append(("send_signal after exit",
                           call_ev(tr.send_signal, signal.SIGTERM)))
