@@ -1449,7 +1449,7 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             return NULL;
         }
         dgram_peer *peer = t->peer;
-        if (peer != NULL && peer->addr != NULL && peer->len == sl &&
+        if (peer != NULL && peer->len == sl &&
             memcmp(&peer->ss, &ss, sl) == 0) {
             addr = peer->addr;
             Py_INCREF(addr);
@@ -1525,27 +1525,22 @@ static int
 dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
                PyObject *addr)
 {
-    if (t->has_peer) {
-        if (send(t->fd, view->buf, view->len, 0) < 0) {
-            int err = errno;
-            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
-                return 0;
-            }
-            oserror_from_errno(err);
-            return -1;
-        }
-        tr_count_written(t, view->len);
-        return 1;
-    }
+    /* Sent here with sendto(2): to the connected peer, or to the address
+     * object datagram_received() was given, whose sockaddr is known.
+     * Any other address goes through socket.sendto(), which parses it. */
+    const struct sockaddr *to = NULL;
+    socklen_t tolen = 0;
     dgram_peer *peer = t->peer;
-    if (addr != NULL && peer != NULL && addr == peer->addr) {
-        /* The object datagram_received() was given: its sockaddr is
-         * known.  socket.sendto() would raise this audit event. */
+    if (!t->has_peer && addr != NULL && peer != NULL && addr == peer->addr) {
+        /* socket.sendto() would raise this audit event. */
         if (PySys_Audit("socket.sendto", "OO", t->sock, addr) < 0) {
             return -1;
         }
-        if (sendto(t->fd, view->buf, view->len, 0,
-                   (struct sockaddr *)&peer->ss, peer->len) < 0) {
+        to = (const struct sockaddr *)&peer->ss;
+        tolen = peer->len;
+    }
+    if (t->has_peer || to != NULL) {
+        if (sendto(t->fd, view->buf, view->len, 0, to, tolen) < 0) {
             int err = errno;
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
                 return 0;
