@@ -872,12 +872,24 @@ Loop_time(LoopObject *self, PyObject *Py_UNUSED(ignored))
     return PyFloat_FromDouble(loop_now());
 }
 
-static PyObject *
-Loop_create_future(LoopObject *self, PyObject *Py_UNUSED(ignored))
+PyObject *
+tl_loop_create_future(LoopObject *self)
 {
     PyObject *args[1] = {(PyObject *)self};
     return PyObject_Vectorcall(self->st->FutureType, args, 0,
                                self->st->kw_loop);
+}
+
+static PyObject *
+Loop_create_future(LoopObject *self, PyObject *Py_UNUSED(ignored))
+{
+    return tl_loop_create_future(self);
+}
+
+int
+tl_loop_push_ready(LoopObject *self, HandleObject *h)
+{
+    return rq_push(self, h);
 }
 
 static PyObject *

@@ -260,6 +260,15 @@ PyObject *tl_poll_watchers(LoopObject *self, PyObject *Py_UNUSED(ignored));
 int tl_poll_after_fork(LoopObject *self);
 PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
 
+/* loop.c: the loop's C entry points for the other files.  Queue `h` on
+ * the ready queue, as call_soon() does (steals the reference; -1 with an
+ * exception set on failure, the reference then dropped); no wake-up, so
+ * only from the loop's own thread. */
+int tl_loop_push_ready(LoopObject *loop, HandleObject *h);
+/* New reference to an asyncio.Future attached to `loop`, as
+ * loop.create_future() returns. */
+PyObject *tl_loop_create_future(LoopObject *loop);
+
 /* loop.c: used by handle.c when a TimerHandle is cancelled. */
 void tl_loop_timer_cancelled(LoopObject *loop, TimerHandleObject *t);
 
