@@ -3,11 +3,18 @@ result checks and the loopback helpers.  Imported by _worker.py and by the
 row modules (_rows_*.py); benchmarks/ is on sys.path when _worker.py runs."""
 
 import asyncio
+import atexit
+import os
 import random
+import shutil
+import ssl
+import subprocess
+import tempfile
 import time
 
 perf_counter = time.perf_counter
 process_time = time.process_time
+
 
 class Stopwatch:
     """Wall time (perf_counter) and process CPU time (all threads)."""
@@ -48,6 +55,10 @@ class BenchFailure(Exception):
     """The loop produced a wrong result."""
 
 
+class Unsupported(Exception):
+    """The loop (or this machine) cannot run the row: shown as n/a."""
+
+
 def check(cond, msg):
     if not cond:
         raise BenchFailure(msg)
@@ -81,3 +92,85 @@ async def _bounded(aw, what):
         raise BenchFailure(f"{what} did not finish within {NET_DEADLINE:g}s "
                            f"(lost data or lost wakeup?)") from None
 
+
+
+# ---------------------------------------------------------------------------
+# TLS material: a self-signed certificate for localhost / 127.0.0.1, made at
+# run time in a private temp dir (removed at exit).  Generation is outside
+# every timed part.
+# ---------------------------------------------------------------------------
+
+TLS_HOSTNAME = "localhost"
+_TLS = {}
+
+
+def _cert_openssl(d):
+    exe = shutil.which("openssl")
+    if exe is None:
+        return None
+    cert, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    cp = subprocess.run(
+        [exe, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-days", "2", "-subj", f"/CN={TLS_HOSTNAME}",
+         "-addext", f"subjectAltName=DNS:{TLS_HOSTNAME},IP:127.0.0.1",
+         "-keyout", key, "-out", cert],
+        capture_output=True, text=True, timeout=60)
+    if cp.returncode != 0:
+        raise RuntimeError(f"openssl req failed: {cp.stderr[-300:]}")
+    return cert, key, "openssl"
+
+
+def _cert_cryptography(d):
+    try:
+        import datetime
+        import ipaddress
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        return None
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, TLS_HOSTNAME)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    crt = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+           .public_key(key.public_key()).serial_number(x509.random_serial_number())
+           .not_valid_before(now - datetime.timedelta(hours=1))
+           .not_valid_after(now + datetime.timedelta(days=2))
+           .add_extension(x509.SubjectAlternativeName(
+               [x509.DNSName(TLS_HOSTNAME),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+           .sign(key, hashes.SHA256()))
+    cert, keyf = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    with open(cert, "wb") as f:
+        f.write(crt.public_bytes(serialization.Encoding.PEM))
+    with open(keyf, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM,
+                                  serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    return cert, keyf, "cryptography"
+
+
+def tls_material():
+    """{"cert", "key", "made_by"}: paths valid until this process exits."""
+    if not _TLS:
+        d = tempfile.mkdtemp(prefix="tideloop-bench-tls-")
+        atexit.register(shutil.rmtree, d, True)
+        got = _cert_openssl(d) or _cert_cryptography(d)
+        if got is None:
+            raise Unsupported("TLS rows need the openssl command or the "
+                              "cryptography package to make a certificate")
+        _TLS.update(cert=got[0], key=got[1], made_by=got[2])
+    return _TLS
+
+
+def tls_server_context():
+    m = tls_material()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(m["cert"], m["key"])
+    return ctx
+
+
+def tls_client_context():
+    """Verifies the server: the self-signed certificate is the only CA."""
+    return ssl.create_default_context(cafile=tls_material()["cert"])

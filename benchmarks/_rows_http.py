@@ -6,21 +6,17 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 
-from _common import BenchFailure, LOOPBACK, Stopwatch, _bounded, bench, check
+from _common import (TLS_HOSTNAME, BenchFailure, LOOPBACK, Stopwatch, _bounded, bench, check,
+                     tls_client_context, tls_material, tls_server_context)
+from _httpclient import HTTP_RESPONSE, HTTP_RESPONSE_CLOSE, http_request
 
-
-# --- HTTP server under wrk ----------------------------------------------------
-
-HTTP_BODY = b"Hello, World!\n"
-HTTP_RESPONSE = (b"HTTP/1.1 200 OK\r\n"
-                 b"Server: bench\r\n"
-                 b"Content-Type: text/plain\r\n"
-                 b"Content-Length: " + str(len(HTTP_BODY)).encode() + b"\r\n"
-                 b"Connection: keep-alive\r\n"
-                 b"\r\n" + HTTP_BODY)
+HERE = os.path.dirname(os.path.abspath(__file__))
+HTTP_CLIENT_ENV = "TIDELOOP_BENCH_HTTP_CLIENT"  # auto (default), wrk or python
+CLOSE_WAIT = 2.0  # s the check client waits for the server's EOF (once)
 HTTP_BAD = (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
             b"Connection: close\r\n\r\n")
 WRK_THREADS = 1
@@ -40,15 +36,18 @@ end
 
 
 class _HttpServer(asyncio.Protocol):
-    """Minimal HTTP/1.1 keep-alive server: every `GET ...` request head
-    (no body) gets the same fixed 200 response; anything else a 400 + close.
-    Handles several (pipelined) requests per chunk."""
+    """Minimal HTTP/1.1 server: every `GET ...` request head (no body) gets
+    the same fixed 200 response; anything else a 400 + close.  keep-alive:
+    handles several (pipelined) requests per chunk.  close: answers the
+    first request with `Connection: close` and closes the connection, the
+    way a server does for a `Connection: close` request."""
 
-    __slots__ = ("stats", "tr", "buf")
+    __slots__ = ("stats", "tr", "buf", "keepalive")
 
-    def __init__(self, stats):
+    def __init__(self, stats, keepalive=True):
         self.stats = stats
         self.buf = b""
+        self.keepalive = keepalive
 
     def connection_made(self, tr):
         self.tr = tr
@@ -59,6 +58,16 @@ class _HttpServer(asyncio.Protocol):
         end = buf.find(b"\r\n\r\n")
         if end < 0:
             self.buf = buf
+            return
+        if not self.keepalive:
+            self.buf = b""
+            if not buf.startswith(b"GET "):
+                self.stats["bad"] += 1
+                self.tr.write(HTTP_BAD)
+            else:
+                self.stats["requests"] += 1
+                self.tr.write(HTTP_RESPONSE_CLOSE)
+            self.tr.close()
             return
         start = 0
         count = 0
@@ -101,86 +110,134 @@ def _http_pinning():
         return None
 
 
-async def _http_client_check(port, requests, conns=2):
-    """Plain asyncio-streams client: keep-alive GETs, each response compared
-    byte for byte.  Warms up the server path and proves it answers right."""
-    req = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % port)
+async def _http_client_check(port, requests, keepalive=True, ctx=None, conns=2):
+    """Plain asyncio-streams client on the loop under test: GETs (keep-alive,
+    or one connection per request), each response compared byte for byte.
+    Warms up the server path and proves it answers right.  Returns (requests
+    made, whether the server closed `Connection: close` connections itself).
+    Like wrk, it reads a response by its Content-Length and does not need
+    the server's EOF; it waits up to CLOSE_WAIT for it, once: a server that
+    never closes is reported (a warning), not waited for each time."""
+    req = http_request(port, keepalive)
+    expect = HTTP_RESPONSE if keepalive else HTTP_RESPONSE_CLOSE
+    kw = {"ssl": ctx, "server_hostname": TLS_HOSTNAME} if ctx else {}
+    closes = [None]  # None: not known yet; True/False after the first wait
+
+    async def get(reader, writer):
+        writer.write(req)
+        head = await reader.readuntil(b"\r\n\r\n")
+        clen = 0
+        for h in head.split(b"\r\n"):
+            if h.lower().startswith(b"content-length:"):
+                clen = int(h.split(b":", 1)[1])
+        got = head + await reader.readexactly(clen)
+        if got != expect:
+            raise BenchFailure(f"wrong HTTP response: {got[:80]!r}")
+        if keepalive or closes[0] is False:
+            return
+        try:
+            more = await asyncio.wait_for(reader.read(), CLOSE_WAIT)
+        except asyncio.TimeoutError:
+            closes[0] = False
+            return
+        if more:
+            raise BenchFailure(f"server sent {more[:40]!r} after a Connection: close response")
+        closes[0] = True
 
     async def one():
-        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        reader = writer = None
         try:
             for _ in range(requests // conns):
-                writer.write(req)
-                head = await reader.readuntil(b"\r\n\r\n")
-                clen = 0
-                for h in head.split(b"\r\n"):
-                    if h.lower().startswith(b"content-length:"):
-                        clen = int(h.split(b":", 1)[1])
-                got = head + await reader.readexactly(clen)
-                if got != HTTP_RESPONSE:
-                    raise BenchFailure(f"wrong HTTP response: {got[:80]!r}")
+                if writer is None or not keepalive:
+                    if writer is not None:
+                        writer.close()
+                        await writer.wait_closed()
+                    reader, writer = await asyncio.open_connection(LOOPBACK, port, **kw)
+                await get(reader, writer)
         finally:
-            writer.close()
-            await writer.wait_closed()
+            if writer is not None:
+                writer.close()
+                await writer.wait_closed()
     await asyncio.gather(*[one() for _ in range(conns)])
-    return (requests // conns) * conns
+    return (requests // conns) * conns, closes[0]
 
 
-def _check_wrk(cp, served, stats):
-    """Parse wrk's WRKJSON line (from WRK_LUA) and check it; returns the dict."""
+def _http_client_cmd(port, seconds, keepalive, tls, tmpdir):
+    """(argv, name) of the load client: wrk if present (unless
+    TIDELOOP_BENCH_HTTP_CLIENT=python), else _httpclient.py in a separate
+    process on stock asyncio."""
+    want = os.environ.get(HTTP_CLIENT_ENV, "auto")
+    wrk = shutil.which("wrk") if want in ("auto", "wrk") else None
+    if want == "wrk" and wrk is None:
+        raise BenchFailure("wrk not found on PATH (apt-get install -y wrk)")
+    if wrk is not None:
+        script = os.path.join(tmpdir, "report.lua")
+        with open(script, "w") as f:
+            f.write(WRK_LUA)
+        cmd = [wrk, f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s",
+               "--timeout", "5s", "-s", script]
+        if not keepalive:
+            cmd += ["-H", "Connection: close"]
+        cmd.append(f"{'https' if tls else 'http'}://{LOOPBACK}:{port}/")
+        return cmd, f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{seconds}s"
+    cmd = [sys.executable, os.path.join(HERE, "_httpclient.py"), "--port", str(port),
+           "--seconds", str(seconds), "--conns", str(WRK_CONNECTIONS),
+           "--mode", "keepalive" if keepalive else "close"]
+    if tls:
+        cmd += ["--cafile", tls_material()["cert"]]
+    return cmd, f"_httpclient.py -c{WRK_CONNECTIONS} -d{seconds}s (stock asyncio)"
+
+
+def _check_load(cp, served, conns, stats, keepalive):
+    """Parse the client's WRKJSON line (wrk's WRK_LUA hook, or _httpclient.py)
+    and check it against the server's counts; returns the dict."""
     rep = None
     for line in cp.stdout.splitlines():
         if line.startswith("WRKJSON "):
             rep = json.loads(line[8:])
     check(cp.returncode == 0 and rep is not None,
-          f"wrk failed rc={cp.returncode}: {cp.stdout[-300:]} {cp.stderr[-300:]}")
+          f"load client failed rc={cp.returncode}: {cp.stdout[-300:]} {cp.stderr[-300:]}")
     errs = {k: rep[k] for k in ("connect", "read", "write", "status", "timeout") if rep[k]}
-    check(not errs, f"wrk reported errors {errs} (of {rep['requests']} requests)")
+    check(not errs, f"load client reported errors {errs} (of {rep['requests']} requests)")
     reqs = rep["requests"]
-    check(reqs > 0, "wrk completed 0 requests")
-    size = len(HTTP_RESPONSE)
+    check(reqs > 0, "load client completed 0 requests")
+    size = len(HTTP_RESPONSE if keepalive else HTTP_RESPONSE_CLOSE)
     check(reqs * size <= rep["bytes"] <= (reqs + WRK_CONNECTIONS) * size,
-          f"wrk read {rep['bytes']} bytes for {reqs} responses of {size} bytes")
+          f"client read {rep['bytes']} bytes for {reqs} responses of {size} bytes")
     check(reqs <= served <= reqs + WRK_CONNECTIONS,
-          f"server answered {served} requests, wrk completed {reqs}")
+          f"server answered {served} requests, the client completed {reqs}")
+    if not keepalive:
+        # one request per connection; connections opened as the load stopped
+        # may have sent nothing
+        check(served <= conns <= served + 2 * WRK_CONNECTIONS,
+              f"server accepted {conns} connections for {served} requests")
     check(stats["bad"] == 0, f"{stats['bad']} malformed requests")
     check(not stats["errors"], f"server errors: {stats['errors'][:3]}")
     return rep
 
 
-@bench("http_wrk", 2000,
-       f"minimal Protocol-based HTTP/1.1 keep-alive server (fixed "
-       f"{len(HTTP_RESPONSE)}-byte response) on the loop under test, loaded by "
-       f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} for n ms (whole seconds, >= 1 s) "
-       f"on 127.0.0.1. Time = 1/(req/s), so speedup = loop req/s / asyncio req/s; "
-       f"cpu = server-process CPU per request. Checks: wrk zero errors (connect/"
-       f"read/write/status/timeout), requests > 0, bytes = requests x response "
-       f"size, server count matches, responses verified before and after",
-       unit="ms of load", group="net", warmup=None)
-async def b_http_wrk(loop, n):
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise BenchFailure("wrk not found on PATH (apt-get install -y wrk)")
+async def _http_load(loop, n, keepalive=True, tls=False):
+    """Serve on 127.0.0.1 from the loop under test while the load client
+    (another process) runs for n ms; see the rows' descriptions."""
     seconds = max(1, int(round(n / 1000)))
+    sctx = tls_server_context() if tls else None
+    cctx = tls_client_context() if tls else None
     stats = {"conns": 0, "requests": 0, "bad": 0, "errors": []}
-    server = await loop.create_server(lambda: _HttpServer(stats), LOOPBACK, 0,
-                                      backlog=1024)
+    server = await loop.create_server(lambda: _HttpServer(stats, keepalive), LOOPBACK, 0,
+                                      backlog=1024, ssl=sctx)
     port = server.sockets[0].getsockname()[1]
     tmpdir = tempfile.mkdtemp(prefix="tideloop-bench-")
-    script = os.path.join(tmpdir, "report.lua")
-    with open(script, "w") as f:
-        f.write(WRK_LUA)
     pin = None
     try:
-        # warm-up + correctness (not timed): 400 verified keep-alive requests
-        warm = await _bounded(_http_client_check(port, 400), "HTTP warm-up client")
-        base = stats["requests"]
-        cmd = [wrk, f"-t{WRK_THREADS}", f"-c{WRK_CONNECTIONS}", f"-d{seconds}s",
-               "--timeout", "5s", "-s", script, f"http://{LOOPBACK}:{port}/"]
+        cmd, client = _http_client_cmd(port, seconds, keepalive, tls, tmpdir)
+        # warm-up + correctness (not timed): 400 verified requests
+        warm, closes = await _bounded(_http_client_check(port, 400, keepalive, cctx),
+                                      "HTTP warm-up client")
+        base, cbase = stats["requests"], stats["conns"]
         fut = loop.create_future()
         pin = _http_pinning()
 
-        def run_wrk():
+        def run_client():
             # a plain thread blocked in subprocess.run: no CPU in this process
             try:
                 cp = subprocess.run(
@@ -190,16 +247,16 @@ async def b_http_wrk(loop, n):
             except BaseException as e:
                 loop.call_soon_threadsafe(fut.set_exception, e)
 
-        th = threading.Thread(target=run_wrk, daemon=True)
+        th = threading.Thread(target=run_client, daemon=True)
         sw = Stopwatch().start()
         th.start()
-        cp = await _bounded(fut, "wrk")
+        cp = await _bounded(fut, "HTTP load client")
         sw.stop()
         th.join()
         served = stats["requests"] - base
-        rep = _check_wrk(cp, served, stats)
+        rep = _check_load(cp, served, stats["conns"] - cbase, stats, keepalive)
         # still answers correctly after the load (not timed)
-        await _bounded(_http_client_check(port, 20), "HTTP check client")
+        await _bounded(_http_client_check(port, 20, keepalive, cctx), "HTTP check client")
     finally:
         server.close()
         await server.wait_closed()
@@ -209,12 +266,52 @@ async def b_http_wrk(loop, n):
     out = Stopwatch()
     out.wall = dur / reqs          # seconds per request = 1 / (req/s)
     out.cpu = sw.cpu / served      # server-process CPU seconds per request
-    return out, {"rps": round(reqs / dur, 1), "requests": reqs, "served": served,
-                 "wrk_seconds": round(dur, 3), "server_cpu_s": round(sw.cpu, 3),
+    info = {"rps": round(reqs / dur, 1), "requests": reqs, "served": served,
+                 "load_seconds": round(dur, 3), "server_cpu_s": round(sw.cpu, 3),
                  "server_cpu_util": round(sw.cpu / sw.wall, 3),
                  "cpu_us_per_req": round(1e6 * sw.cpu / served, 2),
                  "lat_p50_ms": rep["lat_p50_us"] / 1000,
                  "lat_p99_ms": rep["lat_p99_us"] / 1000,
                  "pinned": [sorted(s) for s in pin] if pin else None,
-                 "warmup_requests": warm,
-                 "wrk": f"-t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{seconds}s"}
+                 "warmup_requests": warm, "client": client}
+    if closes is False:
+        info["warning"] = (f"transport.close() after the response did not close the "
+                           f"connection within {CLOSE_WAIT:g} s (no EOF at the client); "
+                           f"the clients closed instead")
+    return out, info
+
+
+_HTTP_DESC = (
+    "on the loop under test, loaded for n ms (whole seconds, >= 1 s) by wrk -t{t} -c{c} "
+    "(or, without wrk, benchmarks/_httpclient.py: {c} connections on stock asyncio "
+    "in another process) on 127.0.0.1. Time = 1/(req/s), so speedup = loop req/s / "
+    "asyncio req/s; cpu = server-process CPU per request. Checks: zero client errors "
+    "(connect/read/write/status/timeout), requests > 0, bytes = requests x response "
+    "size, server counts match, responses verified before and after"
+).format(t=WRK_THREADS, c=WRK_CONNECTIONS)
+
+
+@bench("http_keepalive", 2000,
+       f"minimal Protocol-based HTTP/1.1 keep-alive server (fixed "
+       f"{len(HTTP_RESPONSE)}-byte response; this row was http_wrk) " + _HTTP_DESC,
+       unit="ms of load", group="net", warmup=None)
+async def b_http_keepalive(loop, n):
+    return await _http_load(loop, n, keepalive=True)
+
+
+@bench("http_close", 2000,
+       f"the same server, `Connection: close`: every request on a new connection "
+       f"(accept, one request, {len(HTTP_RESPONSE_CLOSE)}-byte response, server "
+       f"closes; measures the accept rate and connection teardown), " + _HTTP_DESC
+       + "; accepted connections = requests",
+       unit="ms of load", group="net", warmup=None)
+async def b_http_close(loop, n):
+    return await _http_load(loop, n, keepalive=False)
+
+
+@bench("http_tls", 2000,
+       "the keep-alive server over TLS (create_server(ssl=...), self-signed EC P-256 "
+       "certificate made at run time) " + _HTTP_DESC,
+       unit="ms of load", group="net", warmup=None)
+async def b_http_tls(loop, n):
+    return await _http_load(loop, n, keepalive=True, tls=True)

@@ -7,8 +7,8 @@ import socket
 import subprocess
 import tempfile
 
-from _common import (BenchFailure, KIB, LOOPBACK, Stopwatch, _bounded, _payloads,
-                     bench, check)
+from _common import (TLS_HOSTNAME, BenchFailure, KIB, LOOPBACK, Stopwatch, _bounded,
+                     _payloads, bench, check, tls_client_context, tls_server_context)
 
 
 class _EchoServer(asyncio.Protocol):
@@ -85,8 +85,11 @@ class _EchoClient(asyncio.Protocol):
             self._fail(f"client connection lost after {self.i} round trips ({exc!r})")
 
 
-async def _proto_echo(loop, n, size, clients=1, unix=False):
+async def _proto_echo(loop, n, size, clients=1, unix=False, tls=False):
     msgs = _payloads(size)
+    # TLS: certificate made before the server starts; the client verifies it
+    sctx = tls_server_context() if tls else None
+    cctx = tls_client_context() if tls else None
     per = max(1, n // clients)
     stats = {"conns": 0, "bytes": 0, "errors": []}
     tmpdir = None
@@ -96,9 +99,10 @@ async def _proto_echo(loop, n, size, clients=1, unix=False):
         server = await loop.create_unix_server(lambda: _EchoServer(stats), path)
         connect = lambda f: loop.create_unix_connection(f, path)  # noqa: E731
     else:
-        server = await loop.create_server(lambda: _EchoServer(stats), LOOPBACK, 0)
+        server = await loop.create_server(lambda: _EchoServer(stats), LOOPBACK, 0, ssl=sctx)
         port = server.sockets[0].getsockname()[1]
-        connect = lambda f: loop.create_connection(f, LOOPBACK, port)  # noqa: E731
+        kw = {"ssl": cctx, "server_hostname": TLS_HOSTNAME} if tls else {}
+        connect = lambda f: loop.create_connection(f, LOOPBACK, port, **kw)  # noqa: E731
     try:
         dones = [loop.create_future() for _ in range(clients)]
         protos = [_EchoClient(msgs, per, d) for d in dones]
@@ -138,8 +142,11 @@ async def _proto_echo(loop, n, size, clients=1, unix=False):
     return elapsed, {"round_trips": total, "clients": clients, "msg_bytes": size}
 
 
-def _proto_bench(name, size, n, clients=1, unix=False):
+def _proto_bench(name, size, n, clients=1, unix=False, tls=False):
     where = "Unix socket in a temp dir" if unix else "127.0.0.1"
+    if tls:
+        where += (" over TLS (self-signed certificate made at run time, verified by "
+                  "the client; the handshake is in the timed part)")
     who = f"{clients} concurrent clients, n/{clients} round trips each" if clients > 1 \
         else "one client, n round trips"
     desc = (f"Protocol API echo over {where}, {size // KIB} KiB messages, {who}; "
@@ -148,7 +155,7 @@ def _proto_bench(name, size, n, clients=1, unix=False):
 
     @bench(name, n, desc, unit="round trips", group="net")
     async def b(loop, n_):
-        return await _proto_echo(loop, n_, size, clients, unix)
+        return await _proto_echo(loop, n_, size, clients, unix, tls)
     return b
 
 
@@ -159,6 +166,8 @@ _proto_bench("tcp_proto_1k_c10", 1 * KIB, 30_000, clients=10)
 _proto_bench("tcp_proto_10k_c10", 10 * KIB, 15_000, clients=10)
 _proto_bench("tcp_proto_100k_c10", 100 * KIB, 2_500, clients=10)
 _proto_bench("unix_proto_1k", 1 * KIB, 20_000, unix=True)
+_proto_bench("tls_proto_1k", 1 * KIB, 10_000, tls=True)
+_proto_bench("tls_proto_100k", 100 * KIB, 1_000, tls=True)
 
 
 def _streams_bench(name, size, n):

@@ -37,7 +37,7 @@ import _rows_core
 import _rows_http
 import _rows_net
 import _rows_proc
-from _common import BENCHES, BenchFailure, check
+from _common import BENCHES, BenchFailure, Unsupported, check
 
 # Each row module registers its rows in BENCHES on import; the catalog
 # lists the groups in this order.
@@ -178,10 +178,6 @@ def run_one(loop_name, bench_name, n, warmup):
     if backends:
         out["backend"] = backends[-1]
     return out
-
-
-class Unsupported(Exception):
-    """The loop cannot run this benchmark (a missing API): shown as n/a."""
 
 
 _LOOP_PACKAGES = ("asyncio", "uvloop", "rloop", "tideloop")
