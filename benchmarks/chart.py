@@ -7,9 +7,9 @@ benchmark, with the run's date, machine and metric under the title.
     python benchmarks/chart.py RESULTS.json ... -o out.png
 
 Reads the latest.json files that benchmarks/run.py writes (several runs
-are drawn as groups, one after the other; a row already drawn from an
-earlier file is skipped, so results/latest.json wins over the older
-net-latest/proc-latest snapshots) and writes benchmarks/results/chart.png.
+given on the command line are drawn as groups, one after the other; a row
+already drawn from an earlier file is skipped) and writes
+benchmarks/results/chart.png, in stacked panels of at most 19 rows.
 A loop without a number for a row (n/a, FAIL) gets no bar there.  Needs matplotlib
 (benchmarks/requirements.txt; `make bench` installs it).
 """
@@ -21,11 +21,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
-DEFAULT_INPUTS = [
-    os.path.join(RESULTS, "latest.json"),            # core (CPU metric)
-    os.path.join(RESULTS, "net-latest", "latest.json"),
-    os.path.join(RESULTS, "proc-latest", "latest.json"),
-]
+DEFAULT_INPUTS = [os.path.join(RESULTS, "latest.json")]
+PANEL_ROWS = 19  # rows per panel
 LOOPS = ("uvloop", "rloop", "tideloop", "tideloop-libuv")
 COLORS = {"uvloop": "#9a9a9a", "rloop": "#e08a2c", "tideloop": "#1f6fb4",
           "tideloop-libuv": "#7fb3df"}
@@ -98,38 +95,48 @@ def draw(inputs, out):
     for lp in loops:
         values[lp].append(geomean([values[lp][k] for k in common]) or 0.0)
 
+    # several panels, stacked, so the picture stays readable with many rows
     n = len(labels)
+    panels = max(1, math.ceil(n / PANEL_ROWS))
+    per = math.ceil(n / panels)
     width = 0.84 / len(loops)
-    fig, ax = plt.subplots(figsize=(max(8, 0.3 * len(loops) * n + 2), 5.6))
-    for i, lp in enumerate(loops):
-        xs = [k + (i - (len(loops) - 1) / 2) * width for k in range(n)]
-        bars = ax.bar(xs, values[lp], width, label=lp, color=COLORS[lp])
-        for x, v in zip(xs, values[lp]):
-            if v:
-                ax.text(x, v, "%.2f" % v, ha="center", va="bottom",
-                        fontsize=6, rotation=90)
-        del bars
-    ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
-    ax.text(n - 0.5, 1.0, " asyncio = 1", va="bottom", ha="right",
-            fontsize=7)
-    for s in seps + [n - 1.5]:
-        ax.axvline(s, color="#cccccc", linewidth=0.8)
-    ax.set_xticks(range(n))
-    ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=8)
-    # Log scale: 0.5x and 2x are the same distance from asyncio's 1x, and
-    # one 12x row does not flatten the others.
-    ax.set_yscale("log", base=2)
-    from matplotlib.ticker import FuncFormatter
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%gx" % v))
-    ax.set_ylabel("speedup over asyncio (log scale)")
-    ax.set_title("%s vs stock asyncio\n(ratios of medians of interleaved "
-                 "repetitions; no bar = n/a or FAIL)" % ", ".join(loops), fontsize=10)
-    ax.legend(loc="upper left")
     positive = [v for lp in loops for v in values[lp] if v > 0]
-    ax.set_ylim(min(positive + [1.0]) / 1.5, max(positive + [1.0]) * 2.0)
-    fig.text(0.01, 0.01, "\n".join(notes), fontsize=6, va="bottom")
-    fig.tight_layout(rect=(0, 0.03 * len(notes) + 0.02, 1, 1))
-    fig.savefig(out, dpi=130)
+    ylim = (min(positive + [1.0]) / 1.5, max(positive + [1.0]) * 2.5)
+    fig, axes = plt.subplots(panels, 1, squeeze=False,
+                             figsize=(max(8, 0.28 * len(loops) * per + 2), 4.6 * panels + 0.6))
+    from matplotlib.ticker import FuncFormatter
+    for p_, ax in enumerate(axes[:, 0]):
+        ks = list(range(p_ * per, min(n, (p_ + 1) * per)))
+        for i, lp in enumerate(loops):
+            xs = [j + (i - (len(loops) - 1) / 2) * width for j in range(len(ks))]
+            vs = [values[lp][k] for k in ks]
+            ax.bar(xs, vs, width, label=lp, color=COLORS[lp])
+            for x, v in zip(xs, vs):
+                if v:
+                    ax.text(x, v, "%.2f" % v, ha="center", va="bottom",
+                            fontsize=6, rotation=90)
+        ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
+        ax.text(len(ks) - 0.5, 1.0, " asyncio = 1", va="bottom", ha="right", fontsize=7)
+        for s_ in seps + [n - 1.5]:
+            if ks[0] <= s_ <= ks[-1]:
+                ax.axvline(s_ - ks[0], color="#cccccc", linewidth=0.8)
+        ax.set_xticks(range(len(ks)))
+        ax.set_xticklabels([labels[k] for k in ks], rotation=45, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, per - 0.4)
+        # Log scale: 0.5x and 2x are the same distance from asyncio's 1x, and
+        # one 12x row does not flatten the others.
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: "%gx" % v))
+        ax.set_ylabel("speedup over asyncio (log)")
+        ax.set_ylim(*ylim)
+        if p_ == 0:
+            ax.set_title("%s vs stock asyncio\n(ratios of medians of interleaved "
+                         "repetitions; no bar = n/a or FAIL)" % ", ".join(loops),
+                         fontsize=10)
+            ax.legend(loc="upper right", ncol=len(loops), fontsize=8)
+    fig.text(0.01, 0.005, "\n".join(notes), fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.025 * len(notes) / panels + 0.01, 1, 1))
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
 
