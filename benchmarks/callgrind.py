@@ -9,11 +9,15 @@
 
 Method.  Each (row, loop) runs benchmarks/_worker.py (the same workload and
 self-checks as run.py, without the warm-up run) twice under callgrind, with
-n/2 and n operations.  Instructions per operation = (Ir(n) - Ir(n/2)) /
-(n - n/2): interpreter start-up, imports, loop creation and first-use costs
-are the same in both runs and cancel out.  The same difference, taken per
-function (self cost, i.e. instructions executed in the function's own code),
-gives the top functions per operation: a hint where the time goes.
+n/2 and n operations.  Only the timed part is counted: the worker's
+Stopwatch calls os.sched_get_priority_max() as it starts and
+os.sched_get_priority_min() as it stops, and callgrind zeroes its counters
+at the first (--zero-before) and dumps them at the second (--dump-before).
+Instructions per operation = (Ir(n) - Ir(n/2)) / (n - n/2), so first-use
+costs inside the timed part (a thread pool starting, a cache filling)
+cancel out too.  The same difference, taken per function (self cost, i.e.
+instructions executed in the function's own code), gives the top functions
+per operation: a hint where the time goes.
 callgrind sees user-space instructions only; --syscalls adds the system
 calls per operation (strace -f -c over the same two runs), where kernel
 time hides.
@@ -46,6 +50,7 @@ sys.path.insert(0, HERE)
 from run import _cmd, list_benches, split_csv, worker_env  # noqa: E402
 
 WORKER = os.path.join(HERE, "_worker.py")
+MARK_START, MARK_STOP = "sched_get_priority_max", "sched_get_priority_min"  # _common.py
 LOOPS = ("asyncio", "uvloop", "rloop", "tideloop", "tideloop-libuv")
 
 # The rows where rloop led tideloop (issue 14), with the n of the larger
@@ -90,11 +95,13 @@ def _name(table, rest):
 
 
 def parse_callgrind(path):
-    """(total Ir, {function: self Ir}) of one callgrind.out file."""
+    """(total Ir, {function: self Ir}, {event: total}) of one callgrind.out
+    file (the events are Ir, plus the cache events with --cache-sim)."""
     obs, fns = {}, {}
     ob = fn = "?"
     selfcost = {}
     total = None
+    events, totals = ["Ir"], {}
     after_calls = False
     with open(path, errors="replace") as f:
         for line in f:
@@ -118,8 +125,12 @@ def parse_callgrind(path):
                 _name(obs, line[4:])
             elif line.startswith("calls="):
                 after_calls = True
+            elif line.startswith("events:"):
+                events = line.split(":", 1)[1].split()
             elif line.startswith(("summary:", "totals:")):
-                total = int(line.split(":", 1)[1].split()[0])
+                vals = [int(v) for v in line.split(":", 1)[1].split()]
+                totals = dict(zip(events, vals))
+                total = totals.get("Ir", vals[0] if vals else 0)
     out = {}
     for (name, obj), ir in selfcost.items():
         lib = os.path.basename(obj)
@@ -128,23 +139,28 @@ def parse_callgrind(path):
         out[key] = out.get(key, 0) + ir
     if total is None:
         total = sum(out.values())
-    return total, out
+    return total, out, totals
 
 
 # ---------------------------------------------------------------------------
 # running
 # ---------------------------------------------------------------------------
 
-def run_one(loop, bench, n, timeout):
+def run_one(loop, bench, n, timeout, cache_sim=False):
     """Run the worker under callgrind; returns {"ok", "total", "fns", ...}."""
     d = tempfile.mkdtemp(prefix="tideloop-cg-")
     try:
+        # the worker calls these two (through the os module) at the start and
+        # the end of its timed part (_common.Stopwatch): zero the counters at
+        # the first, dump them at the second
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={d}/cg.%p.out",
-               "--trace-children=no", sys.executable, WORKER, "--loop", loop,
+               "--trace-children=no", f"--zero-before={MARK_START}",
+               f"--dump-before={MARK_STOP}"] + (["--cache-sim=yes"] if cache_sim else []) + [
+               sys.executable, WORKER, "--loop", loop,
                "--bench", bench, "--n", str(n), "--no-warmup", "--timeout", str(timeout)]
         try:
             cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60,
-                                env=worker_env())
+                                env=dict(worker_env(), TIDELOOP_BENCH_CALLGRIND_MARKERS="1"))
         except subprocess.TimeoutExpired:
             return {"ok": False, "error": f"timed out after {timeout + 60:g}s"}
         data = None
@@ -160,12 +176,17 @@ def run_one(loop, bench, n, timeout):
             return {"ok": False, "unsupported": data.get("unsupported"),
                     "error": data.get("error")}
         path = os.path.join(d, f"cg.{data['pid']}.out")
+        region = "timed part"
+        if os.path.exists(path + ".1"):
+            path += ".1"         # the first dump: the timed part only
+        else:
+            region = "whole process"   # a row that does not use Stopwatch.start()
         if not os.path.exists(path):
             return {"ok": False, "error": f"no callgrind output for pid {data['pid']} "
                                           f"({glob.glob(d + '/*')})"}
-        total, fns = parse_callgrind(path)
-        return {"ok": True, "total": total, "fns": fns, "loop_class": data.get("loop_class"),
-                "backend": data.get("backend")}
+        total, fns, events = parse_callgrind(path)
+        return {"ok": True, "total": total, "fns": fns, "events": events, "region": region,
+                "loop_class": data.get("loop_class"), "backend": data.get("backend")}
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
@@ -216,13 +237,13 @@ def measure_syscalls(loop, bench, n, timeout):
     return {k: v for k, v in per.items() if abs(v) >= 0.01}
 
 
-def measure(loop, bench, n, timeout, syscalls=False):
+def measure(loop, bench, n, timeout, syscalls=False, cache_sim=False):
     """Differential instructions per operation between n/2 and n ops."""
     n1 = max(1, n // 2)
-    r1 = run_one(loop, bench, n1, timeout)
+    r1 = run_one(loop, bench, n1, timeout, cache_sim)
     if not r1["ok"]:
         return r1
-    r2 = run_one(loop, bench, n, timeout)
+    r2 = run_one(loop, bench, n, timeout, cache_sim)
     if not r2["ok"]:
         return r2
     dn = n - n1
@@ -231,9 +252,17 @@ def measure(loop, bench, n, timeout, syscalls=False):
         v = (r2["fns"].get(k, 0) - r1["fns"].get(k, 0)) / dn
         if v:
             per_fn[k] = v
-    out = {"ok": True, "n": [n1, n], "ir": [r1["total"], r2["total"]],
+    out = {"ok": True, "n": [n1, n], "ir": [r1["total"], r2["total"]], "region": r2["region"],
            "ir_per_op": (r2["total"] - r1["total"]) / dn, "fns_per_op": per_fn,
            "loop_class": r2.get("loop_class")}
+    if cache_sim:
+        e1, e2 = r1["events"], r2["events"]
+        out["cache_per_op"] = {
+            "D1 misses": ((e2.get("D1mr", 0) + e2.get("D1mw", 0))
+                          - (e1.get("D1mr", 0) + e1.get("D1mw", 0))) / dn,
+            "LL misses": ((e2.get("DLmr", 0) + e2.get("DLmw", 0))
+                          - (e1.get("DLmr", 0) + e1.get("DLmw", 0))) / dn,
+        }
     if syscalls:
         out["syscalls_per_op"] = measure_syscalls(loop, bench, n, timeout)
     return out
@@ -254,9 +283,10 @@ def render(meta, rows, loops, results, top, top_loops):
     L.append(f"{meta['date']} · Python {meta['python']} · valgrind {meta.get('valgrind')} · "
              f"git {meta.get('git')}")
     L.append("")
-    L.append("Ir/op = (Ir(n) − Ir(n/2)) / (n − n/2) of the whole worker process (all its "
-             "threads) under `valgrind --tool=callgrind`; lower is better. A/B = Ir/op(B) / "
-             "Ir/op(A): above 1.00x, A executes fewer instructions per operation.")
+    L.append("Ir/op = (Ir(n) − Ir(n/2)) / (n − n/2) of the worker's timed part (all its "
+             "threads, between the Stopwatch markers) under `valgrind --tool=callgrind`; "
+             "lower is better. A/B = Ir/op(B) / Ir/op(A): above 1.00x, A executes fewer "
+             "instructions per operation.")
     L.append("")
     have = [lp for lp in loops]
     prs = [(a, b) for a, b in (("tideloop", "uvloop"), ("rloop", "uvloop"),
@@ -272,6 +302,8 @@ def render(meta, rows, loops, results, top, top_loops):
             r = results[b][lp]
             if r["ok"]:
                 row.append(fmt_ir(r["ir_per_op"]))
+                if r.get("region") != "timed part":
+                    notes.append(f"{b} / {lp}: counted the {r.get('region')}")
             else:
                 row.append("n/a" if r.get("unsupported") else "FAIL")
                 notes.append(f"{b} / {lp}: {r.get('error')}")
@@ -283,10 +315,24 @@ def render(meta, rows, loops, results, top, top_loops):
                 row.append("n/a")
         L.append("| " + " | ".join(row) + " |")
     L.append("")
+    if any(results[b][lp].get("cache_per_op") for b in rows for lp in have):
+        L.append("Data-cache misses per operation (`--cache-sim=yes`, valgrind's model of "
+                 "this machine's caches; D1 = first level, LL = last level):")
+        L.append("")
+        L.append("| row | " + " | ".join(f"{lp} D1 / LL" for lp in have) + " |")
+        L.append("|---|" + "|".join("---:" for _ in have) + "|")
+        for b in rows:
+            row = [b]
+            for lp in have:
+                c = results[b][lp].get("cache_per_op")
+                row.append(f"{c['D1 misses']:,.1f} / {c['LL misses']:,.2f}" if c else "n/a")
+            L.append("| " + " | ".join(row) + " |")
+        L.append("")
     if any(results[b][lp].get("syscalls_per_op") is not None
            for b in rows for lp in have):
-        L.append("System calls per operation (`strace -f -c`, the same n/2 → n difference; "
-                 "kernel time is invisible to callgrind), total and the most frequent:")
+        L.append("System calls per operation (`strace -f -c`, the same n/2 → n difference "
+                 "of the whole process; kernel time is invisible to callgrind), total and the "
+                 "most frequent:")
         L.append("")
         L.append("| row | " + " | ".join(have) + " |")
         L.append("|---|" + "|".join("---" for _ in have) + "|")
@@ -352,6 +398,9 @@ def main():
     p.add_argument("--syscalls", action="store_true",
                    help="also count system calls per operation (strace -f -c, the same "
                         "n/2 and n runs): callgrind counts user-space instructions only")
+    p.add_argument("--cache-sim", action="store_true",
+                   help="also simulate the caches (valgrind --cache-sim=yes) and report "
+                        "data-cache misses per operation (D1 = first level, LL = last level)")
     p.add_argument("--list", action="store_true", help="list the default rows and sizes")
     a = p.parse_args()
 
@@ -379,7 +428,7 @@ def main():
     jobs = [(b, lp) for b in rows for lp in loops]
     results = {b: {} for b in rows}
     with concurrent.futures.ThreadPoolExecutor(max(1, a.jobs)) as ex:
-        futs = {ex.submit(measure, lp, b, rows[b], a.timeout, a.syscalls): (b, lp)
+        futs = {ex.submit(measure, lp, b, rows[b], a.timeout, a.syscalls, a.cache_sim): (b, lp)
                 for b, lp in jobs}
         for fut in concurrent.futures.as_completed(futs):
             b, lp = futs[fut]
@@ -392,7 +441,8 @@ def main():
         "python": sys.version.split()[0],
         "valgrind": (_cmd(["valgrind", "--version"]) or "?").replace("valgrind-", ""),
         "git": _cmd(["git", "-C", os.path.dirname(HERE), "rev-parse", "--short", "HEAD"]),
-        "method": "(Ir(n) - Ir(n/2)) / (n - n/2), whole worker process, --no-warmup",
+        "method": "(Ir(n) - Ir(n/2)) / (n - n/2) of the timed part (Stopwatch markers), "
+                  "--no-warmup",
     }
     md = render(meta, rows, loops, results, a.top, top_loops)
     print(md)
