@@ -679,16 +679,26 @@ Transport_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     return tr_flush(self);
 }
 
+/* The running Python's messages: 3.14 reworded the socket transport's
+ * write() (not the datagram transport's sendto()). */
+#define TL_NOT_BYTES_LIKE \
+    "data argument must be a bytes-like object, not '%.200s'"
+#if PY_VERSION_HEX >= 0x030E0000
+#define TL_WRITE_NOT_BYTES_LIKE \
+    "data argument must be a bytes, bytearray, or memoryview object, " \
+    "not '%.200s'"
+#else
+#define TL_WRITE_NOT_BYTES_LIKE TL_NOT_BYTES_LIKE
+#endif
+
 static int
-check_bytes_like(PyObject *data)
+check_bytes_like(PyObject *data, const char *msg)
 {
     if (PyBytes_Check(data) || PyByteArray_Check(data) ||
         PyMemoryView_Check(data)) {
         return 0;
     }
-    PyErr_Format(PyExc_TypeError,
-                 "data argument must be a bytes-like object, not '%.200s'",
-                 Py_TYPE(data)->tp_name);
+    PyErr_Format(PyExc_TypeError, msg, Py_TYPE(data)->tp_name);
     return -1;
 }
 
@@ -696,7 +706,7 @@ static PyObject *
 Transport_write(PyObject *self, PyObject *data)
 {
     tl_transport *t = TR(self);
-    if (check_bytes_like(data) < 0) {
+    if (check_bytes_like(data, TL_WRITE_NOT_BYTES_LIKE) < 0) {
         return NULL;
     }
     if (t->eof) {
@@ -1583,7 +1593,7 @@ Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     tl_transport *t = TR(self);
-    if (check_bytes_like(data) < 0) {
+    if (check_bytes_like(data, TL_NOT_BYTES_LIKE) < 0) {
         return NULL;
     }
     Py_buffer view;
