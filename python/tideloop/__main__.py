@@ -147,7 +147,9 @@ def _run_path(path: str, args: list[str]) -> int:
                          % (_program_name(), full, exc.errno, exc.strerror))
         return 2
     _set_path0(os.path.dirname(os.path.realpath(full)))
-    ns = _fresh_main(__file__=full, __cached__=None)
+    ns = _fresh_main(__file__=full)
+    if sys.version_info < (3, 15):
+        ns["__cached__"] = None       # 3.15 no longer sets it
     if data[:4] == importlib.util.MAGIC_NUMBER:
         ns["__loader__"] = importlib.machinery.SourcelessFileLoader(
             "__main__", full)
