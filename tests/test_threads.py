@@ -1,5 +1,6 @@
 """call_soon_threadsafe from other threads; wake-ups; loops in threads."""
 import asyncio
+import sys
 import threading
 import time
 
@@ -201,3 +202,71 @@ def test_timer_added_from_thread_rearms_a_blocked_loop(loop):
     t.join(5)
     far.cancel()
     assert 0.05 <= returned - added[0] < 0.5, returned - added[0]
+
+
+def test_threadsafe_handle_cancel_while_its_callback_runs(compare):
+    """Python 3.14 gives call_soon_threadsafe() handles a lock
+    (events._ThreadSafeHandle): cancel() and cancelled() from another
+    thread wait until the running callback has finished.  Before 3.14
+    they return at once.  tideloop follows the running version.
+
+    The callback waits for cancel() to return: before 3.14 that happens
+    at once; from 3.14 cancel() waits for the callback, so the callback's
+    wait ends at its timeout (the deadlock breaker, taken only there)."""
+    def scenario(loop):
+        trace = []
+        started = threading.Event()
+        cancel_returned = threading.Event()
+
+        def callback():
+            started.set()
+            trace.append(("callback: cancel() returned before I did",
+                          cancel_returned.wait(3.0)))
+
+        def other():
+            h = loop.call_soon_threadsafe(callback)
+            if started.wait(20):
+                h.cancel()
+                trace.append(("cancel() returned; cancelled()",
+                              h.cancelled()))
+            cancel_returned.set()
+            loop.call_soon_threadsafe(loop.stop)
+
+        t = threading.Thread(target=other)
+        t.start()
+        try:
+            run_forever_guarded(loop, timeout=30)
+        finally:
+            started.set()
+            cancel_returned.set()
+            t.join(20)
+        return trace
+
+    trace = compare(scenario)
+    waits = sys.version_info >= (3, 14)
+    assert trace == ([("callback: cancel() returned before I did", False),
+                      ("cancel() returned; cancelled()", True)] if waits else
+                     [("cancel() returned; cancelled()", True),
+                      ("callback: cancel() returned before I did", True)])
+
+
+def test_threadsafe_handle_cancelled_by_its_own_callback(compare):
+    """The callback's own thread never waits (3.14's lock is an RLock):
+    it may cancel its handle while running; it still runs to the end."""
+    def scenario(loop):
+        trace = []
+        holder = {}
+
+        def callback():
+            h = holder["h"]
+            trace.append(("cancelled while running", h.cancelled()))
+            h.cancel()
+            trace.append(("cancelled after cancel()", h.cancelled()))
+            loop.stop()
+
+        holder["h"] = loop.call_soon_threadsafe(callback)
+        run_forever_guarded(loop, timeout=30)
+        trace.append(("cancelled afterwards", holder["h"].cancelled()))
+        return trace
+
+    compare(scenario)
