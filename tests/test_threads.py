@@ -49,16 +49,15 @@ def test_call_soon_threadsafe_wakes_a_loop_blocked_on_a_timer(loop):
         wake_delays.append(time.monotonic())
         loop.call_soon_threadsafe(loop.stop)
 
-    far = loop.call_later(30, lambda: None)
+    # Only the wake-up can end the wait: the timer is an hour away, and a
+    # loop that missed it fails through the guard (no latency margin).
+    far = loop.call_later(3600, lambda: None)
     t = threading.Thread(target=from_thread)
     t.start()
-    t0 = time.monotonic()
-    run_forever_guarded(loop, timeout=10)
-    returned = time.monotonic()
+    run_forever_guarded(loop)
     t.join(5)
     far.cancel()
-    assert returned - wake_delays[0] < 0.5, returned - wake_delays[0]
-    assert returned - t0 < 1.0
+    assert wake_delays
 
 
 def test_call_soon_threadsafe_wakes_a_loop_with_nothing_to_do(loop):
@@ -71,10 +70,11 @@ def test_call_soon_threadsafe_wakes_a_loop_with_nothing_to_do(loop):
 
     t = threading.Thread(target=from_thread)
     t.start()
-    run_forever_guarded(loop, timeout=10)
-    returned = time.monotonic()
+    # Nothing else can end the wait: a loop that missed the wake-up fails
+    # through the guard (no latency margin).
+    run_forever_guarded(loop)
     t.join(5)
-    assert returned - woken[0] < 0.5
+    assert woken
 
 
 def test_future_completed_from_thread_wakes_loop(loop):
@@ -86,13 +86,10 @@ def test_future_completed_from_thread_wakes_loop(loop):
             loop.call_soon_threadsafe(fut.set_result, "from thread")
 
         threading.Thread(target=complete).start()
-        t0 = time.monotonic()
-        result = await fut
-        return result, time.monotonic() - t0
+        return await fut
 
-    result, elapsed = run_until(loop, main())
-    assert result == "from thread"
-    assert elapsed < 0.5
+    # A loop that missed the wake-up fails through run_until's guard.
+    assert run_until(loop, main()) == "from thread"
 
 
 def test_run_coroutine_threadsafe(loop):
@@ -185,9 +182,10 @@ def test_loops_in_several_threads(loop_factory):
 
 
 def test_timer_added_from_thread_rearms_a_blocked_loop(loop):
-    # The loop sleeps until a timer 30 s away; a thread adds a 50 ms timer
-    # (through call_soon_threadsafe): the loop must wake for it.
-    far = loop.call_later(30, lambda: None)
+    # The loop sleeps until a timer an hour away; a thread adds a 50 ms
+    # timer (through call_soon_threadsafe): the loop must wake for it (or
+    # fail through the guard), and not early.
+    far = loop.call_later(3600, lambda: None)
     added = []
 
     def from_thread():
@@ -197,11 +195,11 @@ def test_timer_added_from_thread_rearms_a_blocked_loop(loop):
 
     t = threading.Thread(target=from_thread)
     t.start()
-    run_forever_guarded(loop, timeout=10)
+    run_forever_guarded(loop)
     returned = time.monotonic()
     t.join(5)
     far.cancel()
-    assert 0.05 <= returned - added[0] < 0.5, returned - added[0]
+    assert returned - added[0] >= 0.05, returned - added[0]
 
 
 def test_threadsafe_handle_cancel_while_its_callback_runs(compare):
