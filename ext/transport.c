@@ -822,6 +822,13 @@ Transport_writelines(PyObject *self, PyObject *list)
             Py_DECREF(it);
             return NULL;
         }
+        if (view.len == 0) {
+            /* An empty chunk never drains, so close() would wait forever
+             * (CPython gh-155888, fixed in 3.14.10): never queue one. */
+            PyBuffer_Release(&view);
+            Py_DECREF(mv);
+            continue;
+        }
         int r = wb_push(t, mv, &view, 0);
         Py_DECREF(mv);
         if (r < 0) {
