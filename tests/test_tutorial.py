@@ -1,7 +1,7 @@
 """The shared event-loop tutorial, run on tideloop and diffed against the
 golden output recorded on stock asyncio (../shared/tutorial/run_all.py).
 
-Takes ~40 s; deselect with ``-m "not tutorial"``.
+Takes ~80 s (twice the 23 files); deselect with ``-m "not tutorial"``.
 """
 import os
 import re
@@ -103,3 +103,32 @@ def test_tutorial_get_event_loop_files_on_stock_asyncio():
     passed, failed, proc = run_all("--python", sys.executable,
                                    "--setup", SETUP, *only, timeout=100)
     assert (passed, failed) == (3, 0), proc.stdout
+
+
+@pytest.mark.tutorial
+@pytest.mark.watchdog(120)
+def test_make_run_says_what_ran():
+    """`make run` (scripts/tutorial.py) frames run_all.py's output with
+    what ran, on which loop, compared with what, and the time ratio."""
+    require_tutorial()
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO_DIR, "scripts", "tutorial.py"),
+         RUN_ALL, sys.executable, "-k", "07_call_soon", "-k", "13_loop"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, timeout=100)
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.rstrip().splitlines()
+    version = "%d.%d.%d" % sys.version_info[:3]
+    assert lines[0].startswith("== make run: the shared asyncio tutorial ("
+                               + TUTORIAL_DIR), lines
+    assert "on tideloop" in lines[0] and "Python %s" % version in lines[0]
+    assert "backend, libuv " in lines[0]
+    assert lines[1].startswith("== and compared with golden output "
+                               "recorded on stock asyncio (Python ")
+    assert "tutorial: 2 passed, 0 failed" in lines
+    assert re.fullmatch(
+        r"== 2 tutorial files on tideloop \(Python %s, \w+ backend, libuv "
+        r"[\d.]+\), each compared with golden output from stock asyncio: "
+        r"2 passed, 0 failed\." % re.escape(version), lines[-2]), lines[-2]
+    assert re.match(r"== Wall time \d+\.\d s, \d+\.\d\dx the golden "
+                    r"stock-asyncio run's \(Python ", lines[-1]), lines[-1]
