@@ -10,8 +10,14 @@
 #   PYTEST_ARGS        extra pytest arguments (default -q)
 #   PIP_INSTALL_FLAGS  flags for `pip install .` (default --no-build-isolation;
 #                      add -v to see compiler output)
-#   TEST_VERSIONS      Python versions for test-all (default 3.9 ... 3.13)
+#   TEST_VERSIONS      Python versions for test-all (default 3.9 ... 3.15;
+#                      3.14 and 3.15 run in the Debian sid root of SID_ROOT)
+#   SID_ROOT           ../shared/tools/sid-root.sh: Python 3.14/3.15 and
+#                      libuv 1.53 in a Debian unstable chroot
 #   ASAN_VENV          venv for the sanitizer build (default .venv-asan)
+#   ASAN_MARKS         pytest -m expression of `make asan` (default: without
+#                      the leak soak, the fuzzer and the tutorial; `make
+#                      asan-full` runs everything)
 #   ASAN_OPTIONS       (default detect_leaks=0)
 #   BENCH_ARGS         arguments for benchmarks/run.py
 #   TUTORIAL           tutorial runner used by `make run`
@@ -41,20 +47,21 @@ VENV ?= .venv
 PY = $(VENV)/bin/python
 PYTEST_ARGS ?= -q
 PIP_INSTALL_FLAGS ?= --no-build-isolation
-TEST_VERSIONS ?= 3.9 3.10 3.11 3.12 3.13
+TEST_VERSIONS ?= 3.9 3.10 3.11 3.12 3.13 3.14 3.15
+SID_ROOT ?= ../shared/tools/sid-root.sh
 ASAN_VENV ?= .venv-asan
+ASAN_MARKS ?= not leaks and not fuzz and not tutorial
 ASAN_OPTIONS ?= detect_leaks=0
 UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
 BENCH_ARGS ?=
 TUTORIAL ?= ../shared/tutorial/run_all.py
 TUTORIAL_ARGS ?=
 INTEGRATION_TIMEOUT ?= 600
-TUTORIAL_SETUP = import tideloop; asyncio.set_event_loop_policy(tideloop.EventLoopPolicy())
 
 export PIP_INSTALL_FLAGS
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help deps venv install run test test-all integration bench chart asan compat clean distclean
+.PHONY: help deps venv install run test test-all integration bench chart asan asan-full compat clean distclean
 
 help:
 	@echo "make run        build, install and run the tutorial suite (or examples/demo.py)"
@@ -66,6 +73,8 @@ help:
 	@echo "make bench      benchmarks/run.py against asyncio and uvloop, then the chart"
 	@echo "make chart      benchmarks/results/chart.png from the saved results"
 	@echo "make asan       the test suite on an AddressSanitizer/UBSan build"
+	@echo "                (~10 min; without the leak soak, fuzzer and tutorial)"
+	@echo "make asan-full  the same with the leak soak, fuzzer and tutorial"
 	@echo "make compat     CPython's test_asyncio on tideloop (COMPAT_ARGS)"
 	@echo "make deps       install libuv1-dev and pkg-config if missing (apt-get)"
 	@echo "make venv       create $(VENV) from $(PYTHON) and pip install ."
@@ -81,11 +90,11 @@ venv: deps
 
 install: venv
 
+# scripts/tutorial.py frames run_all.py's output with what ran, on which
+# loop, compared with what, and how long it took next to the golden run.
 run: venv
 	@if [ -f "$(TUTORIAL)" ]; then \
-	  echo "== tutorial: $(TUTORIAL)"; \
-	  $(PY) "$(TUTORIAL)" --python "$(abspath $(PY))" \
-	    --setup "$(TUTORIAL_SETUP)" --expect-loop-class tideloop \
+	  $(PY) scripts/tutorial.py "$(TUTORIAL)" "$(abspath $(PY))" \
 	    $(TUTORIAL_ARGS); \
 	else \
 	  echo "== $(TUTORIAL) not found: running examples/demo.py"; \
@@ -107,7 +116,7 @@ integration: venv
 	  $(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
 
 test-all: deps
-	@scripts/test_all.sh $(TEST_VERSIONS)
+	@SID_ROOT="$(SID_ROOT)" scripts/test_all.sh $(TEST_VERSIONS)
 
 bench: venv
 	@$(PY) -m pip install -q uvloop || echo "bench: note: uvloop not installed; comparing with asyncio only"
@@ -130,12 +139,18 @@ compat: deps
 
 # The extension is built with -fsanitize=address,undefined and the
 # interpreter is not: scripts/asan.sh preloads libasan, sets PYTHONMALLOC=malloc
-# and collects sanitizer reports from build/sanitizer-logs.
+# and collects sanitizer reports from build/sanitizer-logs. `make asan`
+# leaves out the long parts (ASAN_MARKS: leak soak, fuzzer, tutorial);
+# `make asan-full` runs them too. A -m in PYTEST_ARGS comes last and wins.
 asan:
 	@scripts/deps.sh "$(PYTHON)"
 	@TIDELOOP_ASAN=1 scripts/venv.sh "$(ASAN_VENV)" "$(PYTHON)"
 	ASAN_OPTIONS="$(ASAN_OPTIONS)" UBSAN_OPTIONS="$(UBSAN_OPTIONS)" \
-	  scripts/asan.sh "$(ASAN_VENV)" $(PYTEST_ARGS)
+	  scripts/asan.sh "$(ASAN_VENV)" $(if $(strip $(ASAN_MARKS)),-m "$(ASAN_MARKS)") \
+	  $(PYTEST_ARGS)
+
+asan-full:
+	@$(MAKE) --no-print-directory asan ASAN_MARKS=
 
 clean:
 	rm -rf build dist .pytest_cache python/*.egg-info *.egg-info

@@ -74,6 +74,25 @@ EXCLUSIONS = {
     _SF + "test_sendfile_fallback_close_peer_in_the_middle_of_receiving":
         "replaces loop._sendfile_native (BaseEventLoop private hook)",
 
+    # -- Python 3.14+ ---------------------------------------------------------
+    "test_ssl.TestSSL."
+    "test_remote_shutdown_receives_trailing_data_on_slow_socket":
+        "mock.patch.object()s the socket transport's write() and swaps its "
+        "private _sock for a wrapper once the private _read_ready_cb is None, "
+        "to force _SelectorSocketTransport's delayed-write path (gh-115514); "
+        "tideloop's C transport has neither attribute and writes to the fd",
+    "test_sslproto.SslProtoHandshakeTests.test_connection_lost_when_busy":
+        "hands loop._make_socket_transport() a mock.Mock() socket (fileno "
+        "12345, mocked send) to emulate BaseSelectorEventLoop's "
+        "_make_ssl_transport(); tideloop's C transport needs a real socket",
+    "test_subprocess.Subprocess*WatcherTests.test_watcher_implementation":
+        "checks the type of the selector loop's private loop._watcher "
+        "(tideloop watches children with its own pidfd reader)",
+    "test_subprocess.SubprocessThreadedWatcherTests."
+    "test_pid_not_reaped_before_exit_published":
+        "mocks unix_events.can_use_pidfd and reads the private "
+        "loop._watcher._threads of the selector loop",
+
     # -- test_unix_events (runs on the installed policy's loop) -------------
     "test_unix_events.SelectorEventLoopUnixSockSendfileTests.*":
         "every test calls _UnixSelectorEventLoop._sock_sendfile_native(_impl) "

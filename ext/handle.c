@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <structmember.h>
+#include <time.h>
 
 /* Fetch the pending exception as one normalized object, with its
  * traceback attached (new reference). */
@@ -62,6 +63,7 @@ handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
     h->weakreflist = NULL;
     h->cancelled = 0;
     h->threadsafe = 0;
+    h->running = 0;
 
     h->args = args_tuple(st, args, nargs);
     if (h->args == NULL) {
@@ -206,8 +208,12 @@ tl_handle_run(HandleObject *h)
         exc = tl_fetch_exception();
     }
     else {
+        /* Re-entrancy: other threads may call cancel()/cancelled() while
+         * the callback runs (handle_wait_not_running). */
+        h->running = h->threadsafe;
         res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0),
                                   PyTuple_GET_SIZE(args), NULL);
+        h->running = 0;
         if (res == NULL) {
             exc = tl_fetch_exception();
         }
@@ -304,9 +310,44 @@ TimerHandle_dealloc(TimerHandleObject *self)
     Handle_dealloc(&self->base);
 }
 
+/* Python 3.14's call_soon_threadsafe handles (events._ThreadSafeHandle)
+ * hold a lock while their callback runs, so cancel() and cancelled() called
+ * from another thread return only once it has finished; the thread running
+ * it is not held up.  Rare (a thread cancelling a callback that is running
+ * right now), so no lock per handle: wait with the GIL released, polling
+ * the flag that tl_handle_run clears under the GIL. */
+static void
+handle_wait_not_running(HandleObject *h)
+{
+#if PY_VERSION_HEX >= 0x030E0000
+    if (!h->running) {
+        return;
+    }
+    PyObject *tid = h->loop->thread_id;
+    if (PyLong_Check(tid) &&
+        PyLong_AsUnsignedLong(tid) == PyThread_get_thread_ident()) {
+        return;     /* the running callback's own thread (an RLock) */
+    }
+    PyErr_Clear();
+    long ns = 20000;
+    Py_INCREF(h);
+    while (h->running) {
+        struct timespec ts = {0, ns};
+        Py_BEGIN_ALLOW_THREADS
+        nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+        ns = ns < 1000000 ? ns * 2 : ns;
+    }
+    Py_DECREF(h);
+#else
+    (void)h;
+#endif
+}
+
 static PyObject *
 Handle_cancel(HandleObject *self, PyObject *Py_UNUSED(ignored))
 {
+    handle_wait_not_running(self);
     if (self->cancelled) {
         Py_RETURN_NONE;
     }
@@ -329,6 +370,7 @@ Handle_cancel(HandleObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Handle_cancelled(HandleObject *self, PyObject *Py_UNUSED(ignored))
 {
+    handle_wait_not_running(self);
     return PyBool_FromLong(self->cancelled);
 }
 

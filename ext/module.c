@@ -314,6 +314,13 @@ tl_free(void *module)
 
 static PyModuleDef_Slot tl_slots[] = {
     {Py_mod_exec, tl_exec},
+#ifdef Py_mod_gil
+    /* tideloop relies on the GIL (the ready queue, the handles and the
+     * transports are unlocked C state shared by Python threads): a
+     * free-threaded interpreter (3.13t+) re-enables the GIL on import and
+     * says so, instead of running it unprotected.  docs/free-threading.md */
+    {Py_mod_gil, Py_MOD_GIL_USED},
+#endif
     {0, NULL}};
 
 static struct PyModuleDef tl_moduledef = {

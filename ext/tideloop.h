@@ -99,6 +99,7 @@ typedef struct HandleObject {
     char cancelled;
     char threadsafe;             /* created by call_soon_threadsafe */
     char is_timer;               /* a TimerHandleObject */
+    char running;                /* threadsafe, 3.14+: callback running */
 } HandleObject;
 
 typedef struct TimerHandleObject {

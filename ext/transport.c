@@ -679,16 +679,26 @@ Transport_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     return tr_flush(self);
 }
 
+/* The running Python's messages: 3.14 reworded the socket transport's
+ * write() (not the datagram transport's sendto()). */
+#define TL_NOT_BYTES_LIKE \
+    "data argument must be a bytes-like object, not '%.200s'"
+#if PY_VERSION_HEX >= 0x030E0000
+#define TL_WRITE_NOT_BYTES_LIKE \
+    "data argument must be a bytes, bytearray, or memoryview object, " \
+    "not '%.200s'"
+#else
+#define TL_WRITE_NOT_BYTES_LIKE TL_NOT_BYTES_LIKE
+#endif
+
 static int
-check_bytes_like(PyObject *data)
+check_bytes_like(PyObject *data, const char *msg)
 {
     if (PyBytes_Check(data) || PyByteArray_Check(data) ||
         PyMemoryView_Check(data)) {
         return 0;
     }
-    PyErr_Format(PyExc_TypeError,
-                 "data argument must be a bytes-like object, not '%.200s'",
-                 Py_TYPE(data)->tp_name);
+    PyErr_Format(PyExc_TypeError, msg, Py_TYPE(data)->tp_name);
     return -1;
 }
 
@@ -696,7 +706,7 @@ static PyObject *
 Transport_write(PyObject *self, PyObject *data)
 {
     tl_transport *t = TR(self);
-    if (check_bytes_like(data) < 0) {
+    if (check_bytes_like(data, TL_WRITE_NOT_BYTES_LIKE) < 0) {
         return NULL;
     }
     if (t->eof) {
@@ -811,6 +821,13 @@ Transport_writelines(PyObject *self, PyObject *list)
             Py_XDECREF(mv);
             Py_DECREF(it);
             return NULL;
+        }
+        if (view.len == 0) {
+            /* An empty chunk never drains, so close() would wait forever
+             * (CPython gh-155888, fixed in 3.14.10): never queue one. */
+            PyBuffer_Release(&view);
+            Py_DECREF(mv);
+            continue;
         }
         int r = wb_push(t, mv, &view, 0);
         Py_DECREF(mv);
@@ -1583,7 +1600,7 @@ Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
         return NULL;
     }
     tl_transport *t = TR(self);
-    if (check_bytes_like(data) < 0) {
+    if (check_bytes_like(data, TL_NOT_BYTES_LIKE) < 0) {
         return NULL;
     }
     Py_buffer view;

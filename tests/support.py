@@ -136,7 +136,13 @@ def stock_nested_run_forever_bug():
 # Bounded runs
 # --------------------------------------------------------------------------
 
-def run_until(loop, aw, timeout=5.0):
+# How long a scenario may run before its guard calls it hung: a bound on a
+# broken loop, not on a slow machine (the tests wait for events, never for
+# a time margin; a loaded 2-core machine must not trip it).
+GUARD_TIMEOUT = 30.0
+
+
+def run_until(loop, aw, timeout=GUARD_TIMEOUT):
     """run_until_complete guarded by asyncio.wait_for: a loop whose timers or
     wake-ups are broken fails with TimeoutError instead of hanging."""
     return loop.run_until_complete(asyncio.wait_for(aw, timeout))
@@ -146,7 +152,7 @@ class LoopHung(AssertionError):
     pass
 
 
-def run_forever_guarded(loop, timeout=5.0):
+def run_forever_guarded(loop, timeout=GUARD_TIMEOUT):
     """loop.run_forever(), stopped from a watchdog thread (through
     call_soon_threadsafe, so the loop's own timers are left alone) if it has
     not returned after ``timeout`` seconds; then LoopHung is raised."""

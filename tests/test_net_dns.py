@@ -350,7 +350,14 @@ def test_lookups_do_not_use_the_default_executor(kind, loop):
 
 def test_cancelled_lookups(compare):
     """A lookup whose task is cancelled raises CancelledError; the others
-    still complete (the answer to a cancelled one is dropped)."""
+    still complete (the answer to a cancelled one is dropped).
+
+    Whether cancel() still finds a lookup pending is up to the resolver
+    threads: since 3.14 stock asyncio completes a lookup inside its task's
+    first step when the executor thread finished before wrap_future()
+    looked (futures._chain_future checks the running loop).  So the trace
+    says, per cancelled lookup, that the outcome is the one cancel()
+    promised: CancelledError where it returned True, else the answer."""
     def scenario(loop):
         trace = []
 
@@ -358,20 +365,35 @@ def test_cancelled_lookups(compare):
             tasks = [loop.create_task(loop.getaddrinfo("localhost", p))
                      for p in range(1000, 1040)]
             await asyncio.sleep(0)
-            for t in tasks[::2]:
-                t.cancel()
+            promised = {t: t.cancel() for t in tasks[::2]}
+            assert any(promised.values()), "no lookup left to cancel"
             done = await asyncio.gather(*tasks, return_exceptions=True)
-            for p, r in zip(range(1000, 1040), done):
+            for t, p, r in zip(tasks, range(1000, 1040), done):
                 if isinstance(r, asyncio.CancelledError):
-                    trace.append((p, "cancelled"))
+                    outcome = "cancelled"
                 else:
-                    trace.append((p, r == socket.getaddrinfo("localhost", p)))
+                    outcome = ("answer", r == socket.getaddrinfo(
+                        "localhost", p))
+                if t not in promised:
+                    trace.append((p, outcome))
+                elif promised[t]:
+                    trace.append((p, "cancel() said yes", outcome))
+                else:
+                    trace.append((p, "cancel() said no", outcome == (
+                        "answer", True)))
 
         run_until(loop, main(), 15)
-        return trace
+        # Stock 3.14+ may answer some before cancel(): keep only whether
+        # each outcome matched cancel()'s promise.
+        return [e if len(e) == 2 else
+                (e[0], "as cancel() said",
+                 e[2] == "cancelled" if e[1].endswith("yes") else e[2])
+                for e in trace]
 
     trace = compare(scenario)
-    assert trace[0] == (1000, "cancelled") and trace[1] == (1001, True)
+    assert trace[0] == (1000, "as cancel() said", True)
+    assert trace[1] == (1001, ("answer", True))
+    assert all(e[-1] is True or e[-1] == ("answer", True) for e in trace)
 
 
 def test_executor_shut_down(compare):

@@ -130,10 +130,17 @@ def test_signals_after_exit(compare):
             trace.append(("send_signal after exit", call_ev(
                 proc.send_signal, signal.SIGTERM)))
             trace.append(("returncode", proc.returncode))
-            # immediately after exit, before the pipes are drained
+            # Right after wait() returns.  The child (cat) exits only once
+            # its stdin is closed, which is after wait() is pending: with
+            # /bin/true the outcome depended on whether the exit was seen
+            # before wait() was called (3.14 wakes wait() in
+            # _process_exited, before connection_lost has run).
             proc2 = await wait(asyncio.create_subprocess_exec(
-                TRUE, stdout=subprocess.DEVNULL))
-            await wait(proc2.wait())
+                "cat", stdin=subprocess.PIPE, stdout=subprocess.DEVNULL))
+            waiter = asyncio.ensure_future(proc2.wait())
+            await asyncio.sleep(0)
+            proc2.stdin.close()
+            await wait(waiter)
             trace.append(("kill right after wait", call_ev(proc2.kill)))
             return trace
 

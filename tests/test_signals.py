@@ -129,7 +129,14 @@ loop.close()
 ''')
 
 
-def interrupt_child(kind, code, ready="ready", timeout=2.0):
+# The programs below block on nothing or on timers an hour away: only the
+# SIGINT can end them, so "interrupted while blocked" needs no time limit
+# tighter than this bound on a stuck child (no margin on the machine's
+# speed; a loaded machine took more than 2 s to exit a child here).
+INTERRUPT_TIMEOUT = 60.0
+
+
+def interrupt_child(kind, code, ready="ready", timeout=INTERRUPT_TIMEOUT):
     """Start code in a child, wait for the `ready` line, send SIGINT and wait
     up to `timeout` seconds; returns (rc, lines, stderr, seconds, timed_out)."""
     proc = spawn_child(kind, code)
@@ -163,11 +170,12 @@ loop = new_loop()
 loop.call_soon(out, "ready")
 loop.run_forever()
 out("NOT REACHED")
-''' % ("loop.call_later(60, print)" if blocked_on == "far-timer" else "")
+''' % ("loop.call_later(3600, print)" if blocked_on == "far-timer"
+       else "")
     ref = interrupt_child("asyncio", code)
     rc, lines, err, seconds, timed_out = interrupt_child(kind, code)
-    assert not timed_out and seconds < 2.0, (
-        "SIGINT did not end run_forever() within 2 s (%s)" % blocked_on)
+    assert not timed_out, (
+        "SIGINT did not end run_forever() (%s)" % blocked_on)
     assert err.rstrip().splitlines()[-1] == "KeyboardInterrupt", err
     assert "Traceback (most recent call last)" in err
     assert (rc, lines) == (ref[0], ref[1]), (rc, lines, ref[:2])
@@ -178,7 +186,7 @@ def test_loop_usable_after_ctrl_c_in_run_until_complete(kind):
 loop = new_loop()
 async def long():
     out("ready")
-    await asyncio.sleep(30)
+    await asyncio.sleep(3600)
 task = loop.create_task(long())
 try:
     loop.run_until_complete(task)
@@ -197,7 +205,7 @@ out("closed")
     ref = interrupt_child("asyncio", code)
     assert ref[0] == 0 and ref[1][-1] == "closed", ref
     rc, lines, err, seconds, timed_out = interrupt_child(kind, code)
-    assert not timed_out and seconds < 2.0, "not interrupted promptly"
+    assert not timed_out, "not interrupted while blocked"
     assert (rc, lines) == (ref[0], ref[1]), (rc, lines, err)
 
 
@@ -210,7 +218,7 @@ async def main():
     out("kind ok", kind_ok(asyncio.get_running_loop()))
     out("ready")
     try:
-        await asyncio.sleep(30)
+        await asyncio.sleep(3600)
     except asyncio.CancelledError:
         out("main cancelled")
         raise
@@ -224,7 +232,7 @@ out("sigint handler restored",
     ref = interrupt_child("asyncio", code)
     assert ref[0] == 0 and "main cancelled" in ref[1], ref
     rc, lines, err, seconds, timed_out = interrupt_child(kind, code)
-    assert not timed_out and seconds < 2.0, "not interrupted promptly"
+    assert not timed_out, "not interrupted while blocked"
     assert (rc, lines) == (ref[0], ref[1]), (rc, lines, err)
 
 
@@ -242,5 +250,5 @@ loop.close()
     ref = interrupt_child("asyncio", code)
     assert ref[0] == 0, ref
     rc, lines, err, seconds, timed_out = interrupt_child(kind, code)
-    assert not timed_out and seconds < 2.0
+    assert not timed_out
     assert (rc, lines) == (ref[0], ref[1]), (rc, lines, err)

@@ -4,8 +4,14 @@ Use it in any of these ways::
 
     tideloop.run(main())
     asyncio.run(main(), loop_factory=tideloop.new_event_loop)   # 3.12+
-    asyncio.set_event_loop_policy(tideloop.EventLoopPolicy())   # or install()
-    python -m tideloop script.py [args]
+    with asyncio.Runner(loop_factory=tideloop.new_event_loop) as r:  # 3.11+
+        r.run(main())
+    python -m tideloop script.py [args]     # also -m module, -c code
+
+and, up to Python 3.15 (asyncio's policies: deprecated by 3.14, gone in
+3.16; see tideloop._policy)::
+
+    tideloop.install()   # asyncio.set_event_loop_policy(EventLoopPolicy())
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 from . import _core
 from ._core import libuv_version
 from ._loop import Loop
+from ._policy import EventLoopPolicy, install
 
 if _TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -31,23 +38,6 @@ __version__ = "0.1.0"
 def new_event_loop() -> Loop:
     """Return a new tideloop event loop."""
     return Loop()
-
-
-class EventLoopPolicy(_asyncio.DefaultEventLoopPolicy):
-    """An asyncio event loop policy whose loops are tideloop loops.
-
-    asyncio.set_event_loop_policy(tideloop.EventLoopPolicy())
-    """
-
-    _loop_factory = Loop
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__module__}.{type(self).__qualname__}>"
-
-
-def install() -> None:
-    """Make tideloop the loop of asyncio.run() and new_event_loop()."""
-    _asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
 # `sys`, not an alias, so that type checkers pick the branch.

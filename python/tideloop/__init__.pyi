@@ -11,9 +11,15 @@
 # methods (call_soon & co.) come from tideloop._core.LoopBase and return
 # tideloop's own Handle and TimerHandle, which have the public methods of
 # asyncio's but are not subclasses of them.
-from asyncio import DefaultEventLoopPolicy
+import sys
 from collections.abc import Coroutine
 from typing import Any, TextIO, TypeVar
+
+# asyncio.DefaultEventLoopPolicy, under the name that does not warn on 3.14+.
+if sys.version_info >= (3, 14):
+    from asyncio.unix_events import _UnixDefaultEventLoopPolicy as _PolicyBase
+else:
+    from asyncio import DefaultEventLoopPolicy as _PolicyBase
 
 from ._core import LoopBase, _LoopAPI
 from ._core import libuv_version as libuv_version
@@ -26,10 +32,14 @@ _T = TypeVar("_T")
 
 def new_event_loop() -> Loop: ...
 
-class EventLoopPolicy(DefaultEventLoopPolicy):
+# Deprecated on 3.14 and 3.15 (a DeprecationWarning at the call, as
+# asyncio's policies are); on 3.16, where asyncio has no policies, both
+# raise RuntimeError (tideloop/_policy.py).
+class EventLoopPolicy(_PolicyBase):
     """An asyncio event loop policy whose loops are tideloop loops."""
 
     _loop_factory: type[Loop]
+    def __init__(self) -> None: ...
     def new_event_loop(self) -> Loop: ...
 
 def install() -> None: ...

@@ -105,6 +105,12 @@ _UNIX_MAKE_SUBPROCESS = unix_events._UnixSelectorEventLoop.__dict__[
     "_make_subprocess_transport"]
 
 
+# asyncio's own check, without 3.14's deprecation warning of the public
+# asyncio.iscoroutinefunction (3.14+ has the private one).
+_iscoroutinefunction: Callable[[Any], bool] = getattr(
+    coroutines, "_iscoroutinefunction", coroutines.iscoroutinefunction)
+
+
 def _user_child_watcher() -> Any:
     """The child watcher set on the current policy, if any (policies
     create one lazily only when asked: tideloop never asks)."""
@@ -335,10 +341,16 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         try:
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
-            # No pidfd (Linux < 5.3): asyncio's own watcher of this Python.
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                watcher = events.get_child_watcher()
+            # No pidfd (Linux < 5.3): asyncio's own watcher of this Python
+            # (3.14 removed get_child_watcher(); its loop then uses a
+            # _ThreadedChildWatcher, a thread per child).
+            watcher: Any
+            if sys.version_info >= (3, 14):
+                watcher = getattr(unix_events, "_ThreadedChildWatcher")()
+            else:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    watcher = events.get_child_watcher()
             watcher.add_child_handler(pid, self._child_watcher_callback,
                                       transp)
             return
@@ -397,7 +409,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         Raise RuntimeError if there is a problem setting up the handler.
         """
         if (coroutines.iscoroutine(callback) or
-                coroutines.iscoroutinefunction(callback)):
+                _iscoroutinefunction(callback)):
             raise TypeError("coroutines cannot be used "
                             "with add_signal_handler()")
         self._check_signal(sig)

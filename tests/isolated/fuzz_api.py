@@ -701,6 +701,23 @@ class Target:
 LOOP_STATES = ("open", "debug", "closed", "running")
 
 
+def stock_policy_class():
+    """asyncio.DefaultEventLoopPolicy (the name warns on 3.14+)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return asyncio.DefaultEventLoopPolicy
+
+
+def as_313_get_event_loop(policy):
+    """The reference for tideloop's policy.get_event_loop() on 3.14+ is
+    3.13's (a known difference, README): in the main thread, with no loop
+    set yet, 3.13 created and set one where 3.14+ raises."""
+    if (sys.version_info >= (3, 14) and policy._local._loop is None
+            and not getattr(policy._local, "_set_called", False)
+            and threading.current_thread() is threading.main_thread()):
+        policy.set_event_loop(policy.new_event_loop())
+
+
 def _params_of(func, target_name, skip=()):
     params = []
     varargs = False
@@ -758,9 +775,9 @@ def build_targets():
                           False, ("open", "running")))
     targets.append(Target("new_event_loop", [], True, ("open",)))
     targets.append(Target("policy()", [], True, ("open",)))
-    for name in sorted(n for n in dir(asyncio.DefaultEventLoopPolicy)
+    for name in sorted(n for n in dir(stock_policy_class())
                        if not n.startswith("_")):
-        func = getattr(asyncio.DefaultEventLoopPolicy, name)
+        func = getattr(stock_policy_class(), name)
         params, varargs = _params_of(func, "policy." + name)
         targets.append(Target("policy." + name, params, varargs,
                               ("open", "running")))
@@ -1426,16 +1443,26 @@ class Runner:
             call = lambda: fn(*args, **kwargs)  # noqa: E731
         elif target.name == "policy()":
             cls = self.tideloop.EventLoopPolicy if tl else \
-                asyncio.DefaultEventLoopPolicy
-            call = lambda: cls(*args, **kwargs)  # noqa: E731
+                stock_policy_class()
+
+            def call():
+                with warnings.catch_warnings():
+                    # 3.14+: both classes warn that policies are deprecated.
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    return cls(*args, **kwargs)
         else:
-            policy = (self.tideloop.EventLoopPolicy() if tl
-                      else asyncio.DefaultEventLoopPolicy())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                policy = (self.tideloop.EventLoopPolicy() if tl
+                          else stock_policy_class()())
             method = target.name.split(".", 1)[1]
 
             def call():
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
+                    if (method == "get_event_loop" and not tl
+                            and not args and not kwargs):
+                        as_313_get_event_loop(policy)
                     r = getattr(policy, method)(*args, **kwargs)
                     if method == "get_event_loop":
                         out["loop-kind"] = type(r).__module__.split(".")[0]

@@ -90,10 +90,18 @@ def entry_points() -> None:
     finally:
         loop.close()
 
-    policy: asyncio.AbstractEventLoopPolicy = tideloop.EventLoopPolicy()
-    asyncio.set_event_loop_policy(policy)
-    tideloop.install()
-    asyncio.set_event_loop_policy(None)
+    # asyncio's policies: deprecated by 3.14, removed in 3.16.
+    if sys.version_info < (3, 14):
+        policy: asyncio.AbstractEventLoopPolicy = tideloop.EventLoopPolicy()
+        asyncio.set_event_loop_policy(policy)
+        tideloop.install()
+        asyncio.set_event_loop_policy(None)
+    elif sys.version_info < (3, 16):
+        policy314: asyncio.events._AbstractEventLoopPolicy = (
+            tideloop.EventLoopPolicy())
+        loop314 = policy314.new_event_loop()
+        loop314.close()
+        tideloop.install()
 
     if sys.version_info >= (3, 11):
         with asyncio.Runner(loop_factory=tideloop.new_event_loop) as runner:
