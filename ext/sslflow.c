@@ -1,0 +1,744 @@
+/* The data paths of SSLProtocol and its flow control (asyncio's
+ * sslproto.py, "Outgoing flow", "Incoming flow" and the flow control
+ * sections), and calling the app protocol in its context.
+ *
+ * Incoming: buffer_updated() (sslproto.c) has written the record bytes
+ * into the incoming BIO; _do_read() decrypts them with SSLObject.read()
+ * into our buffer (or the app's, for a BufferedProtocol) and hands them to
+ * data_received()/buffer_updated() in one call, as asyncio does.
+ *
+ * Outgoing: app writes go to the backlog, SSLObject.write() encrypts them
+ * into the outgoing BIO, and _process_outgoing() passes what it holds to
+ * transport.write() in one piece.
+ *
+ * SSLWantReadError is costly to raise (CPython issue 123954), and asyncio
+ * raises it once per _do_read() to end its read loop.  Here the loop ends
+ * when neither the incoming BIO nor the SSL object holds bytes, which is
+ * when that read would have raised it (read-ahead is off in Python's ssl,
+ * so no record hides inside OpenSSL).  A partial record left in the BIO
+ * still makes a read raise, handled as asyncio handles it. */
+#include "sslproto.h"
+
+#define TL_SSL_MAX_SIZE (256 * 1024)
+#define TL_LOG_WARNING 30
+
+/* ---- the app protocol, in the connection's context ------------------ */
+
+PyObject *
+tl_ssl_app_call(tl_sslproto *p, PyObject *name, PyObject *const *args,
+                Py_ssize_t nargs)
+{
+    PyObject *ctx = p->context;
+    PyThreadState *ts = PyThreadState_Get();
+    if (ctx == NULL || ts->context == ctx) {
+        return tl_ssl_call(p->app_protocol, name, args, nargs);
+    }
+    /* Entering fails only if the context is already entered further up
+     * this thread's stack (a callback of this connection calling into
+     * another connection that calls back into this one): the call then
+     * runs in the current context, as asyncio would run it. */
+    Py_INCREF(ctx);
+    if (PyContext_Enter(ctx) < 0) {
+        PyErr_Clear();
+        Py_DECREF(ctx);
+        return tl_ssl_call(p->app_protocol, name, args, nargs);
+    }
+    PyObject *r = tl_ssl_call(p->app_protocol, name, args, nargs);
+    if (PyContext_Exit(ctx) < 0) {
+        Py_CLEAR(r);
+    }
+    Py_DECREF(ctx);
+    return r;
+}
+
+/* Same for a cached bound method of the app protocol. */
+static PyObject *
+app_call_bound(tl_sslproto *p, PyObject *meth, PyObject *arg)
+{
+    PyObject *ctx = p->context;
+    PyThreadState *ts = PyThreadState_Get();
+    Py_INCREF(meth);
+    if (ctx == NULL || ts->context == ctx) {
+        PyObject *r = PyObject_Vectorcall(meth, &arg, 1, NULL);
+        Py_DECREF(meth);
+        return r;
+    }
+    Py_INCREF(ctx);
+    int entered = PyContext_Enter(ctx) == 0;
+    if (!entered) {
+        PyErr_Clear();
+    }
+    PyObject *r = PyObject_Vectorcall(meth, &arg, 1, NULL);
+    if (entered && PyContext_Exit(ctx) < 0) {
+        Py_CLEAR(r);
+    }
+    Py_DECREF(ctx);
+    Py_DECREF(meth);
+    return r;
+}
+
+/* ---- the write backlog ---------------------------------------------- */
+
+int
+tl_ssl_backlog_push(tl_sslproto *p, PyObject *data)
+{
+    if (p->wb_len == p->wb_cap) {
+        Py_ssize_t cap = p->wb_cap ? p->wb_cap * 2 : 8;
+        PyObject **n = PyMem_Malloc(cap * sizeof(*n));
+        if (n == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < p->wb_len; i++) {
+            n[i] = p->wb[(p->wb_head + i) % p->wb_cap];
+        }
+        PyMem_Free(p->wb);
+        p->wb = n;
+        p->wb_head = 0;
+        p->wb_cap = cap;
+    }
+    Py_INCREF(data);
+    p->wb[(p->wb_head + p->wb_len) % p->wb_cap] = data;
+    p->wb_len++;
+    return 0;
+}
+
+static void
+backlog_pop(tl_sslproto *p)
+{
+    PyObject *o = p->wb[p->wb_head];
+    p->wb_head = (p->wb_head + 1) % p->wb_cap;
+    p->wb_len--;
+    Py_DECREF(o);
+}
+
+void
+tl_ssl_backlog_clear(tl_sslproto *p)
+{
+    while (p->wb_len > 0) {
+        backlog_pop(p);
+    }
+    p->wb_size = 0;
+}
+
+/* len(data), with the common types answered without a call. */
+static Py_ssize_t
+data_len(PyObject *data)
+{
+    if (PyBytes_CheckExact(data)) {
+        return PyBytes_GET_SIZE(data);
+    }
+    return PyObject_Size(data);
+}
+
+/* ---- outgoing ------------------------------------------------------- */
+
+int
+tl_ssl_write_appdata(tl_sslproto *p, PyObject *single, PyObject *iterable)
+{
+    if (p->state == TL_SSL_FLUSHING || p->state == TL_SSL_SHUTDOWN ||
+        p->state == TL_SSL_UNWRAPPED) {
+        if (p->conn_lost >= p->ss->log_threshold &&
+            tl_ssl_log(p->ss, TL_LOG_WARNING, "SSL connection is closed",
+                       NULL, NULL) < 0) {
+            return -1;
+        }
+        p->conn_lost += 1;
+        return 0;
+    }
+    if (single != NULL) {
+        Py_ssize_t n = data_len(single);
+        if (n < 0 || tl_ssl_backlog_push(p, single) < 0) {
+            return -1;
+        }
+        p->wb_size += n;
+    }
+    else {
+        /* Items before a bad one stay queued, as in asyncio. */
+        PyObject *it = PyObject_GetIter(iterable), *data;
+        if (it == NULL) {
+            return -1;
+        }
+        while ((data = PyIter_Next(it)) != NULL) {
+            int rc = tl_ssl_backlog_push(p, data);
+            Py_ssize_t n = rc == 0 ? data_len(data) : -1;
+            Py_DECREF(data);
+            if (n < 0) {
+                Py_DECREF(it);
+                return -1;
+            }
+            p->wb_size += n;
+        }
+        Py_DECREF(it);
+        if (PyErr_Occurred()) {
+            return -1;
+        }
+    }
+    if (p->state == TL_SSL_WRAPPED && tl_ssl_do_write(p) < 0) {
+        PyObject *exc = tl_ssl_catch();
+        if (exc == NULL) {
+            return -1;
+        }
+        int rc = tl_ssl_fatal_error(p, exc, "Fatal error on SSL protocol");
+        Py_DECREF(exc);
+        return rc;
+    }
+    return 0;
+}
+
+int
+tl_ssl_do_write(tl_sslproto *p)
+{
+    while (p->wb_len > 0) {
+        PyObject *data = p->wb[p->wb_head];
+        Py_INCREF(data);
+        PyObject *r = PyObject_Vectorcall(p->ssl_write, &data, 1, NULL);
+        if (r == NULL) {
+            Py_DECREF(data);
+            if (!PyErr_ExceptionMatches(p->ss->again_errors)) {
+                return -1;
+            }
+            PyErr_Clear();
+            break;
+        }
+        Py_ssize_t count = PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        Py_ssize_t len = count == -1 && PyErr_Occurred() ? -1
+                                                         : data_len(data);
+        if (len < 0) {
+            Py_DECREF(data);
+            return -1;
+        }
+        /* Re-entrancy: nothing above calls Python code that could touch
+         * the backlog (ssl and len() of a buffer), but check anyway. */
+        if (p->wb_len == 0 || p->wb[p->wb_head] != data) {
+            Py_DECREF(data);
+            continue;
+        }
+        if (count < len) {
+            PyObject *rest = PySequence_GetSlice(data, count, PY_SSIZE_T_MAX);
+            if (rest == NULL) {
+                Py_DECREF(data);
+                return -1;
+            }
+            Py_SETREF(p->wb[p->wb_head], rest);
+            p->wb_size -= count;
+        }
+        else {
+            backlog_pop(p);
+            p->wb_size -= len;
+        }
+        Py_DECREF(data);
+    }
+    return tl_ssl_process_outgoing(p);
+}
+
+int
+tl_ssl_process_outgoing(tl_sslproto *p)
+{
+    if (!p->ssl_writing_paused) {
+        PyObject *data = PyObject_CallNoArgs(p->out_read);
+        if (data == NULL) {
+            return -1;
+        }
+        if (PyBytes_GET_SIZE(data) > 0) {
+            PyObject *r = tl_ssl_call(p->transport, p->ss->s_write, &data, 1);
+            if (r == NULL) {
+                Py_DECREF(data);
+                return -1;
+            }
+            Py_DECREF(r);
+        }
+        Py_DECREF(data);
+    }
+    return tl_ssl_control_app_writing(p);
+}
+
+/* ---- incoming ------------------------------------------------------- */
+
+/* 1 if a read could return something (asyncio would call read() and not
+ * get SSLWantReadError), 0 if not, -1 on error. */
+static int
+read_ready(tl_sslproto *p)
+{
+    Py_ssize_t n = tl_ssl_bio_pending(p, p->incoming);
+    if (n != 0) {
+        return n < 0 ? -1 : 1;
+    }
+    PyObject *r = PyObject_CallNoArgs(p->ssl_pending);
+    if (r == NULL) {
+        return -1;
+    }
+    n = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    if (n == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    return n > 0;
+}
+
+/* sslobj.read(n, view of buf[off:off + n]): bytes read, 0 at close_notify,
+ * -2 for SSLWantReadError/SSLSyscallError (cleared), -1 on error. */
+static Py_ssize_t
+ssl_read_into(tl_sslproto *p, PyObject *view, Py_ssize_t n)
+{
+    PyObject *len = PyLong_FromSsize_t(n);
+    if (len == NULL) {
+        return -1;
+    }
+    PyObject *args[2] = {len, view};
+    PyObject *r = PyObject_Vectorcall(p->ssl_read, args, 2, NULL);
+    Py_DECREF(len);
+    if (r == NULL) {
+        if (PyErr_ExceptionMatches(p->ss->again_errors)) {
+            PyErr_Clear();
+            return -2;
+        }
+        return -1;
+    }
+    Py_ssize_t count = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    return count;
+}
+
+static int
+do_read_copied(tl_sslproto *p)
+{
+    tl_ssl_state *ss = p->ss;
+    PyObject *chunks = NULL, *data = NULL;
+    Py_ssize_t total = 0;
+    int close_notify = 0, rc = -1;
+
+    if (tl_ssl_ensure_buffer(p) < 0) {
+        return -1;
+    }
+    /* Re-entrancy: held, in case the protocol is torn down meanwhile. */
+    PyObject *buf = Py_NewRef(p->buf);
+    char *base = PyByteArray_AS_STRING(buf);
+    Py_ssize_t cap = PyByteArray_GET_SIZE(buf);
+    for (;;) {
+        int ready = read_ready(p);
+        if (ready <= 0) {
+            if (ready < 0) {
+                goto done;
+            }
+            break;
+        }
+        if (total == cap) {
+            /* More than the buffer holds: keep this part and go on. */
+            if (chunks == NULL && (chunks = PyList_New(0)) == NULL) {
+                goto done;
+            }
+            PyObject *part = PyBytes_FromStringAndSize(base, total);
+            if (part == NULL || PyList_Append(chunks, part) < 0) {
+                Py_XDECREF(part);
+                goto done;
+            }
+            Py_DECREF(part);
+            total = 0;
+        }
+        PyObject *view = PyMemoryView_FromMemory(base + total, cap - total,
+                                                 PyBUF_WRITE);
+        if (view == NULL) {
+            goto done;
+        }
+        Py_ssize_t n = ssl_read_into(p, view, cap - total);
+        Py_DECREF(view);
+        if (n == -2) {
+            break;
+        }
+        if (n < 0) {
+            goto done;
+        }
+        if (n == 0) {
+            close_notify = 1;
+            break;
+        }
+        total += n;
+    }
+    if (chunks != NULL) {
+        /* b''.join(parts + [buf[:total]]) */
+        Py_ssize_t size = total, nparts = PyList_GET_SIZE(chunks);
+        for (Py_ssize_t i = 0; i < nparts; i++) {
+            size += PyBytes_GET_SIZE(PyList_GET_ITEM(chunks, i));
+        }
+        data = PyBytes_FromStringAndSize(NULL, size);
+        if (data == NULL) {
+            goto done;
+        }
+        char *out = PyBytes_AS_STRING(data);
+        for (Py_ssize_t i = 0; i < nparts; i++) {
+            PyObject *part = PyList_GET_ITEM(chunks, i);
+            memcpy(out, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part));
+            out += PyBytes_GET_SIZE(part);
+        }
+        memcpy(out, base, total);
+    }
+    else if (total > 0) {
+        data = PyBytes_FromStringAndSize(base, total);
+    }
+    if (data == NULL && PyErr_Occurred()) {
+        goto done;
+    }
+    if (data != NULL) {
+        PyObject *r = tl_ssl_app_call(p, ss->s_data_received, &data, 1);
+        if (r == NULL) {
+            goto done;
+        }
+        Py_DECREF(r);
+    }
+    if (close_notify && (tl_ssl_call_eof_received(p) < 0 ||
+                         tl_ssl_start_shutdown(p) < 0)) {
+        goto done;
+    }
+    rc = 0;
+done:
+    Py_DECREF(buf);
+    Py_XDECREF(chunks);
+    Py_XDECREF(data);
+    return rc;
+}
+
+static int
+do_read_buffered(tl_sslproto *p)
+{
+    tl_ssl_state *ss = p->ss;
+    Py_ssize_t offset = 0, count = 1;
+    Py_buffer view;
+    int have_view = 0, rc = -1;
+
+    Py_ssize_t pending = tl_ssl_bio_pending(p, p->incoming);
+    if (pending < 0) {
+        return -1;
+    }
+    PyObject *hint = PyLong_FromSsize_t(pending);
+    if (hint == NULL) {
+        return -1;
+    }
+    PyObject *appbuf = app_call_bound(p, p->app_get_buffer, hint);
+    Py_DECREF(hint);
+    if (appbuf == NULL) {
+        return -1;
+    }
+    Py_ssize_t wants = PyObject_Size(appbuf);
+    if (wants < 0) {
+        goto done;
+    }
+    int ready = read_ready(p);
+    if (ready < 0) {
+        goto done;
+    }
+    if (ready) {
+        count = ssl_read_into(p, appbuf, wants);
+        if (count == -2) {
+            count = 1;
+            ready = 0;
+        }
+        else if (count < 0) {
+            goto done;
+        }
+    }
+    if (ready && count > 0) {
+        offset = count;
+        for (;;) {
+            if (offset >= wants) {
+                /* The app's buffer is full: read the rest later. */
+                PyObject *h = tl_ssl_schedule(p, NULL, ss->s__do_read);
+                if (h == NULL) {
+                    goto done;
+                }
+                Py_DECREF(h);
+                break;
+            }
+            ready = read_ready(p);
+            if (ready <= 0) {
+                if (ready < 0) {
+                    goto done;
+                }
+                break;
+            }
+            /* Further reads land in the app's memory at the offset:
+             * asyncio slices the object (buf[offset:]), which for a
+             * bytearray is a copy, and what is read into it is lost.
+             * The first read proved the buffer writable. */
+            if (!have_view) {
+                if (PyObject_GetBuffer(appbuf, &view, PyBUF_WRITABLE) < 0) {
+                    goto done;
+                }
+                have_view = 1;
+            }
+            if (offset >= view.len) {
+                break;
+            }
+            PyObject *mv = PyMemoryView_FromMemory(
+                (char *)view.buf + offset, view.len - offset, PyBUF_WRITE);
+            if (mv == NULL) {
+                goto done;
+            }
+            count = ssl_read_into(p, mv, wants - offset);
+            Py_DECREF(mv);
+            if (count == -2) {
+                count = 1;
+                break;
+            }
+            if (count <= 0) {
+                if (count < 0) {
+                    goto done;
+                }
+                break;
+            }
+            offset += count;
+        }
+    }
+    if (have_view) {
+        PyBuffer_Release(&view);
+        have_view = 0;
+    }
+    Py_CLEAR(appbuf);
+    if (offset > 0) {
+        PyObject *n = PyLong_FromSsize_t(offset);
+        if (n == NULL) {
+            return -1;
+        }
+        PyObject *r = app_call_bound(p, p->app_buffer_updated, n);
+        Py_DECREF(n);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    if (count == 0) {
+        /* close_notify */
+        if (tl_ssl_call_eof_received(p) < 0 ||
+            tl_ssl_start_shutdown(p) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+done:
+    if (have_view) {
+        PyBuffer_Release(&view);
+    }
+    Py_XDECREF(appbuf);
+    return rc;
+}
+
+int
+tl_ssl_do_read(tl_sslproto *p)
+{
+    if (p->state != TL_SSL_WRAPPED && p->state != TL_SSL_FLUSHING) {
+        return 0;
+    }
+    int rc = 0;
+    if (!p->app_reading_paused) {
+        if (p->app_is_buffer && p->app_get_buffer != NULL) {
+            rc = do_read_buffered(p);
+        }
+        else {
+            rc = do_read_copied(p);
+        }
+        if (rc == 0) {
+            rc = p->wb_len > 0 ? tl_ssl_do_write(p)
+                               : tl_ssl_process_outgoing(p);
+        }
+    }
+    if (rc == 0) {
+        rc = tl_ssl_control_ssl_reading(p);
+    }
+    if (rc == 0) {
+        return 0;
+    }
+    PyObject *exc = tl_ssl_catch();
+    if (exc == NULL) {
+        return -1;
+    }
+    rc = tl_ssl_fatal_error(p, exc, "Fatal error on SSL protocol");
+    Py_DECREF(exc);
+    return rc;
+}
+
+int
+tl_ssl_call_eof_received(tl_sslproto *p)
+{
+    if (p->app_state != TL_APP_CON_MADE) {
+        return 0;
+    }
+    p->app_state = TL_APP_EOF;
+    PyObject *r = tl_ssl_app_call(p, p->ss->s_eof_received, NULL, 0);
+    if (r != NULL) {
+        int keep_open = PyObject_IsTrue(r);
+        Py_DECREF(r);
+        if (keep_open == 0 ||
+            (keep_open > 0 &&
+             tl_ssl_log(p->ss, TL_LOG_WARNING,
+                        "returning true from eof_received() has no "
+                        "effect when using ssl", NULL, NULL) == 0)) {
+            return 0;
+        }
+    }
+    /* except (KeyboardInterrupt, SystemExit): raise
+     * except BaseException as ex: self._fatal_error(ex, ...) */
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        return -1;
+    }
+    PyObject *exc = tl_fetch_exception();
+    int rc = tl_ssl_fatal_error(p, exc, "Error calling eof_received()");
+    Py_DECREF(exc);
+    return rc;
+}
+
+/* ---- flow control --------------------------------------------------- */
+
+Py_ssize_t
+tl_ssl_bio_pending(tl_sslproto *p, PyObject *bio)
+{
+    tl_ssl_state *ss = p->ss;
+    PyObject *r = ss->bio_pending_get
+                      ? ss->bio_pending_get(bio, ss->bio_pending_closure)
+                      : PyObject_GetAttr(bio, ss->s_pending);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_ssize_t n = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    return n;
+}
+
+Py_ssize_t
+tl_ssl_write_buffer_size(tl_sslproto *p)
+{
+    Py_ssize_t n = tl_ssl_bio_pending(p, p->outgoing);
+    return n < 0 ? -1 : n + p->wb_size;
+}
+
+/* protocol.pause_writing()/resume_writing() failing goes to the loop's
+ * exception handler, as in asyncio. */
+static int
+call_flow(tl_sslproto *p, PyObject *name, const char *message)
+{
+    PyObject *r = tl_ssl_app_call(p, name, NULL, 0);
+    if (r != NULL) {
+        Py_DECREF(r);
+        return 0;
+    }
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) ||
+        PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        return -1;
+    }
+    PyObject *exc = tl_fetch_exception();
+    PyObject *msg = PyUnicode_FromString(message);
+    if (msg == NULL) {
+        Py_DECREF(exc);
+        return -1;
+    }
+    PyObject *args[3] = {(PyObject *)p, msg, exc};
+    r = PyObject_Vectorcall(p->ss->h_flow_failed, args, 3, NULL);
+    Py_DECREF(msg);
+    Py_DECREF(exc);
+    if (r == NULL) {
+        return -1;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+int
+tl_ssl_control_app_writing(tl_sslproto *p)
+{
+    Py_ssize_t size = tl_ssl_write_buffer_size(p);
+    if (size < 0) {
+        return -1;
+    }
+    if ((double)size >= p->out_high && !p->app_writing_paused) {
+        p->app_writing_paused = 1;
+        return call_flow(p, p->ss->s_pause_writing,
+                         "protocol.pause_writing() failed");
+    }
+    if ((double)size <= p->out_low && p->app_writing_paused) {
+        p->app_writing_paused = 0;
+        return call_flow(p, p->ss->s_resume_writing,
+                         "protocol.resume_writing() failed");
+    }
+    return 0;
+}
+
+int
+tl_ssl_control_ssl_reading(tl_sslproto *p)
+{
+    Py_ssize_t size = tl_ssl_bio_pending(p, p->incoming);
+    if (size < 0) {
+        return -1;
+    }
+    PyObject *name = NULL;
+    if ((double)size >= p->in_high && !p->ssl_reading_paused) {
+        p->ssl_reading_paused = 1;
+        name = p->ss->s_pause_reading;
+    }
+    else if ((double)size <= p->in_low && p->ssl_reading_paused) {
+        p->ssl_reading_paused = 0;
+        name = p->ss->s_resume_reading;
+    }
+    if (name != NULL) {
+        PyObject *r = tl_ssl_call(p->transport, name, NULL, 0);
+        if (r == NULL) {
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    return 0;
+}
+
+int
+tl_ssl_set_limits(tl_sslproto *p, PyObject *high, PyObject *low,
+                  int writing)
+{
+    tl_ssl_state *ss = p->ss;
+    PyObject *args[3] = {high, low, writing ? ss->kb_write : ss->kb_read};
+    PyObject *r = PyObject_Vectorcall(ss->flowcontrol_defaults, args, 3,
+                                      NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    if (!PyTuple_Check(r) || PyTuple_GET_SIZE(r) != 2) {
+        Py_DECREF(r);
+        PyErr_SetString(PyExc_TypeError,
+                        "add_flowcontrol_defaults() must return (hi, lo)");
+        return -1;
+    }
+    PyObject *hi = PyTuple_GET_ITEM(r, 0), *lo = PyTuple_GET_ITEM(r, 1);
+    double dhi = PyFloat_AsDouble(hi), dlo = PyFloat_AsDouble(lo);
+    if ((dhi == -1.0 || dlo == -1.0) && PyErr_Occurred()) {
+        Py_DECREF(r);
+        return -1;
+    }
+    if (writing) {
+        Py_XSETREF(p->out_high_obj, Py_NewRef(hi));
+        Py_XSETREF(p->out_low_obj, Py_NewRef(lo));
+        p->out_high = dhi;
+        p->out_low = dlo;
+    }
+    else {
+        Py_XSETREF(p->in_high_obj, Py_NewRef(hi));
+        Py_XSETREF(p->in_low_obj, Py_NewRef(lo));
+        p->in_high = dhi;
+        p->in_low = dlo;
+    }
+    Py_DECREF(r);
+    return 0;
+}
+
+int
+tl_ssl_resume_reading(tl_sslproto *p)
+{
+    if (!p->app_reading_paused) {
+        return 0;
+    }
+    p->app_reading_paused = 0;
+    PyObject *h = tl_ssl_schedule(p, NULL, p->ss->s__resume_reading_cb);
+    if (h == NULL) {
+        return -1;
+    }
+    Py_DECREF(h);
+    return 0;
+}
