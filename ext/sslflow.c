@@ -542,6 +542,14 @@ tl_ssl_do_read(tl_sslproto *p)
                                : tl_ssl_process_outgoing(p);
         }
     }
+    else {
+        /* Paused: asyncio sends nothing here either, which stalls the
+         * peer when the last flight of the handshake (a TLS 1.3 client's
+         * Finished) is waiting in the outgoing BIO.  Send what is there;
+         * normally nothing (app writes flush themselves). */
+        Py_ssize_t out = tl_ssl_bio_pending(p, p->outgoing);
+        rc = out < 0 ? -1 : (out > 0 ? tl_ssl_process_outgoing(p) : 0);
+    }
     if (rc == 0) {
         rc = tl_ssl_control_ssl_reading(p);
     }

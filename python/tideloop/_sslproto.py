@@ -44,11 +44,13 @@ def _names(func: Any) -> tuple[str, ...]:
 
 # 3.12+: _abort(exc) passes the exception on with transport._force_close().
 _ABORT_PASSES_EXC = "_force_close" in _names(_STOCK.__dict__.get("_abort"))
-# 3.14+: the app transport is closing once the underlying one is, and the
-# shutdown timeout runs until connection_lost().
+# 3.14+: the app transport is closing once the underlying one is.
 _CLOSING_FOLLOWS = hasattr(_STOCK, "_is_transport_closing")
-_TIMEOUT_UNTIL_LOST = "call_later" in _names(
-    _STOCK.__dict__.get("_on_shutdown_complete"))
+# 3.14+: the shutdown timeout runs until connection_lost(), not only until
+# close_notify was exchanged: before 3.14, asyncio's transport.close() then
+# waits for a peer that does not read forever.  That is a hang, fixed on
+# every version here (the README's known differences say so).
+_TIMEOUT_UNTIL_LOST = True
 
 
 # -- slow paths called from C --------------------------------------------
