@@ -256,37 +256,115 @@ tl_ssl_process_outgoing(tl_sslproto *p)
 
 /* ---- incoming ------------------------------------------------------- */
 
-/* 1 if a read could return something (asyncio would call read() and not
- * get SSLWantReadError), 0 if not, -1 on error. */
+/* ---- the window: a reusable buffer object --------------------------
+ *
+ * MemoryBIO.write() and the _ssl object's read() take any buffer and keep
+ * no reference to it.  Rather than a memoryview per call (two GC objects
+ * each, which also drive the collector), they get this small object,
+ * pointed at the memory of the moment.  It is reused only while nobody
+ * else holds it (refcount 1); a callee we do not know (an SSLObject
+ * subclass) gets a memoryview. */
+
+typedef struct {
+    PyObject_HEAD
+    char *buf;
+    Py_ssize_t len;
+    int readonly;
+} tl_sslwin;
+
 static int
-read_ready(tl_sslproto *p)
+win_getbuffer(tl_sslwin *w, Py_buffer *view, int flags)
+{
+    return PyBuffer_FillInfo(view, (PyObject *)w, w->buf, w->len,
+                             w->readonly, flags);
+}
+
+static void
+win_dealloc(tl_sslwin *w)
+{
+    PyTypeObject *tp = Py_TYPE(w);
+    tp->tp_free(w);
+    Py_DECREF(tp);
+}
+
+PyObject *
+tl_ssl_window(tl_sslproto *p, char *buf, Py_ssize_t len, int writable,
+              int trusted)
+{
+    if (!trusted) {
+        return PyMemoryView_FromMemory(buf, len,
+                                       writable ? PyBUF_WRITE : PyBUF_READ);
+    }
+    tl_sslwin *w = (tl_sslwin *)p->win;
+    if (w == NULL || Py_REFCNT(w) != 1) {
+        PyTypeObject *tp = p->ss->WindowType;
+        w = PyObject_New(tl_sslwin, tp);
+        if (w == NULL) {
+            return NULL;
+        }
+        Py_INCREF(tp);  /* instances of heap types hold their type */
+        Py_XSETREF(p->win, (PyObject *)w);
+    }
+    w->buf = buf;
+    w->len = len;
+    w->readonly = !writable;
+    return Py_NewRef(w);
+}
+
+int
+tl_sslwin_init_type(PyObject *module, tl_ssl_state *ss)
+{
+    PyType_Slot slots[] = {
+        {Py_tp_dealloc, win_dealloc},
+        {Py_bf_getbuffer, win_getbuffer},
+        {0, NULL}};
+    PyType_Spec spec = {
+        .name = "tideloop._core._SSLWindow",
+        .basicsize = sizeof(tl_sslwin),
+        .flags = Py_TPFLAGS_DEFAULT,
+        .slots = slots,
+    };
+    ss->WindowType = (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec,
+                                                              NULL);
+    return ss->WindowType == NULL ? -1 : 0;
+}
+
+/* ---- incoming ------------------------------------------------------- */
+
+/* What a read could return at most: the bytes in the incoming BIO (still
+ * encrypted, so more than their plaintext) plus those the SSL object has
+ * decrypted already.  0 means asyncio's read() would raise
+ * SSLWantReadError (read-ahead is off: no record hides in OpenSSL); -1 on
+ * error. */
+static Py_ssize_t
+read_avail(tl_sslproto *p)
 {
     Py_ssize_t n = tl_ssl_bio_pending(p, p->incoming);
-    if (n != 0) {
-        return n < 0 ? -1 : 1;
+    if (n < 0) {
+        return -1;
     }
     PyObject *r = PyObject_CallNoArgs(p->ssl_pending);
     if (r == NULL) {
         return -1;
     }
-    n = PyLong_AsSsize_t(r);
+    Py_ssize_t d = PyLong_AsSsize_t(r);
     Py_DECREF(r);
-    if (n == -1 && PyErr_Occurred()) {
+    if (d == -1 && PyErr_Occurred()) {
         return -1;
     }
-    return n > 0;
+    return n + d;
 }
 
-/* sslobj.read(n, view of buf[off:off + n]): bytes read, 0 at close_notify,
- * -2 for SSLWantReadError/SSLSyscallError (cleared), -1 on error. */
+/* sslobj.read(n, buffer): bytes read, 0 at close_notify, -2 for
+ * SSLWantReadError/SSLSyscallError (cleared), -1 on error. */
 static Py_ssize_t
-ssl_read_into(tl_sslproto *p, PyObject *view, Py_ssize_t n)
+ssl_read_into(tl_sslproto *p, PyObject *buffer, Py_ssize_t n)
 {
     PyObject *len = PyLong_FromSsize_t(n);
     if (len == NULL) {
         return -1;
     }
-    PyObject *args[2] = {len, view};
+    PyObject *args[2] = {len, buffer};
     PyObject *r = PyObject_Vectorcall(p->ssl_read, args, 2, NULL);
     Py_DECREF(len);
     if (r == NULL) {
@@ -301,54 +379,59 @@ ssl_read_into(tl_sslproto *p, PyObject *view, Py_ssize_t n)
     return count;
 }
 
+/* Read into mem[0:n] through a window: as ssl_read_into. */
+static Py_ssize_t
+ssl_read_mem(tl_sslproto *p, char *mem, Py_ssize_t n)
+{
+    PyObject *w = tl_ssl_window(p, mem, n, 1, p->ssl_inner);
+    if (w == NULL) {
+        return -1;
+    }
+    Py_ssize_t count = ssl_read_into(p, w, n);
+    Py_DECREF(w);
+    return count;
+}
+
+/* asyncio's _do_read__copied(): everything readable now, in one
+ * data_received() call.  The records are decrypted straight into the
+ * bytes object handed to the app, sized by read_avail() (an upper bound)
+ * and shrunk at the end: no copy of the plaintext. */
 static int
 do_read_copied(tl_sslproto *p)
 {
-    tl_ssl_state *ss = p->ss;
-    PyObject *chunks = NULL, *data = NULL;
-    Py_ssize_t total = 0;
-    int close_notify = 0, rc = -1;
+    PyObject *data = NULL;
+    Py_ssize_t total = 0, cap = 0;
+    int close_notify = 0;
 
-    if (tl_ssl_ensure_buffer(p) < 0) {
-        return -1;
-    }
-    /* Re-entrancy: held, in case the protocol is torn down meanwhile. */
-    PyObject *buf = Py_NewRef(p->buf);
-    char *base = PyByteArray_AS_STRING(buf);
-    Py_ssize_t cap = PyByteArray_GET_SIZE(buf);
     for (;;) {
-        int ready = read_ready(p);
-        if (ready <= 0) {
-            if (ready < 0) {
-                goto done;
+        Py_ssize_t avail = read_avail(p);
+        if (avail <= 0) {
+            if (avail < 0) {
+                goto error;
             }
             break;
         }
-        if (total == cap) {
-            /* More than the buffer holds: keep this part and go on. */
-            if (chunks == NULL && (chunks = PyList_New(0)) == NULL) {
-                goto done;
+        if (cap - total < avail) {
+            /* First read, or more plaintext than the bound said. */
+            Py_ssize_t want = total + Py_MAX(avail, 16 * 1024);
+            if (data == NULL) {
+                data = PyBytes_FromStringAndSize(NULL, want);
+                if (data == NULL) {
+                    goto error;
+                }
             }
-            PyObject *part = PyBytes_FromStringAndSize(base, total);
-            if (part == NULL || PyList_Append(chunks, part) < 0) {
-                Py_XDECREF(part);
-                goto done;
+            else if (_PyBytes_Resize(&data, want) < 0) {
+                goto error;
             }
-            Py_DECREF(part);
-            total = 0;
+            cap = want;
         }
-        PyObject *view = PyMemoryView_FromMemory(base + total, cap - total,
-                                                 PyBUF_WRITE);
-        if (view == NULL) {
-            goto done;
-        }
-        Py_ssize_t n = ssl_read_into(p, view, cap - total);
-        Py_DECREF(view);
+        Py_ssize_t n = ssl_read_mem(p, PyBytes_AS_STRING(data) + total,
+                                    cap - total);
         if (n == -2) {
             break;
         }
         if (n < 0) {
-            goto done;
+            goto error;
         }
         if (n == 0) {
             close_notify = 1;
@@ -356,47 +439,28 @@ do_read_copied(tl_sslproto *p)
         }
         total += n;
     }
-    if (chunks != NULL) {
-        /* b''.join(parts + [buf[:total]]) */
-        Py_ssize_t size = total, nparts = PyList_GET_SIZE(chunks);
-        for (Py_ssize_t i = 0; i < nparts; i++) {
-            size += PyBytes_GET_SIZE(PyList_GET_ITEM(chunks, i));
-        }
-        data = PyBytes_FromStringAndSize(NULL, size);
-        if (data == NULL) {
-            goto done;
-        }
-        char *out = PyBytes_AS_STRING(data);
-        for (Py_ssize_t i = 0; i < nparts; i++) {
-            PyObject *part = PyList_GET_ITEM(chunks, i);
-            memcpy(out, PyBytes_AS_STRING(part), PyBytes_GET_SIZE(part));
-            out += PyBytes_GET_SIZE(part);
-        }
-        memcpy(out, base, total);
+    if (total == 0) {
+        Py_CLEAR(data);
     }
-    else if (total > 0) {
-        data = PyBytes_FromStringAndSize(base, total);
-    }
-    if (data == NULL && PyErr_Occurred()) {
-        goto done;
+    else if (total < cap && _PyBytes_Resize(&data, total) < 0) {
+        goto error;
     }
     if (data != NULL) {
-        PyObject *r = tl_ssl_app_call(p, ss->s_data_received, &data, 1);
+        PyObject *r = tl_ssl_app_call(p, p->ss->s_data_received, &data, 1);
+        Py_CLEAR(data);
         if (r == NULL) {
-            goto done;
+            goto error;
         }
         Py_DECREF(r);
     }
     if (close_notify && (tl_ssl_call_eof_received(p) < 0 ||
                          tl_ssl_start_shutdown(p) < 0)) {
-        goto done;
+        goto error;
     }
-    rc = 0;
-done:
-    Py_DECREF(buf);
-    Py_XDECREF(chunks);
+    return 0;
+error:
     Py_XDECREF(data);
-    return rc;
+    return -1;
 }
 
 static int
@@ -424,7 +488,7 @@ do_read_buffered(tl_sslproto *p)
     if (wants < 0) {
         goto done;
     }
-    int ready = read_ready(p);
+    Py_ssize_t ready = read_avail(p);
     if (ready < 0) {
         goto done;
     }
@@ -450,7 +514,7 @@ do_read_buffered(tl_sslproto *p)
                 Py_DECREF(h);
                 break;
             }
-            ready = read_ready(p);
+            ready = read_avail(p);
             if (ready <= 0) {
                 if (ready < 0) {
                     goto done;
@@ -470,13 +534,8 @@ do_read_buffered(tl_sslproto *p)
             if (offset >= view.len) {
                 break;
             }
-            PyObject *mv = PyMemoryView_FromMemory(
-                (char *)view.buf + offset, view.len - offset, PyBUF_WRITE);
-            if (mv == NULL) {
-                goto done;
-            }
-            count = ssl_read_into(p, mv, wants - offset);
-            Py_DECREF(mv);
+            count = ssl_read_mem(p, (char *)view.buf + offset,
+                                 Py_MIN(wants, view.len) - offset);
             if (count == -2) {
                 count = 1;
                 break;

@@ -57,6 +57,7 @@ cache_methods(tl_sslproto *p)
         }
         else {
             inner = 1;
+            p->ssl_inner = 1;
         }
     }
     if (target == NULL) {
@@ -537,7 +538,8 @@ tl_ssl_init_types(PyObject *module, tl_state *st)
     Py_DECREF(max_size);
     if (PyModule_AddObjectRef(module, "SSLProtocol",
                               (PyObject *)ss->ProtocolType) < 0 ||
-        tl_ssltr_init_type(module, ss) < 0) {
+        tl_ssltr_init_type(module, ss) < 0 ||
+        tl_sslwin_init_type(module, ss) < 0) {
         return -1;
     }
     return PyModule_AddFunctions(module, ssl_functions);

@@ -724,9 +724,10 @@ Proto_buffer_updated(tl_sslproto *p, PyObject *nbytes_obj)
     else if (nbytes > TL_SSL_MAX_SIZE) {
         nbytes = TL_SSL_MAX_SIZE;
     }
-    /* The BIO copies the bytes at once: a view of our memory is enough. */
-    PyObject *mv = PyMemoryView_FromMemory(PyByteArray_AS_STRING(p->buf),
-                                           nbytes, PyBUF_READ);
+    /* The BIO copies the bytes at once: a window on our memory is
+     * enough. */
+    PyObject *mv = tl_ssl_window(p, PyByteArray_AS_STRING(p->buf), nbytes,
+                                 0, 1);
     if (mv == NULL) {
         return NULL;
     }

@@ -62,7 +62,8 @@ enum {
 
 /* The object fields of tl_ssl_state, for traverse and clear. */
 #define TL_SSL_STATE_OBJECTS(X)                                             \
-    X(ProtocolType) X(TransportType) X(MemoryBIOType) X(SSLObjectType)     \
+    X(ProtocolType) X(TransportType) X(WindowType) X(MemoryBIOType)        \
+    X(SSLObjectType)                                                       \
     X(SSLError) X(again_errors) X(CertificateError)                        \
     X(BufferedProtocolType) X(create_transport_context)                    \
     X(flowcontrol_defaults) X(TimeoutError) X(states) X(app_states)        \
@@ -72,6 +73,7 @@ enum {
 typedef struct tl_ssl_state {
     PyTypeObject *ProtocolType;      /* tideloop._core.SSLProtocol */
     PyTypeObject *TransportType;     /* ..._SSLProtocolTransport */
+    PyTypeObject *WindowType;        /* sslflow.c: a reusable buffer */
 
     /* ssl */
     PyObject *MemoryBIOType;
@@ -126,7 +128,7 @@ typedef struct tl_ssl_state {
     X(app_get_buffer) X(app_buffer_updated) X(handshake_timeout)           \
     X(shutdown_timeout) X(handshake_start_time) X(handshake_handle)        \
     X(shutdown_handle) X(in_high_obj) X(in_low_obj) X(out_high_obj)        \
-    X(out_low_obj) X(buf) X(buf_view) X(dict)
+    X(out_low_obj) X(buf) X(buf_view) X(win) X(dict)
 
 /* asyncio.sslproto.SSLProtocol.  Fields holding "None" in asyncio hold
  * NULL here (read them through TL_NONE()). */
@@ -173,6 +175,7 @@ typedef struct tl_sslproto {
      * connection_lost (asyncio keeps 256 KiB per protocol forever). */
     PyObject *buf;               /* bytearray */
     PyObject *buf_view;          /* memoryview of it */
+    PyObject *win;               /* sslflow.c's window, reused */
 
     /* The write backlog: a ring of strong references. */
     PyObject **wb;
@@ -182,6 +185,7 @@ typedef struct tl_sslproto {
     long conn_lost;
     unsigned char state;
     unsigned char app_state;
+    char ssl_inner;              /* ssl_* are the _ssl object's methods */
     char context_explicit;       /* context= given (else start_tls may adopt
                                   * the underlying transport's) */
     char app_is_buffer;
@@ -261,6 +265,12 @@ Py_ssize_t tl_ssl_write_buffer_size(tl_sslproto *p);
 void tl_ssl_backlog_clear(tl_sslproto *p);
 int tl_ssl_backlog_push(tl_sslproto *p, PyObject *data);
 int tl_ssl_resume_reading(tl_sslproto *p);
+int tl_sslwin_init_type(PyObject *module, tl_ssl_state *ss);
+/* A buffer object over buf[0:len] to pass to the BIO or the SSL object
+ * (new reference): our reusable window when the callee is known to keep
+ * no reference, else a memoryview. */
+PyObject *tl_ssl_window(tl_sslproto *p, char *buf, Py_ssize_t len,
+                        int writable, int trusted);
 
 /* ---- ssltransport.c ------------------------------------------------- */
 int tl_ssltr_init_type(PyObject *module, tl_ssl_state *ss);
