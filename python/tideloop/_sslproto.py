@@ -17,10 +17,12 @@ flow control, shutdown and close_notify handling), always use asyncio's.
 from __future__ import annotations
 
 import contextvars
+import functools
 import os
 import sys
 import types
 from asyncio import base_events, exceptions, sslproto
+from asyncio.log import logger as _logger
 
 from . import _core
 
@@ -60,7 +62,7 @@ def _fatal_log(proto: Any, exc: BaseException, message: str) -> None:
     loop = proto._loop
     if isinstance(exc, OSError):
         if loop.get_debug():
-            sslproto.logger.debug("%r: %s", proto, message, exc_info=exc)
+            _sslproto_logger().debug("%r: %s", proto, message, exc_info=exc)
     elif not isinstance(exc, exceptions.CancelledError):
         loop.call_exception_handler({
             "message": message,
@@ -80,9 +82,14 @@ def _flow_failed(proto: Any, message: str, exc: BaseException) -> None:
     })
 
 
+def _sslproto_logger() -> Any:
+    # Looked up at each call, as asyncio's module-level name is (tests
+    # patch it).
+    return getattr(sslproto, "logger", _logger)
+
+
 def _log(level: int, msg: str, *args: Any) -> None:
-    # Looked up at each call, as asyncio's module-level name is.
-    sslproto.logger.log(level, msg, *args)
+    _sslproto_logger().log(level, msg, *args)
 
 
 _core._set_ssl_helpers(
@@ -138,12 +145,7 @@ def _make_start_tls() -> Any:
 _start_tls_code = _make_start_tls()
 
 
-async def start_tls(self: Any, *args: Any, **kwargs: Any) -> Any:
-    """Upgrade transport to TLS.
-
-    Return a new transport that *protocol* should start using
-    immediately.
-    """
+async def _start_tls(self: Any, *args: Any, **kwargs: Any) -> Any:
     if not USE_C:
         return await _BASE_START_TLS(self, *args, **kwargs)
     # base_events' globals as they are now (tests patch them), with the
@@ -155,9 +157,16 @@ async def start_tls(self: Any, *args: Any, **kwargs: Any) -> Any:
     return await _start_tls_code(self, *args, **kwargs)
 
 
+# Loop.start_tls: signature and docs of asyncio's (inspect.signature()
+# follows __wrapped__), errors for bad arguments from its code.
+start_tls: Any = functools.wraps(_BASE_START_TLS)(_start_tls)
+start_tls.__qualname__ = "Loop.start_tls"
+start_tls.__module__ = "tideloop"
+
+
 for _name, _value in vars(sslproto).items():
     if not _name.startswith("__"):
         setattr(_SHIM, _name, _value)
-_SHIM.SSLProtocol = _core.SSLProtocol
+setattr(_SHIM, "SSLProtocol", _core.SSLProtocol)
 del _name, _value
 
