@@ -448,13 +448,18 @@ error:
     return -1;
 }
 
+/* One step of the handshake or the shutdown (`meth`: do_handshake or
+ * unwrap), as asyncio's try/except around it: wanting more records
+ * sends what the step produced, an SSLError completes the step with it.
+ * 1: the step succeeded (the caller goes on), 0: handled, -1: error. */
 static int
-do_handshake(tl_sslproto *p)
+ssl_step(tl_sslproto *p, PyObject *meth,
+         int (*complete)(tl_sslproto *, PyObject *))
 {
-    PyObject *r = PyObject_CallNoArgs(p->ssl_handshake);
+    PyObject *r = PyObject_CallNoArgs(meth);
     if (r != NULL) {
         Py_DECREF(r);
-        return on_handshake_complete(p, NULL);
+        return 1;
     }
     if (PyErr_ExceptionMatches(p->ss->again_errors)) {
         PyErr_Clear();
@@ -462,11 +467,18 @@ do_handshake(tl_sslproto *p)
     }
     if (PyErr_ExceptionMatches(p->ss->SSLError)) {
         PyObject *exc = tl_fetch_exception();
-        int rc = on_handshake_complete(p, exc);
+        int rc = complete(p, exc);
         Py_DECREF(exc);
         return rc;
     }
     return -1;
+}
+
+static int
+do_handshake(tl_sslproto *p)
+{
+    int rc = ssl_step(p, p->ssl_handshake, on_handshake_complete);
+    return rc == 1 ? on_handshake_complete(p, NULL) : rc;
 }
 
 /* ---- shutdown ------------------------------------------------------- */
@@ -548,21 +560,10 @@ int
 tl_ssl_do_shutdown(tl_sslproto *p)
 {
     if (!p->eof_received) {
-        PyObject *r = PyObject_CallNoArgs(p->ssl_unwrap);
-        if (r == NULL) {
-            if (PyErr_ExceptionMatches(p->ss->again_errors)) {
-                PyErr_Clear();
-                return tl_ssl_process_outgoing(p);
-            }
-            if (PyErr_ExceptionMatches(p->ss->SSLError)) {
-                PyObject *exc = tl_fetch_exception();
-                int rc = on_shutdown_complete(p, exc);
-                Py_DECREF(exc);
-                return rc;
-            }
-            return -1;
+        int rc = ssl_step(p, p->ssl_unwrap, on_shutdown_complete);
+        if (rc != 1) {
+            return rc;
         }
-        Py_DECREF(r);
     }
     if (tl_ssl_process_outgoing(p) < 0 || tl_ssl_call_eof_received(p) < 0) {
         return -1;

@@ -183,53 +183,45 @@ SSLTr_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
     return done(p, tl_ssl_resume_reading(p));
 }
 
-static int
-parse_limits(PyObject *args, PyObject *kwds, const char *fmt,
-             PyObject **high, PyObject **low)
+/* set_write_buffer_limits() / set_read_buffer_limits(): asyncio's
+ * add_flowcontrol_defaults(), then the flow control runs once. */
+static PyObject *
+set_limits(PyObject *self, PyObject *args, PyObject *kwds, int writing)
 {
     static char *kwlist[] = {"high", "low", NULL};
-    *high = *low = Py_None;
-    return PyArg_ParseTupleAndKeywords(args, kwds, fmt, kwlist, high, low);
+    PyObject *high = Py_None, *low = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds,
+            writing ? "|OO:set_write_buffer_limits"
+                    : "|OO:set_read_buffer_limits",
+            kwlist, &high, &low)) {
+        return NULL;
+    }
+    tl_sslproto *p = need_proto(self, writing ? "_set_write_buffer_limits"
+                                              : "_set_read_buffer_limits");
+    if (p == NULL) {
+        return NULL;
+    }
+    int rc = tl_ssl_set_limits(p, high, low, writing);
+    if (rc == 0) {
+        rc = writing ? tl_ssl_control_app_writing(p)
+                     : tl_ssl_control_ssl_reading(p);
+    }
+    return done(p, rc);
 }
 
 static PyObject *
 SSLTr_set_write_buffer_limits(PyObject *self, PyObject *args,
                               PyObject *kwds)
 {
-    PyObject *high, *low;
-    if (!parse_limits(args, kwds, "|OO:set_write_buffer_limits", &high,
-                      &low)) {
-        return NULL;
-    }
-    tl_sslproto *p = need_proto(self, "_set_write_buffer_limits");
-    if (p == NULL) {
-        return NULL;
-    }
-    int rc = tl_ssl_set_limits(p, high, low, 1);
-    if (rc == 0) {
-        rc = tl_ssl_control_app_writing(p);
-    }
-    return done(p, rc);
+    return set_limits(self, args, kwds, 1);
 }
 
 static PyObject *
 SSLTr_set_read_buffer_limits(PyObject *self, PyObject *args,
                              PyObject *kwds)
 {
-    PyObject *high, *low;
-    if (!parse_limits(args, kwds, "|OO:set_read_buffer_limits", &high,
-                      &low)) {
-        return NULL;
-    }
-    tl_sslproto *p = need_proto(self, "_set_read_buffer_limits");
-    if (p == NULL) {
-        return NULL;
-    }
-    int rc = tl_ssl_set_limits(p, high, low, 0);
-    if (rc == 0) {
-        rc = tl_ssl_control_ssl_reading(p);
-    }
-    return done(p, rc);
+    return set_limits(self, args, kwds, 0);
 }
 
 static PyObject *

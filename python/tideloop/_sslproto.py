@@ -17,7 +17,6 @@ flow control, shutdown and close_notify handling), always use asyncio's.
 from __future__ import annotations
 
 import contextvars
-import functools
 import os
 import sys
 import types
@@ -124,44 +123,25 @@ def new_ssl_protocol(loop: Any, app_protocol: Any, sslcontext: Any,
 
 
 _BASE_START_TLS = base_events.BaseEventLoop.start_tls
-_START_TLS_GLOBALS: dict[str, Any] = {}
 _SHIM = types.ModuleType("sslproto")
 
 
 def _make_start_tls() -> Any:
     """asyncio's own BaseEventLoop.start_tls of the running Python, with
-    its ``sslproto.SSLProtocol`` being the C protocol: same checks, messages
-    and steps (3.15 also hands the StreamReader's buffered bytes over)."""
-    fn = _BASE_START_TLS
-    new = types.FunctionType(fn.__code__, _START_TLS_GLOBALS, fn.__name__,
-                             fn.__defaults__, fn.__closure__)
-    new.__kwdefaults__ = fn.__kwdefaults__
-    new.__qualname__ = "Loop.start_tls"
-    new.__doc__ = fn.__doc__
-    new.__module__ = "tideloop"
-    return new
-
-
-_start_tls_code = _make_start_tls()
-
-
-async def _start_tls(self: Any, *args: Any, **kwargs: Any) -> Any:
+    its global ``sslproto`` being a namespace whose SSLProtocol is the C
+    protocol: the same signature, checks, messages and steps (3.15 also
+    hands the StreamReader's buffered bytes over), and still a coroutine
+    function that checks its arguments when called."""
     if not USE_C:
-        return await _BASE_START_TLS(self, *args, **kwargs)
-    # base_events' globals as they are now (tests patch them), with the
-    # module name sslproto pointing at a namespace holding our class.
-    g = _START_TLS_GLOBALS
-    g.clear()
-    g.update(base_events.__dict__)
+        return _BASE_START_TLS
+    fn = _BASE_START_TLS
+    g = dict(base_events.__dict__)
     g["sslproto"] = _SHIM
-    return await _start_tls_code(self, *args, **kwargs)
-
-
-# Loop.start_tls: signature and docs of asyncio's (inspect.signature()
-# follows __wrapped__), errors for bad arguments from its code.
-start_tls: Any = functools.wraps(_BASE_START_TLS)(_start_tls)
-start_tls.__qualname__ = "Loop.start_tls"
-start_tls.__module__ = "tideloop"
+    new = types.FunctionType(fn.__code__, g, fn.__name__, fn.__defaults__,
+                             fn.__closure__)
+    new.__kwdefaults__ = fn.__kwdefaults__
+    new.__doc__ = fn.__doc__
+    return new
 
 
 for _name, _value in vars(sslproto).items():
@@ -170,3 +150,6 @@ for _name, _value in vars(sslproto).items():
 setattr(_SHIM, "SSLProtocol", _core.SSLProtocol)
 del _name, _value
 
+
+#: Loop.start_tls
+start_tls: Any = _make_start_tls()

@@ -107,9 +107,18 @@ def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter=None, *,
     ssl_protocol = _sslproto.new_ssl_protocol(
         loop, protocol, sslcontext, waiter, server_side, server_hostname,
         context=context, **timeouts)
+    kw: dict[str, Any] = {}
+    if _SOCKET_TAKES_CONTEXT:
+        # One context for the connection: the socket transport's callbacks
+        # (the SSL protocol's) and the app protocol's.
+        kw["context"] = getattr(ssl_protocol, "_context", context)
     make_socket_transport(loop, rawsock, ssl_protocol, extra=extra,
-                          server=server)
+                          server=server, **kw)
     return ssl_protocol._app_transport
+
+
+_SOCKET_TAKES_CONTEXT = "context" in inspect.signature(
+    make_socket_transport).parameters
 
 
 # -- slow paths called from C ---------------------------------------------
