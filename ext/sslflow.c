@@ -55,6 +55,10 @@ tl_ssl_app_call(tl_sslproto *p, PyObject *name, PyObject *const *args,
 static PyObject *
 app_call_bound(tl_sslproto *p, PyObject *meth, PyObject *arg)
 {
+    if (meth == NULL) {
+        /* Dropped by connection_lost() meanwhile: None's AttributeError. */
+        return PyObject_CallOneArg(Py_None, arg);
+    }
     PyObject *ctx = p->context;
     PyThreadState *ts = PyThreadState_Get();
     Py_INCREF(meth);

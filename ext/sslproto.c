@@ -247,19 +247,21 @@ tl_ssl_set_app_protocol(tl_sslproto *p, PyObject *app_protocol)
             return -1;
         }
     }
-    Py_CLEAR(p->app_get_buffer);
-    Py_CLEAR(p->app_buffer_updated);
+    /* As asyncio, the bound methods of the last BufferedProtocol stay
+     * (a switch inside get_buffer() still finds its buffer_updated()). */
     p->app_is_buffer = 0;
     if (buffered) {
-        p->app_get_buffer = PyObject_GetAttr(app_protocol, ss->s_get_buffer);
-        if (p->app_get_buffer == NULL) {
+        PyObject *get = PyObject_GetAttr(app_protocol, ss->s_get_buffer);
+        if (get == NULL) {
             return -1;
         }
-        p->app_buffer_updated =
-            PyObject_GetAttr(app_protocol, ss->s_buffer_updated);
-        if (p->app_buffer_updated == NULL) {
+        PyObject *upd = PyObject_GetAttr(app_protocol, ss->s_buffer_updated);
+        if (upd == NULL) {
+            Py_DECREF(get);
             return -1;
         }
+        Py_XSETREF(p->app_get_buffer, get);
+        Py_XSETREF(p->app_buffer_updated, upd);
         p->app_is_buffer = 1;
     }
     return 0;
