@@ -91,12 +91,14 @@ def _log(level: int, msg: str, *args: Any) -> None:
     _sslproto_logger().log(level, msg, *args)
 
 
-_core._set_ssl_helpers(
-    fatal_log=_fatal_log, flow_failed=_flow_failed, log=_log,
-    abort_passes_exc=_ABORT_PASSES_EXC,
-    closing_follows_transport=_CLOSING_FOLLOWS,
-    shutdown_timeout_until_lost=_TIMEOUT_UNTIL_LOST,
-    asserts=not sys.flags.optimize)
+if sys.version_info >= (3, 11):
+    # (3.9/3.10's sslproto lacks what the C protocol takes from it.)
+    _core._set_ssl_helpers(
+        fatal_log=_fatal_log, flow_failed=_flow_failed, log=_log,
+        abort_passes_exc=_ABORT_PASSES_EXC,
+        closing_follows_transport=_CLOSING_FOLLOWS,
+        shutdown_timeout_until_lost=_TIMEOUT_UNTIL_LOST,
+        asserts=not sys.flags.optimize)
 
 _core._SSLProtocolTransport._sendfile_compatible = (
     sslproto._SSLProtocolTransport._sendfile_compatible)
