@@ -339,13 +339,21 @@ tl_sslwin_init_type(PyObject *module, tl_ssl_state *ss)
  * encrypted, so more than their plaintext) plus those the SSL object has
  * decrypted already.  0 means asyncio's read() would raise
  * SSLWantReadError (read-ahead is off: no record hides in OpenSSL); -1 on
- * error. */
+ * error.
+ *
+ * SSLObject.pending() releases the GIL, so it is asked only when the SSL
+ * object may hold plaintext (ssl_more): SSL_read() returns the rest of
+ * the current record up to the length asked, so a read that got less than
+ * it asked for (or none) left nothing behind. */
 static Py_ssize_t
 read_avail(tl_sslproto *p)
 {
     Py_ssize_t n = tl_ssl_bio_pending(p, p->incoming);
     if (n < 0) {
         return -1;
+    }
+    if (!p->ssl_more) {
+        return n;
     }
     PyObject *r = PyObject_CallNoArgs(p->ssl_pending);
     if (r == NULL) {
@@ -374,12 +382,15 @@ ssl_read_into(tl_sslproto *p, PyObject *buffer, Py_ssize_t n)
     if (r == NULL) {
         if (PyErr_ExceptionMatches(p->ss->again_errors)) {
             PyErr_Clear();
+            p->ssl_more = 0;
             return -2;
         }
+        p->ssl_more = 1;
         return -1;
     }
     Py_ssize_t count = PyLong_AsSsize_t(r);
     Py_DECREF(r);
+    p->ssl_more = count >= n;
     return count;
 }
 

@@ -170,6 +170,7 @@ Proto_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         goto error;
     }
     p->state = TL_SSL_UNWRAPPED;
+    p->ssl_more = 1;
     truth = PyObject_IsTrue(ccm);
     if (truth < 0) {
         goto error;

@@ -710,15 +710,12 @@ Proto_get_buffer(tl_sslproto *p, PyObject *n)
     return Py_NewRef(p->buf_view);
 }
 
-static PyObject *
-Proto_buffer_updated(tl_sslproto *p, PyObject *nbytes_obj)
+int
+tl_ssl_buffer_updated(PyObject *proto, Py_ssize_t nbytes)
 {
-    Py_ssize_t nbytes = PyNumber_AsSsize_t(nbytes_obj, NULL);
-    if (nbytes == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
+    tl_sslproto *p = (tl_sslproto *)proto;
     if (tl_ssl_ensure_buffer(p) < 0) {
-        return NULL;
+        return -1;
     }
     /* asyncio writes self._ssl_buffer_view[:nbytes] */
     if (nbytes < 0) {
@@ -732,30 +729,54 @@ Proto_buffer_updated(tl_sslproto *p, PyObject *nbytes_obj)
     PyObject *mv = tl_ssl_window(p, PyByteArray_AS_STRING(p->buf), nbytes,
                                  0, 1);
     if (mv == NULL) {
-        return NULL;
+        return -1;
     }
     PyObject *r = PyObject_Vectorcall(p->in_write, &mv, 1, NULL);
     Py_DECREF(mv);
     if (r == NULL) {
-        return NULL;
+        return -1;
     }
     Py_DECREF(r);
-    int rc = 0;
     switch (p->state) {
     case TL_SSL_DO_HANDSHAKE:
-        rc = do_handshake(p);
-        break;
+        return do_handshake(p);
     case TL_SSL_WRAPPED:
-        rc = tl_ssl_do_read(p);
-        break;
+        return tl_ssl_do_read(p);
     case TL_SSL_FLUSHING:
-        rc = tl_ssl_do_flush(p);
-        break;
+        return tl_ssl_do_flush(p);
     case TL_SSL_SHUTDOWN:
-        rc = tl_ssl_do_shutdown(p);
-        break;
+        return tl_ssl_do_shutdown(p);
     }
-    if (rc < 0) {
+    return 0;
+}
+
+int
+tl_ssl_recv_buffer(PyObject *proto, char **buf, Py_ssize_t *len)
+{
+    tl_sslproto *p = (tl_sslproto *)proto;
+    if (tl_ssl_ensure_buffer(p) < 0) {
+        return -1;
+    }
+    *buf = PyByteArray_AS_STRING(p->buf);
+    *len = PyByteArray_GET_SIZE(p->buf);
+    return 0;
+}
+
+int
+tl_ssl_is_protocol(tl_state *st, PyObject *obj)
+{
+    return st->ssl != NULL && st->ssl->ProtocolType != NULL &&
+           Py_IS_TYPE(obj, st->ssl->ProtocolType);
+}
+
+static PyObject *
+Proto_buffer_updated(tl_sslproto *p, PyObject *nbytes_obj)
+{
+    Py_ssize_t nbytes = PyNumber_AsSsize_t(nbytes_obj, NULL);
+    if (nbytes == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (tl_ssl_buffer_updated((PyObject *)p, nbytes) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

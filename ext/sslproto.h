@@ -186,6 +186,7 @@ typedef struct tl_sslproto {
     unsigned char state;
     unsigned char app_state;
     char ssl_inner;              /* ssl_* are the _ssl object's methods */
+    char ssl_more;               /* the SSL object may hold plaintext */
     char context_explicit;       /* context= given (else start_tls may adopt
                                   * the underlying transport's) */
     char app_is_buffer;
@@ -209,6 +210,15 @@ void tl_ssl_clear(tl_state *st);
 void tl_ssl_free(tl_state *st);
 
 /* ---- sslproto.c ----------------------------------------------------- */
+/* For a transport written in C (the stream core), the protocol's
+ * get_buffer(-1) and buffer_updated(n) without Python calls; they do
+ * exactly what the methods do (0, or -1 with the exception the method
+ * would raise).  tl_ssl_is_protocol() says whether they apply: 1 for an
+ * object of our SSLProtocol type (the type is final). */
+int tl_ssl_is_protocol(tl_state *st, PyObject *obj);
+int tl_ssl_recv_buffer(PyObject *proto, char **buf, Py_ssize_t *len);
+int tl_ssl_buffer_updated(PyObject *proto, Py_ssize_t nbytes);
+
 extern PyMethodDef tl_sslproto_methods[];
 /* get_buffer()'s buffer (p->buf, 256 KiB) exists after it: 0 or -1. */
 int tl_ssl_ensure_buffer(tl_sslproto *p);
