@@ -529,7 +529,7 @@ tl_ssl_init_types(PyObject *module, tl_state *st)
     if (ss->ProtocolType == NULL) {
         return -1;
     }
-    PyObject *max_size = PyLong_FromLong(256 * 1024);
+    PyObject *max_size = PyLong_FromLong(TL_SSL_MAX_SIZE);
     if (max_size == NULL ||
         PyObject_SetAttrString((PyObject *)ss->ProtocolType, "max_size",
                                max_size) < 0) {

@@ -24,93 +24,6 @@
 
 #define TL_LOG_DEBUG 10
 
-/* ---- small helpers -------------------------------------------------- */
-
-PyObject *
-tl_ssl_call(PyObject *obj, PyObject *name, PyObject *const *args,
-            Py_ssize_t nargs)
-{
-    PyObject *stack[4];
-    obj = TL_NONE(obj);
-    Py_INCREF(obj);
-    stack[0] = obj;
-    for (Py_ssize_t i = 0; i < nargs; i++) {
-        stack[i + 1] = args[i];
-    }
-    PyObject *r = PyObject_VectorcallMethod(name, stack, nargs + 1, NULL);
-    Py_DECREF(obj);
-    return r;
-}
-
-PyObject *
-tl_ssl_catch(void)
-{
-    if (!PyErr_ExceptionMatches(PyExc_Exception)) {
-        return NULL;
-    }
-    return tl_fetch_exception();
-}
-
-int
-tl_ssl_log(tl_ssl_state *ss, int level, const char *fmt, PyObject *a1,
-           PyObject *a2)
-{
-    PyObject *lvl = PyLong_FromLong(level);
-    PyObject *f = PyUnicode_FromString(fmt);
-    PyObject *r = NULL;
-    if (lvl != NULL && f != NULL) {
-        PyObject *args[4] = {lvl, f, a1, a2};
-        r = PyObject_Vectorcall(ss->h_log, args,
-                                a1 == NULL ? 2 : (a2 == NULL ? 3 : 4), NULL);
-    }
-    Py_XDECREF(lvl);
-    Py_XDECREF(f);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
-}
-
-int
-tl_ssl_loop_debug(tl_sslproto *p)
-{
-    PyObject *r = tl_ssl_call(p->loop, p->ss->s_get_debug, NULL, 0);
-    if (r == NULL) {
-        return -1;
-    }
-    int d = PyObject_IsTrue(r);
-    Py_DECREF(r);
-    return d;
-}
-
-PyObject *
-tl_ssl_schedule(tl_sslproto *p, PyObject *delay, PyObject *name)
-{
-    tl_ssl_state *ss = p->ss;
-    PyObject *cb = PyObject_GetAttr((PyObject *)p, name);
-    if (cb == NULL) {
-        return NULL;
-    }
-    /* Every callback of the connection runs in its context. */
-    PyObject *ctx = TL_NONE(p->context);
-    PyObject *r;
-    if (delay == NULL) {
-        PyObject *args[3] = {p->loop, cb, ctx};
-        r = PyObject_VectorcallMethod(ss->s_call_soon, args,
-                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                      ss->kw_context);
-    }
-    else {
-        PyObject *args[4] = {p->loop, delay, cb, ctx};
-        r = PyObject_VectorcallMethod(ss->s_call_later, args,
-                                      3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                      ss->kw_context);
-    }
-    Py_DECREF(cb);
-    return r;
-}
-
 /* handle.cancel(); the field is cleared once that succeeded. */
 static int
 cancel_handle(PyObject **handle, tl_ssl_state *ss)
@@ -675,7 +588,6 @@ Proto_connection_lost(tl_sslproto *p, PyObject *exc)
     Py_RETURN_NONE;
 }
 
-#define TL_SSL_MAX_SIZE (256 * 1024)   /* asyncio's SSLProtocol.max_size */
 
 int
 tl_ssl_ensure_buffer(tl_sslproto *p)

@@ -1,11 +1,11 @@
 /* tideloop: asyncio's SSL protocol layer in C (shared declarations).
  *
- * Three files implement what asyncio's sslproto.py does on Python 3.11+
+ * Four files implement what asyncio's sslproto.py does on Python 3.11+
  * (the state machine that came from uvloop):
  *
- *   sslproto.c      the SSLProtocol type: construction, the callbacks of
- *                   the underlying transport, handshake, shutdown, abort
- *                   and fatal errors, and the module state;
+ *   sslproto.c      SSLProtocol's state machine: the callbacks of the
+ *                   underlying transport, handshake, shutdown, abort and
+ *                   fatal errors;
  *   sslflow.c       the data paths (incoming records -> app, app writes ->
  *                   outgoing records), flow control both ways, and calling
  *                   the app protocol in its context;
@@ -200,6 +200,9 @@ typedef struct tl_sslproto {
     PyObject *dict;
     PyObject *weakreflist;
 } tl_sslproto;
+
+/* asyncio's SSLProtocol.max_size: the receive buffer. */
+#define TL_SSL_MAX_SIZE (256 * 1024)
 
 #define TL_NONE(o) ((o) != NULL ? (o) : Py_None)
 
