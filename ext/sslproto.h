@@ -7,8 +7,11 @@
  *                   underlying transport, handshake, shutdown, abort and
  *                   fatal errors;
  *   sslflow.c       the data paths (incoming records -> app, app writes ->
- *                   outgoing records), flow control both ways, and calling
- *                   the app protocol in its context;
+ *                   outgoing records), flow control both ways, calling
+ *                   the app protocol in its context, and the helpers that
+ *                   call into Python;
+ *   sslinit.c       SSLProtocol's construction, GC and attributes, and
+ *                   the module state;
  *   ssltransport.c  _SSLProtocolTransport, the transport the app sees.
  *
  * The TLS work is done by Python's ssl module (an ssl.SSLObject over two
