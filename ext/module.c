@@ -1,6 +1,7 @@
 /* Module tideloop._core: state, type creation, and the helpers that the
  * Python half of the package installs. */
 #include "tideloop.h"
+#include "sslproto.h"
 
 static struct PyModuleDef tl_moduledef;
 
@@ -211,7 +212,8 @@ tl_exec(PyObject *module)
     if (tl_handle_init_types(module, st) < 0 ||
         tl_loop_init_types(module, st) < 0 ||
         tl_transport_init_types(module, st) < 0 ||
-        tl_pipe_init_types(module, st) < 0) {
+        tl_pipe_init_types(module, st) < 0 ||
+        tl_ssl_init_types(module, st) < 0) {
         goto error;
     }
     Py_DECREF(asyncio_futures);
@@ -256,7 +258,7 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->pipe_log);
     Py_VISIT(st->pipe_finalize);
     Py_VISIT(st->pipe_repr);
-    return 0;
+    return tl_ssl_traverse(st, visit, arg);
 }
 
 static int
@@ -303,6 +305,7 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->str_handle_signal);
     Py_CLEAR(st->empty_tuple);
     Py_CLEAR(st->gaierror);
+    tl_ssl_clear(st);
     return 0;
 }
 
@@ -310,6 +313,7 @@ static void
 tl_free(void *module)
 {
     tl_clear((PyObject *)module);
+    tl_ssl_free(PyModule_GetState((PyObject *)module));
 }
 
 static PyModuleDef_Slot tl_slots[] = {

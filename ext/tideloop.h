@@ -82,6 +82,8 @@ typedef struct tl_state {
     PyObject *str_handle_signal; /* interned "_handle_signal" */
     PyObject *empty_tuple;
     PyObject *gaierror;          /* socket.gaierror */
+
+    struct tl_ssl_state *ssl;    /* sslinit.c: the SSL protocol's state */
 } tl_state;
 
 struct LoopObject;

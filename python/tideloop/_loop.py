@@ -32,7 +32,7 @@ import weakref
 from asyncio import (base_events, constants, coroutines, events,
                      format_helpers, selector_events, unix_events)
 
-from . import _core, _pipes, _transports
+from . import _core, _pipes, _sslproto, _transports
 
 # For type checkers: the asyncio methods that Loop copies from asyncio
 # (below) are typed in _core.pyi's _LoopAPI, a type-check-only class.
@@ -87,7 +87,7 @@ _FALLBACK_BASE = (
     "_create_server_getaddrinfo", "_log_subprocess", "_sendfile_fallback",
     "connect_accepted_socket", "connect_read_pipe", "connect_write_pipe",
     "create_connection", "create_datagram_endpoint", "create_server",
-    "sendfile", "start_tls", "subprocess_exec", "subprocess_shell",
+    "sendfile", "subprocess_exec", "subprocess_shell",
 )
 _FALLBACK_SELECTOR = (
     "_accept_connection", "_accept_connection2",
@@ -304,6 +304,9 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         pipe transport (connect_write_pipe, subprocess stdin)."""
         return _pipes.make_write_pipe_transport(self, pipe, protocol,
                                                 waiter, extra)
+
+    # asyncio's start_tls() of this Python, with the C SSL protocol.
+    start_tls = _sslproto.start_tls
 
     # -- subprocesses --------------------------------------------------
 

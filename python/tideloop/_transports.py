@@ -13,10 +13,10 @@ import inspect
 import logging
 import sys
 import warnings
-from asyncio import base_events, constants, futures, sslproto, transports
+from asyncio import base_events, constants, futures, transports
 from asyncio import trsock
 
-from . import _core
+from . import _core, _sslproto
 
 from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
@@ -98,17 +98,27 @@ def make_datagram_transport(loop, sock, protocol, address=None,
 
 def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter=None, *,
                        server_side=False, server_hostname=None, extra=None,
-                       server=None, **timeouts):
-    # type: (Loop, socket, Any, Any, Any, bool, str | None, Any, Any, **Any) -> Any
-    """asyncio's _make_ssl_transport() over the C transport."""
+                       server=None, context=None, **timeouts):
+    # type: (Loop, socket, Any, Any, Any, bool, str | None, Any, Any, Any, **Any) -> Any
+    """asyncio's _make_ssl_transport() over the C transport, with the C
+    SSL protocol (tideloop/_sslproto.py)."""
     if _CHECKS_FD:
         loop._ensure_fd_no_transport(rawsock)
-    ssl_protocol = sslproto.SSLProtocol(
+    ssl_protocol = _sslproto.new_ssl_protocol(
         loop, protocol, sslcontext, waiter, server_side, server_hostname,
-        **timeouts)
+        context=context, **timeouts)
+    kw: dict[str, Any] = {}
+    if _SOCKET_TAKES_CONTEXT:
+        # One context for the connection: the socket transport's callbacks
+        # (the SSL protocol's) and the app protocol's.
+        kw["context"] = getattr(ssl_protocol, "_context", context)
     make_socket_transport(loop, rawsock, ssl_protocol, extra=extra,
-                          server=server)
+                          server=server, **kw)
     return ssl_protocol._app_transport
+
+
+_SOCKET_TAKES_CONTEXT = "context" in inspect.signature(
+    make_socket_transport).parameters
 
 
 # -- slow paths called from C ---------------------------------------------

@@ -832,7 +832,8 @@ TYPE_MEMBER_ARGS = ("", "None")
 def type_members(cls):
     names = sorted(n for n in vars(cls)
                    if not (n.startswith("__") and n.endswith("__")))
-    return names + ["__repr__", "get_extra_info"]
+    return names + [n for n in ("__repr__", "get_extra_info")
+                    if n not in names]
 
 
 # tideloop._core.LoopBase methods: (name, valid argument factories).
