@@ -20,7 +20,11 @@ def _results(path, speedups):
         "config": {"repeat": 5, "metric": "cpu"},
         "benchmarks": {
             name: {"speedup_vs_asyncio": {"asyncio": 1.0, "uvloop": u,
-                                          "tideloop": t}}
+                                          "tideloop": t},
+                   # a loop that did not run (rloop, the libuv backend
+                   # here) has no status "ok" and gets no bar
+                   "results": {lp: {"status": "ok"}
+                               for lp in ("asyncio", "uvloop", "tideloop")}}
             for name, (u, t) in speedups.items()},
     }
     with open(path, "w") as f:
@@ -64,11 +68,27 @@ def test_chart_geomean_and_rows(tmp_path):
     p = tmp_path / "r.json"
     _results(p, {"a": (2.0, 4.0), "b": (0.5, 1.0)})
     data, rows = chart.load(str(p))
-    assert rows == [("a", {"uvloop": 2.0, "tideloop": 4.0}),
-                    ("b", {"uvloop": 0.5, "tideloop": 1.0})]
+    none = {"rloop": None, "tideloop-libuv": None}
+    assert rows == [("a", dict(uvloop=2.0, tideloop=4.0, **none)),
+                    ("b", dict(uvloop=0.5, tideloop=1.0, **none))]
     assert chart.geomean([4.0, 1.0]) == pytest.approx(2.0)
     assert "Test CPU" in chart.describe(data) and "cpu time" in \
         chart.describe(data)
+
+
+def test_chart_failed_cell_has_no_bar(tmp_path):
+    sys.path.insert(0, os.path.dirname(CHART))
+    try:
+        import chart
+    finally:
+        sys.path.pop(0)
+    p = tmp_path / "r.json"
+    _results(p, {"a": (2.0, 4.0)})
+    data = json.loads(p.read_text())
+    data["benchmarks"]["a"]["results"]["uvloop"]["status"] = "FAIL"
+    p.write_text(json.dumps(data))
+    _, rows = chart.load(str(p))
+    assert rows[0][1]["uvloop"] is None and rows[0][1]["tideloop"] == 4.0
 
 
 def test_chart_no_results(tmp_path):
