@@ -156,6 +156,58 @@ tl_restore_exception(PyObject *exc)
 #endif
 }
 
+/* Enter `ctx`, the contextvars.Context of a transport, around a protocol
+ * callback that does not run from one of the transport's own handles
+ * (pause_writing() from write(), error_received() from sendto()).
+ * Returns 1 if entered (call tl_context_leave() after the callback), 0 if
+ * there is nothing to do: no context, or it is the current one already,
+ * which is the common case and costs a pointer comparison.  Entering
+ * fails only if ctx is entered further up this thread's stack (a callback
+ * of one connection calling into another that calls back into the first):
+ * the callback then runs in the current context, as asyncio would run
+ * it. */
+int
+tl_context_join(PyObject *ctx)
+{
+    if (ctx == NULL || PyThreadState_Get()->context == ctx) {
+        return 0;
+    }
+    if (PyContext_Enter(ctx) < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
+
+/* Leave the context tl_context_join() entered.  Keeps the pending
+ * exception of the callback, if any. */
+void
+tl_context_leave(PyObject *ctx, int joined)
+{
+    if (joined && PyContext_Exit(ctx) < 0) {
+        /* Cannot happen: tl_context_join() entered it. */
+        PyErr_Clear();
+    }
+}
+
+/* loop.call_soon(callback, arg, context=ctx): what asyncio 3.15's
+ * transports do with their _call_soon().  `ctx` NULL means none (a copy
+ * of the current context).  New reference to the handle. */
+PyObject *
+tl_call_soon_in(LoopObject *loop, PyObject *callback, PyObject *arg,
+                PyObject *ctx)
+{
+    tl_state *st = loop->st;
+    PyObject *args[4] = {(PyObject *)loop, callback, arg, ctx};
+    size_t n = arg != NULL ? 3 : 2;
+    if (arg == NULL) {
+        args[2] = ctx;
+    }
+    return PyObject_VectorcallMethod(
+        st->str_call_soon, args, n | PY_VECTORCALL_ARGUMENTS_OFFSET,
+        ctx != NULL ? st->kw_context : NULL);
+}
+
 static PyObject *
 context_run_slow(PyObject *ctx, PyObject *cb, PyObject *args)
 {

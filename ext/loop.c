@@ -509,6 +509,15 @@ parse_context_kw(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     return 0;
 }
 
+/* The same for the fd watchers of poll.c (_add_reader(..., context=)). */
+int
+tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
+                         Py_ssize_t nargs, PyObject *kwnames,
+                         const char *fname, PyObject **ctx)
+{
+    return parse_context_kw(self, args, nargs, kwnames, fname, ctx);
+}
+
 static int
 loop_debug_checks(LoopObject *self, PyObject *callback, const char *method,
                   int check_thread)
@@ -1387,9 +1396,11 @@ static PyMethodDef Loop_methods[] = {
      "_getnameinfo(sockaddr, flags) -> Future|None"},
     {"_watchers", (PyCFunction)tl_poll_watchers, METH_NOARGS, NULL},
     {"_add_reader", (PyCFunction)(void (*)(void))tl_poll_add_reader,
-     METH_FASTCALL, "_add_reader(fd, callback, *args) -> Handle"},
+     METH_FASTCALL | METH_KEYWORDS,
+     "_add_reader(fd, callback, *args, context=None) -> Handle"},
     {"_add_writer", (PyCFunction)(void (*)(void))tl_poll_add_writer,
-     METH_FASTCALL, "_add_writer(fd, callback, *args) -> Handle"},
+     METH_FASTCALL | METH_KEYWORDS,
+     "_add_writer(fd, callback, *args, context=None) -> Handle"},
     {"_remove_reader", (PyCFunction)tl_poll_remove_reader, METH_O, NULL},
     {"_remove_writer", (PyCFunction)tl_poll_remove_writer, METH_O, NULL},
     {"_fd_events", (PyCFunction)tl_poll_fd_events, METH_O, NULL},

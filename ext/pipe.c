@@ -51,6 +51,11 @@ typedef struct {
     LoopObject *loop;            /* strong; NULL once connection lost */
     PyObject *pipe;              /* strong; NULL once closed */
     PyObject *protocol;          /* strong or NULL */
+    /* The contextvars.Context every protocol callback runs in (strong or
+     * NULL): a copy of the one current at creation, or the subprocess's
+     * (tideloop/_pipes.py).  Our handles and the callbacks we schedule
+     * run in it. */
+    PyObject *context;
     HandleObject *read_handle;   /* reusable; strong or NULL */
     HandleObject *write_handle;
     pipe_item *wb;               /* write buffer: a ring of chunks */
@@ -282,7 +287,8 @@ pipe_watch(PyObject *self, int writer, int on)
             if (m == NULL) {
                 return -1;
             }
-            *slot = tl_handle_new(t->loop->st, t->loop, m, NULL, 0, NULL);
+            *slot = tl_handle_new(t->loop->st, t->loop, m, NULL, 0,
+                                  t->context);
             Py_DECREF(m);
             if (*slot == NULL) {
                 return -1;
@@ -310,8 +316,7 @@ pipe_call_soon_lost(PyObject *self, PyObject *exc)
     if (m == NULL) {
         return NULL;
     }
-    PyObject *r = PyObject_CallMethod((PyObject *)t->loop, "call_soon",
-                                      "OO", m, exc);
+    PyObject *r = tl_call_soon_in(t->loop, m, exc, t->context);
     Py_DECREF(m);
     if (r == NULL) {
         return NULL;
@@ -543,8 +548,7 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (eof == NULL) {
         return NULL;
     }
-    PyObject *r = PyObject_CallMethod((PyObject *)t->loop, "call_soon", "O",
-                                      eof);
+    PyObject *r = tl_call_soon_in(t->loop, eof, NULL, t->context);
     Py_DECREF(eof);
     if (r == NULL) {
         return NULL;
@@ -861,7 +865,10 @@ WritePipe_write(PyObject *self, PyObject *data)
     if (wb_push(t, chunk, off) < 0) {
         return NULL;
     }
+    /* pause_writing() in the transport's context, not the caller's. */
+    int joined = tl_context_join(t->context);
     PyObject *r = PyObject_CallMethod(self, "_maybe_pause_protocol", NULL);
+    tl_context_leave(t->context, joined);
     if (r == NULL) {
         return NULL;
     }
@@ -1063,14 +1070,23 @@ Pipe_get_protocol(PyObject *self, PyObject *Py_UNUSED(ignored))
     return Py_NewRef(p ? p : Py_None);
 }
 
-/* _new(loop, pipe, fileno, protocol): the C part of construction, after
- * tideloop/_pipes.py checked the file's mode and made it non-blocking. */
+/* _new(loop, pipe, fileno, protocol[, context]): the C part of
+ * construction, after tideloop/_pipes.py checked the file's mode and made
+ * it non-blocking.  `context` (a contextvars.Context or None) is the one
+ * the protocol's callbacks run in. */
 static PyObject *
 Pipe_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4) {
+    if (nargs != 4 && nargs != 5) {
         PyErr_SetString(PyExc_TypeError,
-                        "_new(loop, pipe, fileno, protocol)");
+                        "_new(loop, pipe, fileno, protocol[, context])");
+        return NULL;
+    }
+    PyObject *ctx = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
+    if (ctx != NULL && !PyContext_CheckExact(ctx)) {
+        PyErr_Format(PyExc_TypeError,
+                     "context must be a contextvars.Context, not %.200s",
+                     Py_TYPE(ctx)->tp_name);
         return NULL;
     }
     PyTypeObject *tp = (PyTypeObject *)cls;
@@ -1099,6 +1115,8 @@ Pipe_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
     t->pipe = Py_NewRef(args[1]);
     t->fd = (int)fd;
     t->protocol = Py_NewRef(args[3]);
+    Py_XINCREF(ctx);
+    t->context = ctx;
     t->is_write = st->WritePipeType != NULL &&
                   PyType_IsSubtype(tp, st->WritePipeType);
     return self;
@@ -1120,6 +1138,7 @@ Pipe_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->loop);
     Py_VISIT(t->pipe);
     Py_VISIT(t->protocol);
+    Py_VISIT(t->context);
     Py_VISIT(t->read_handle);
     Py_VISIT(t->write_handle);
     Py_VISIT(t->dict);
@@ -1148,6 +1167,7 @@ Pipe_clear(PyObject *self)
     Py_CLEAR(t->read_handle);
     Py_CLEAR(t->write_handle);
     Py_CLEAR(t->protocol);
+    Py_CLEAR(t->context);
     Py_CLEAR(t->pipe);
     Py_CLEAR(t->dict);
     Py_CLEAR(t->loop);
@@ -1211,6 +1231,13 @@ Pipe_get_pipe(PyObject *self, void *c)
 {
     PyObject *p = PP(self)->pipe;
     return Py_NewRef(p ? p : Py_None);
+}
+
+static PyObject *
+Pipe_get_context(PyObject *self, void *c)
+{
+    PyObject *ctx = PP(self)->context;
+    return Py_NewRef(ctx ? ctx : Py_None);
 }
 
 /* Tests and programs set _pipe = None to silence the unclosed warning of
@@ -1294,6 +1321,7 @@ static PyGetSetDef ReadPipe_getset[] = {
      (setter)Pipe_set_protocol_attr, NULL, NULL},
     {"_fileno", (getter)Pipe_get_fileno, NULL, NULL, NULL},
     {"_closing", (getter)Pipe_get_closing, NULL, NULL, NULL},
+    {"_context", (getter)Pipe_get_context, NULL, NULL, NULL},
     {"_paused", (getter)Pipe_get_paused, NULL, NULL, NULL},
     {"_loop", (getter)Pipe_get_loop, NULL, NULL, NULL},
     {"_reading_watched", (getter)Pipe_get_reading, NULL, NULL, NULL},
@@ -1307,6 +1335,7 @@ static PyGetSetDef WritePipe_getset[] = {
      (setter)Pipe_set_protocol_attr, NULL, NULL},
     {"_fileno", (getter)Pipe_get_fileno, NULL, NULL, NULL},
     {"_closing", (getter)Pipe_get_closing, NULL, NULL, NULL},
+    {"_context", (getter)Pipe_get_context, NULL, NULL, NULL},
     {"_conn_lost", (getter)Pipe_get_conn_lost, NULL, NULL, NULL},
     {"_reading_watched", (getter)Pipe_get_reading, NULL, NULL, NULL},
     {"_writing_watched", (getter)Pipe_get_writing, NULL, NULL, NULL},

@@ -192,12 +192,20 @@ fileobj_to_fd(PyObject *obj)
     return (int)fd;
 }
 
-/* _add_reader(fd, callback, *args) / _add_writer(...): returns the
- * Handle, replacing (and cancelling) a previous one. */
+/* _add_reader(fd, callback, *args, context=None) / _add_writer(...):
+ * returns the Handle, replacing (and cancelling) a previous one.  The
+ * handle runs in `context` (asyncio 3.15's transports pass theirs), by
+ * default in a copy of the current context. */
 static PyObject *
 poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
-         int writer)
+         PyObject *kwnames, int writer)
 {
+    PyObject *ctx;
+    if (tl_loop_parse_context_kw(self, args, nargs, kwnames,
+                                 writer ? "_add_writer" : "_add_reader",
+                                 &ctx) < 0) {
+        return NULL;
+    }
     if (nargs < 2) {
         PyErr_SetString(PyExc_TypeError,
                         "expected (fd, callback, *args)");
@@ -216,7 +224,7 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     HandleObject *h = tl_handle_new(self->st, self, args[1], args + 2,
-                                    nargs - 2, NULL);
+                                    nargs - 2, ctx);
     if (h == NULL) {
         return NULL;
     }
@@ -311,15 +319,17 @@ poll_remove(LoopObject *self, PyObject *fileobj, int writer)
 }
 
 PyObject *
-tl_poll_add_reader(LoopObject *self, PyObject *const *args, Py_ssize_t n)
+tl_poll_add_reader(LoopObject *self, PyObject *const *args, Py_ssize_t n,
+                  PyObject *kwnames)
 {
-    return poll_add(self, args, n, 0);
+    return poll_add(self, args, n, kwnames, 0);
 }
 
 PyObject *
-tl_poll_add_writer(LoopObject *self, PyObject *const *args, Py_ssize_t n)
+tl_poll_add_writer(LoopObject *self, PyObject *const *args, Py_ssize_t n,
+                  PyObject *kwnames)
 {
-    return poll_add(self, args, n, 1);
+    return poll_add(self, args, n, kwnames, 1);
 }
 
 PyObject *

@@ -77,6 +77,8 @@ typedef struct tl_state {
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
+    PyObject *kw_context;        /* ("context",) for call_soon() */
+    PyObject *str_call_soon;     /* interned "call_soon" */
     PyObject *kw_loop_name;      /* ("loop", "name") for Task() */
     PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
     PyObject *str_handle_signal; /* interned "_handle_signal" */
@@ -199,6 +201,11 @@ tl_state *tl_state_from_type(PyTypeObject *type);
 /* loop.c */
 int tl_loop_init_types(PyObject *module, tl_state *st);
 int64_t tl_monotonic_ns(void);
+/* Parse a lone context= keyword as call_soon() does; *ctx is borrowed or
+ * NULL. */
+int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames,
+                             const char *fname, PyObject **ctx);
 
 /* Free a libuv loop whose handles are closed and requests done. */
 void tl_uv_release(tl_uv *u);
@@ -229,6 +236,14 @@ TimerHandleObject *tl_timer_new(tl_state *st, LoopObject *loop, double when,
                                 PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *context);
 void tl_handle_clear_callback(HandleObject *h);
+/* Run a transport's protocol callback in its context: 1 if entered (pass
+ * it to tl_context_leave()), 0 if already current or none. */
+int tl_context_join(PyObject *ctx);
+void tl_context_leave(PyObject *ctx, int joined);
+/* loop.call_soon(callback[, arg], context=ctx); ctx may be NULL.  New
+ * reference. */
+PyObject *tl_call_soon_in(LoopObject *loop, PyObject *callback,
+                          PyObject *arg, PyObject *ctx);
 
 /* transport.c */
 int tl_transport_init_types(PyObject *module, tl_state *st);
@@ -241,9 +256,9 @@ int tl_pipe_init_types(PyObject *module, tl_state *st);
 
 /* poll.c */
 PyObject *tl_poll_add_reader(LoopObject *self, PyObject *const *args,
-                             Py_ssize_t nargs);
+                             Py_ssize_t nargs, PyObject *kwnames);
 PyObject *tl_poll_add_writer(LoopObject *self, PyObject *const *args,
-                             Py_ssize_t nargs);
+                             Py_ssize_t nargs, PyObject *kwnames);
 PyObject *tl_poll_remove_reader(LoopObject *self, PyObject *fileobj);
 PyObject *tl_poll_remove_writer(LoopObject *self, PyObject *fileobj);
 /* Queue the handles of the fds that fired (events with data.fd < 0 are

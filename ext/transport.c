@@ -51,6 +51,11 @@ typedef struct {
     PyObject *protocol;          /* strong; NULL once connection lost */
     PyObject *server;            /* strong or NULL */
     PyObject *empty_waiter;      /* strong or NULL (sendfile) */
+    /* The contextvars.Context every protocol callback runs in (strong or
+     * NULL): asyncio 3.15's, or on older Pythons a copy of the one current
+     * at creation (tideloop/_transports.py).  Our read/write handles and
+     * connection_lost() are scheduled in it. */
+    PyObject *context;
     HandleObject *read_handle;   /* reusable; strong or NULL */
     HandleObject *write_handle;
     wb_item *wb;                 /* write buffer: a ring of items */
@@ -206,7 +211,8 @@ tr_watch(PyObject *self, int writer, int on)
             if (m == NULL) {
                 return -1;
             }
-            *slot = tl_handle_new(t->loop->st, t->loop, m, NULL, 0, NULL);
+            *slot = tl_handle_new(t->loop->st, t->loop, m, NULL, 0,
+                                  t->context);
             Py_DECREF(m);
             if (*slot == NULL) {
                 return -1;
@@ -291,8 +297,8 @@ tr_call_soon_lost(PyObject *self, PyObject *exc)
     if (m == NULL) {
         return NULL;
     }
-    PyObject *r = PyObject_CallMethod((PyObject *)t->loop, "call_soon",
-                                      "OO", m, exc ? exc : Py_None);
+    PyObject *r = tl_call_soon_in(t->loop, m, exc ? exc : Py_None,
+                                  t->context);
     Py_DECREF(m);
     return r;
 }
@@ -584,10 +590,16 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 
 /* ---- writing -------------------------------------------------------- */
 
+/* _maybe_pause_protocol() / _maybe_resume_protocol(): write() calls the
+ * protocol's pause_writing() from the caller's context, which is then
+ * entered as the transport's. */
 static int
 tr_maybe(PyObject *self, const char *method)
 {
+    PyObject *ctx = TR(self)->context;
+    int joined = tl_context_join(ctx);
     PyObject *r = PyObject_CallMethod(self, method, NULL);
+    tl_context_leave(ctx, joined);
     if (r == NULL) {
         return -1;
     }
@@ -1033,14 +1045,23 @@ Transport_reset_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
 
 /* ---- creation ------------------------------------------------------- */
 
-/* _new(loop, sock, protocol): the C part of construction; the Python
- * factory (tideloop/_transports.py) does the rest as asyncio's
- * __init__ does. */
+/* _new(loop, sock, protocol[, context]): the C part of construction;
+ * the Python factory (tideloop/_transports.py) does the rest as asyncio's
+ * __init__ does.  `context` (a contextvars.Context or None) is the one
+ * the protocol's callbacks run in. */
 static PyObject *
 Transport_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "_new(loop, sock, protocol)");
+    if (nargs != 3 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_new(loop, sock, protocol[, context])");
+        return NULL;
+    }
+    PyObject *ctx = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
+    if (ctx != NULL && !PyContext_CheckExact(ctx)) {
+        PyErr_Format(PyExc_TypeError,
+                     "context must be a contextvars.Context, not %.200s",
+                     Py_TYPE(ctx)->tp_name);
         return NULL;
     }
     PyTypeObject *tp = (PyTypeObject *)cls;
@@ -1086,6 +1107,8 @@ Transport_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
     Py_INCREF(args[1]);
     t->sock = args[1];
     t->fd = (int)fd;
+    Py_XINCREF(ctx);
+    t->context = ctx;
     PyObject *r = Transport_set_protocol(self, args[2]);
     if (r == NULL) {
         Py_DECREF(self);
@@ -1148,6 +1171,7 @@ Transport_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->protocol);
     Py_VISIT(t->server);
     Py_VISIT(t->empty_waiter);
+    Py_VISIT(t->context);
     Py_VISIT(t->address);
     if (t->peer != NULL) {
         Py_VISIT(t->peer->addr);
@@ -1184,6 +1208,7 @@ Transport_clear(PyObject *self)
     Py_CLEAR(t->protocol);
     Py_CLEAR(t->server);
     Py_CLEAR(t->empty_waiter);
+    Py_CLEAR(t->context);
     Py_CLEAR(t->address);
     if (t->peer != NULL) {
         dgram_peer *peer = t->peer;
@@ -1261,6 +1286,7 @@ TR_GET_OBJ(sock, sock)
 TR_GET_OBJ(protocol_attr, protocol)
 TR_GET_OBJ(server, server)
 TR_GET_OBJ(empty_waiter, empty_waiter)
+TR_GET_OBJ(context, context)
 
 static int
 Transport_set_server(PyObject *self, PyObject *v, void *c)
@@ -1329,6 +1355,7 @@ static PyGetSetDef Transport_getset[] = {
     {"_server", (getter)Transport_get_server, (setter)Transport_set_server,
      NULL, NULL},
     {"_empty_waiter", (getter)Transport_get_empty_waiter, NULL, NULL, NULL},
+    {"_context", (getter)Transport_get_context, NULL, NULL, NULL},
     {"_closing", (getter)Transport_get_closing, NULL, NULL, NULL},
     {"_conn_lost", (getter)Transport_get_conn_lost, NULL, NULL, NULL},
     {"_paused", (getter)Transport_get_paused, NULL, NULL, NULL},
@@ -1426,8 +1453,11 @@ static PyObject *
 dgram_error_received(tl_transport *t)
 {
     PyObject *exc = tl_fetch_exception();
+    /* From sendto() too: in the transport's context. */
+    int joined = tl_context_join(t->context);
     PyObject *r = PyObject_CallMethod(t->protocol, "error_received", "O",
                                       exc);
+    tl_context_leave(t->context, joined);
     Py_DECREF(exc);
     return r;
 }
@@ -1774,6 +1804,7 @@ static PyGetSetDef Dgram_getset[] = {
     {"_conn_lost", (getter)Transport_get_conn_lost, NULL, NULL, NULL},
     {"_paused", (getter)Transport_get_paused, NULL, NULL, NULL},
     {"_address", (getter)Dgram_get_address, NULL, NULL, NULL},
+    {"_context", (getter)Transport_get_context, NULL, NULL, NULL},
     {"_server", (getter)Transport_get_server, (setter)Transport_set_server,
      NULL, NULL},
     {"_reading_watched", (getter)Transport_get_reading, NULL, NULL, NULL},

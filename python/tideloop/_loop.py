@@ -268,19 +268,24 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         # None once closed, as asyncio's selector loop sets it.
         return None if self._closed else _SelectorView(self)
 
+    # The factories take asyncio 3.15's context= (the contextvars.Context
+    # a connection's protocol callbacks run in) on every Python; without
+    # one each transport makes its own (README: known differences).
+
     def _make_socket_transport(self, sock, protocol, waiter=None, *,
-                               extra=None, server=None):
-        # type: (Any, Any, Any, Any, Any) -> _core.SocketTransport
+                               extra=None, server=None, context=None):
+        # type: (Any, Any, Any, Any, Any, Any) -> _core.SocketTransport
         """TCP and Unix stream sockets get tideloop's C transport."""
         return _transports.make_socket_transport(
-            self, sock, protocol, waiter, extra=extra, server=server)
+            self, sock, protocol, waiter, extra=extra, server=server,
+            context=context)
 
     def _make_datagram_transport(self, sock, protocol, address=None,
-                                 waiter=None, extra=None):
-        # type: (Any, Any, Any, Any, Any) -> _core.DatagramTransport
+                                 waiter=None, extra=None, *, context=None):
+        # type: (Any, Any, Any, Any, Any, Any) -> _core.DatagramTransport
         """UDP and Unix datagram sockets get tideloop's C transport."""
         return _transports.make_datagram_transport(
-            self, sock, protocol, address, waiter, extra)
+            self, sock, protocol, address, waiter, extra, context=context)
 
     def _make_ssl_transport(self, rawsock, protocol, sslcontext,
                             waiter=None, **kwargs):
@@ -290,20 +295,21 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             self, rawsock, protocol, sslcontext, waiter, **kwargs)
 
     def _make_read_pipe_transport(self, pipe, protocol, waiter=None,
-                                  extra=None):
-        # type: (Any, Any, Any, Any) -> _core.ReadPipeTransport
+                                  extra=None, *, context=None):
+        # type: (Any, Any, Any, Any, Any) -> _core.ReadPipeTransport
         """Pipes, sockets and character devices get tideloop's C read
         pipe transport (connect_read_pipe, subprocess stdout/stderr)."""
         return _pipes.make_read_pipe_transport(self, pipe, protocol, waiter,
-                                               extra)
+                                               extra, context=context)
 
     def _make_write_pipe_transport(self, pipe, protocol, waiter=None,
-                                   extra=None):
-        # type: (Any, Any, Any, Any) -> _core.WritePipeTransport
+                                   extra=None, *, context=None):
+        # type: (Any, Any, Any, Any, Any) -> _core.WritePipeTransport
         """Pipes, sockets and character devices get tideloop's C write
         pipe transport (connect_write_pipe, subprocess stdin)."""
         return _pipes.make_write_pipe_transport(self, pipe, protocol,
-                                                waiter, extra)
+                                                waiter, extra,
+                                                context=context)
 
     # asyncio's start_tls() of this Python, with the C SSL protocol.
     start_tls = _sslproto.start_tls

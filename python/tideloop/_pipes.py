@@ -10,6 +10,7 @@ on errors, in debug mode or at repr() lives here.
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import logging
 import os
@@ -17,7 +18,7 @@ import selectors
 import stat
 import sys
 import warnings
-from asyncio import futures, selector_events, transports
+from asyncio import base_subprocess, futures, selector_events, transports
 
 from . import _core
 
@@ -36,9 +37,11 @@ _PipeTransport = Union[_core.ReadPipeTransport, _core.WritePipeTransport]
 _WATCH_FIFO = not sys.platform.startswith("aix")
 
 
-def make_read_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
-    # type: (Loop, Any, Any, Any, Any) -> _core.ReadPipeTransport
-    """What asyncio's _UnixReadPipeTransport.__init__ does, in order."""
+def make_read_pipe_transport(loop, pipe, protocol, waiter=None, extra=None,
+                             context=None):
+    # type: (Loop, Any, Any, Any, Any, Any) -> _core.ReadPipeTransport
+    """What asyncio's _UnixReadPipeTransport.__init__ does, in order.
+    Every protocol callback runs in one context (_context_for)."""
     fileno = pipe.fileno()
     mode = os.fstat(fileno).st_mode
     if not (stat.S_ISFIFO(mode) or
@@ -46,12 +49,13 @@ def make_read_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
             stat.S_ISCHR(mode)):
         raise ValueError("Pipe transport is for pipes/sockets only.")
     os.set_blocking(fileno, False)
-    tr = ReadPipeTransport._new(loop, pipe, fileno, protocol)
+    context = _context_for(protocol, context)
+    tr = ReadPipeTransport._new(loop, pipe, fileno, protocol, context)
     transports.BaseTransport.__init__(tr, extra)
     tr._extra["pipe"] = pipe
-    loop.call_soon(protocol.connection_made, tr)
+    loop.call_soon(protocol.connection_made, tr, context=context)
     # only start reading when connection_made() has been called
-    loop.call_soon(tr._start_reading)
+    loop.call_soon(tr._start_reading, context=context)
     if waiter is not None:
         # only wake up the waiter when connection_made() has been called
         loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
@@ -59,9 +63,11 @@ def make_read_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
     return tr
 
 
-def make_write_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
-    # type: (Loop, Any, Any, Any, Any) -> _core.WritePipeTransport
-    """What asyncio's _UnixWritePipeTransport.__init__ does, in order."""
+def make_write_pipe_transport(loop, pipe, protocol, waiter=None, extra=None,
+                              context=None):
+    # type: (Loop, Any, Any, Any, Any, Any) -> _core.WritePipeTransport
+    """What asyncio's _UnixWritePipeTransport.__init__ does, in order.
+    Every protocol callback runs in one context (_context_for)."""
     fileno = pipe.fileno()
     mode = os.fstat(fileno).st_mode
     is_char = stat.S_ISCHR(mode)
@@ -71,18 +77,35 @@ def make_write_pipe_transport(loop, pipe, protocol, waiter=None, extra=None):
         raise ValueError("Pipe transport is only for "
                          "pipes, sockets and character devices")
     os.set_blocking(fileno, False)
-    tr = WritePipeTransport._new(loop, pipe, fileno, protocol)
+    context = _context_for(protocol, context)
+    tr = WritePipeTransport._new(loop, pipe, fileno, protocol, context)
     transports._FlowControlMixin.__init__(tr, extra, loop)
     tr._extra["pipe"] = pipe
-    loop.call_soon(protocol.connection_made, tr)
+    loop.call_soon(protocol.connection_made, tr, context=context)
     if is_socket or (is_fifo and _WATCH_FIFO):
         # only start reading when connection_made() has been called
-        loop.call_soon(tr._start_reading)
+        loop.call_soon(tr._start_reading, context=context)
     if waiter is not None:
         # only wake up the waiter when connection_made() has been called
         loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
                        waiter, None)
     return tr
+
+
+def _context_for(protocol: Any, context: Any) -> Any:
+    """The context a pipe's protocol callbacks run in: `context` if given;
+    for the pipes of a subprocess, the subprocess transport's (so that its
+    protocol's pipe_* callbacks share one context with process_exited());
+    else a copy of the current one, as asyncio 3.15 gives sockets."""
+    if context is not None:
+        return context
+    if isinstance(protocol, _SUBPROCESS_PIPE_PROTOS):
+        context = getattr(protocol.proc, "_tl_context", None)
+    return context if context is not None else contextvars.copy_context()
+
+
+_SUBPROCESS_PIPE_PROTOS = (base_subprocess.ReadSubprocessPipeProto,
+                           base_subprocess.WriteSubprocessPipeProto)
 
 
 # -- slow paths called from C ---------------------------------------------

@@ -9,6 +9,7 @@ once per connection (construction) or only on errors lives here.
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import logging
 import sys
@@ -37,12 +38,19 @@ _CHECKS_FD = sys.version_info >= (3, 12)
 
 
 def make_socket_transport(loop, sock, protocol, waiter=None, *,
-                          extra=None, server=None):
-    # type: (Loop, socket, Any, Any, Any, Any) -> _core.SocketTransport
-    """What asyncio's _SelectorSocketTransport.__init__ does, in order."""
+                          extra=None, server=None, context=None):
+    # type: (Loop, socket, Any, Any, Any, Any, Any) -> _core.SocketTransport
+    """What asyncio's _SelectorSocketTransport.__init__ does, in order.
+
+    Every protocol callback runs in `context`: asyncio 3.15 passes one (a
+    copy per accepted connection); older Pythons pass none and get 3.15's
+    behaviour all the same, from a copy of the current context (inside
+    asyncio's accept task, itself a copy per connection)."""
     if _CHECKS_FD:
         loop._ensure_fd_no_transport(sock)
-    tr = SocketTransport._new(loop, sock, protocol)
+    if context is None:
+        context = contextvars.copy_context()
+    tr = SocketTransport._new(loop, sock, protocol, context)
     transports._FlowControlMixin.__init__(tr, extra, loop)
     _init_extra(tr, sock)
     if server is not None:
@@ -55,8 +63,8 @@ def make_socket_transport(loop, sock, protocol, waiter=None, *,
         tr._server = server
     loop._transports[tr._sock_fd] = tr
     base_events._set_nodelay(sock)  # type: ignore[attr-defined]
-    loop.call_soon(protocol.connection_made, tr)
-    loop.call_soon(tr._start_reading)
+    loop.call_soon(protocol.connection_made, tr, context=context)
+    loop.call_soon(tr._start_reading, context=context)
     if waiter is not None:
         loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
                        waiter, None)
@@ -80,16 +88,19 @@ def _init_extra(tr: Any, sock: socket) -> None:
 
 
 def make_datagram_transport(loop, sock, protocol, address=None,
-                            waiter=None, extra=None):
-    # type: (Loop, socket, Any, Any, Any, Any) -> _core.DatagramTransport
-    """What asyncio's _SelectorDatagramTransport.__init__ does, in order."""
-    tr = DatagramTransport._new(loop, sock, protocol)
+                            waiter=None, extra=None, context=None):
+    # type: (Loop, socket, Any, Any, Any, Any, Any) -> _core.DatagramTransport
+    """What asyncio's _SelectorDatagramTransport.__init__ does, in order,
+    with the protocol's callbacks in one context as for sockets."""
+    if context is None:
+        context = contextvars.copy_context()
+    tr = DatagramTransport._new(loop, sock, protocol, context)
     transports._FlowControlMixin.__init__(tr, extra, loop)
     _init_extra(tr, sock)
     tr._dgram_setup(address, bool(tr._extra["peername"]))
     loop._transports[tr._sock_fd] = tr
-    loop.call_soon(protocol.connection_made, tr)
-    loop.call_soon(tr._start_reading)
+    loop.call_soon(protocol.connection_made, tr, context=context)
+    loop.call_soon(tr._start_reading, context=context)
     if waiter is not None:
         loop.call_soon(futures._set_result_unless_cancelled,  # type: ignore[attr-defined]
                        waiter, None)
@@ -107,18 +118,12 @@ def make_ssl_transport(loop, rawsock, protocol, sslcontext, waiter=None, *,
     ssl_protocol = _sslproto.new_ssl_protocol(
         loop, protocol, sslcontext, waiter, server_side, server_hostname,
         context=context, **timeouts)
-    kw: dict[str, Any] = {}
-    if _SOCKET_TAKES_CONTEXT:
-        # One context for the connection: the socket transport's callbacks
-        # (the SSL protocol's) and the app protocol's.
-        kw["context"] = getattr(ssl_protocol, "_context", context)
+    # One context for the connection: the socket transport's callbacks
+    # (the SSL protocol's) and the app protocol's.
     make_socket_transport(loop, rawsock, ssl_protocol, extra=extra,
-                          server=server, **kw)
+                          server=server,
+                          context=getattr(ssl_protocol, "_context", context))
     return ssl_protocol._app_transport
-
-
-_SOCKET_TAKES_CONTEXT = "context" in inspect.signature(
-    make_socket_transport).parameters
 
 
 # -- slow paths called from C ---------------------------------------------
