@@ -332,7 +332,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                 self, protocol, args, shell, stdin, stdout, stderr, bufsize,
                 extra=extra, **kwargs)
         waiter = self.create_future()
-        transp = unix_events._UnixSubprocessTransport(  # type: ignore[attr-defined]
+        transp = _pipes.SubprocessTransport(
             self, protocol, args, shell, stdin, stdout, stderr, bufsize,
             waiter=waiter, extra=extra, **kwargs)
         self._watch_child(transp.get_pid(), transp)

@@ -18,7 +18,8 @@ import selectors
 import stat
 import sys
 import warnings
-from asyncio import base_subprocess, futures, selector_events, transports
+from asyncio import (base_subprocess, futures, selector_events, transports,
+                     unix_events)
 
 from . import _core
 
@@ -106,6 +107,60 @@ def _context_for(protocol: Any, context: Any) -> Any:
 
 _SUBPROCESS_PIPE_PROTOS = (base_subprocess.ReadSubprocessPipeProto,
                            base_subprocess.WriteSubprocessPipeProto)
+
+
+class _LoopInContext:
+    """The loop, as asyncio's _connect_pipes() sees it: its call_soon()
+    (connection_made() and the callbacks queued before it) runs in the
+    subprocess's context.  Everything else is the loop's own."""
+
+    __slots__ = ("_tl_loop", "_tl_context")
+
+    def __init__(self, loop: Any, context: Any) -> None:
+        self._tl_loop = loop
+        self._tl_context = context
+
+    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
+        if context is None:
+            context = self._tl_context
+        return self._tl_loop.call_soon(callback, *args, context=context)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tl_loop, name)
+
+
+class SubprocessTransport(unix_events._UnixSubprocessTransport):  # type: ignore[name-defined,misc]
+    """asyncio's subprocess transport, whose protocol callbacks
+    (connection_made, pipe_data_received, pipe_connection_lost,
+    process_exited, connection_lost) all run in one context: a copy of the
+    one current when the process was started.  Its pipes take the same
+    context (_context_for).  asyncio schedules each in a new copy."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Before asyncio's __init__, which starts _connect_pipes().
+        self._tl_context = contextvars.copy_context()
+        super().__init__(*args, **kwargs)
+
+    def _call(self, cb: Any, *data: Any) -> None:
+        if self._pending_calls is not None:
+            self._pending_calls.append((cb, data))
+        else:
+            self._loop.call_soon(cb, *data, context=self._tl_context)
+
+    async def _connect_pipes(self, waiter: Any) -> None:
+        # asyncio's own, which reads self._loop once as it starts.
+        loop = self._loop
+        self._loop = _LoopInContext(loop, self._tl_context)
+        try:
+            await _BASE_CONNECT_PIPES(self, waiter)
+        finally:
+            self._loop = loop
+
+
+_BASE_CONNECT_PIPES = base_subprocess.BaseSubprocessTransport._connect_pipes
+# Reprs say what asyncio's say.
+SubprocessTransport.__name__ = "_UnixSubprocessTransport"
+SubprocessTransport.__qualname__ = "_UnixSubprocessTransport"
 
 
 # -- slow paths called from C ---------------------------------------------
