@@ -198,11 +198,13 @@ tl_call_soon_in(LoopObject *loop, PyObject *callback, PyObject *arg,
                 PyObject *ctx)
 {
     tl_state *st = loop->st;
-    PyObject *args[4] = {(PyObject *)loop, callback, arg, ctx};
-    size_t n = arg != NULL ? 3 : 2;
-    if (arg == NULL) {
-        args[2] = ctx;
+    PyObject *args[4] = {(PyObject *)loop, callback, NULL, NULL};
+    size_t n = 2;
+    if (arg != NULL) {
+        args[n++] = arg;
     }
+    /* The keyword's value follows the positional arguments. */
+    args[n] = ctx;
     return PyObject_VectorcallMethod(
         st->str_call_soon, args, n | PY_VECTORCALL_ARGUMENTS_OFFSET,
         ctx != NULL ? st->kw_context : NULL);

@@ -101,7 +101,8 @@ def _context_for(protocol: Any, context: Any) -> Any:
     if context is not None:
         return context
     if isinstance(protocol, _SUBPROCESS_PIPE_PROTOS):
-        context = getattr(protocol.proc, "_tl_context", None)
+        context = getattr(getattr(protocol, "proc", None), "_tl_context",
+                          None)
     return context if context is not None else contextvars.copy_context()
 
 
@@ -135,6 +136,8 @@ class SubprocessTransport(unix_events._UnixSubprocessTransport):  # type: ignore
     process_exited, connection_lost) all run in one context: a copy of the
     one current when the process was started.  Its pipes take the same
     context (_context_for).  asyncio schedules each in a new copy."""
+
+    _loop: Any
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         # Before asyncio's __init__, which starts _connect_pipes().
