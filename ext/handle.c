@@ -179,6 +179,26 @@ tl_context_join(PyObject *ctx)
     return 1;
 }
 
+/* The context argument of a transport's _new(): `arg` (NULL if not
+ * given) must be a contextvars.Context or None.  *ctx is borrowed, NULL
+ * for none. */
+int
+tl_context_arg(PyObject *arg, PyObject **ctx)
+{
+    *ctx = NULL;
+    if (arg == NULL || arg == Py_None) {
+        return 0;
+    }
+    if (!PyContext_CheckExact(arg)) {
+        PyErr_Format(PyExc_TypeError,
+                     "context must be a contextvars.Context, not %.200s",
+                     Py_TYPE(arg)->tp_name);
+        return -1;
+    }
+    *ctx = arg;
+    return 0;
+}
+
 /* Leave the context tl_context_join() entered.  Keeps the pending
  * exception of the callback, if any. */
 void

@@ -1082,11 +1082,8 @@ Pipe_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
                         "_new(loop, pipe, fileno, protocol[, context])");
         return NULL;
     }
-    PyObject *ctx = nargs == 5 && args[4] != Py_None ? args[4] : NULL;
-    if (ctx != NULL && !PyContext_CheckExact(ctx)) {
-        PyErr_Format(PyExc_TypeError,
-                     "context must be a contextvars.Context, not %.200s",
-                     Py_TYPE(ctx)->tp_name);
+    PyObject *ctx;
+    if (tl_context_arg(nargs == 5 ? args[4] : NULL, &ctx) < 0) {
         return NULL;
     }
     PyTypeObject *tp = (PyTypeObject *)cls;

@@ -239,6 +239,8 @@ void tl_handle_clear_callback(HandleObject *h);
 /* Run a transport's protocol callback in its context: 1 if entered (pass
  * it to tl_context_leave()), 0 if already current or none. */
 int tl_context_join(PyObject *ctx);
+/* A transport's optional context argument: Context or None (*ctx NULL). */
+int tl_context_arg(PyObject *arg, PyObject **ctx);
 void tl_context_leave(PyObject *ctx, int joined);
 /* loop.call_soon(callback[, arg], context=ctx); ctx may be NULL.  New
  * reference. */

@@ -1057,11 +1057,8 @@ Transport_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
                         "_new(loop, sock, protocol[, context])");
         return NULL;
     }
-    PyObject *ctx = nargs == 4 && args[3] != Py_None ? args[3] : NULL;
-    if (ctx != NULL && !PyContext_CheckExact(ctx)) {
-        PyErr_Format(PyExc_TypeError,
-                     "context must be a contextvars.Context, not %.200s",
-                     Py_TYPE(ctx)->tp_name);
+    PyObject *ctx;
+    if (tl_context_arg(nargs == 4 ? args[3] : NULL, &ctx) < 0) {
         return NULL;
     }
     PyTypeObject *tp = (PyTypeObject *)cls;

@@ -132,6 +132,17 @@ def check(kind, traces, starts, events, stock_agrees):
         assert traces != ideal
 
 
+async def until(seen, event):
+    """Wait until a protocol's trace has `event`."""
+    while not any(ev == event for ev, _ in seen):
+        await asyncio.sleep(0.001)
+
+
+def drain(sock):
+    while sock.recv(1 << 20):
+        pass
+
+
 # ---- stream sockets: TCP, TLS, Unix ------------------------------------
 
 async def stream_scenario(open_server, connect, protocol):
@@ -305,8 +316,7 @@ def test_pipes(kind):
         var.set("after connect")
         wtr.set_write_buffer_limits(high=1)
         wtr.write(b"x" * (1 << 20))
-        while not any(ev == "resume_writing" for ev, _ in traces["writer"]):
-            await asyncio.sleep(0.001)
+        await until(traces["writer"], "resume_writing")
 
         async def closer():
             var.set("in closer")
@@ -373,16 +383,13 @@ def test_pause_writing_from_another_task(kind):
             var.set("in writer")
             tr.write(b"x" * (8 << 20))
         await loop.create_task(writer())
-        b.setblocking(False)
-        while not any(ev == "resume_writing" for ev, _ in traces["sock"]):
-            try:
-                while b.recv(1 << 20):
-                    pass
-            except BlockingIOError:
-                pass
-            await asyncio.sleep(0.001)
+        # The peer reads in a thread until the buffer drained.
+        reader = loop.run_in_executor(None, drain, b)
+        await until(traces["sock"], "resume_writing")
         tr.close()
         await wait(proto.lost)
+        b.shutdown(socket.SHUT_RDWR)
+        await wait(reader)
         b.close()
         return traces
 
