@@ -320,6 +320,54 @@ def test_released_memoryview_behind_queued_data(compare, where):
     compare(scenario)
 
 
+@pytest.mark.parametrize("kind_of_data", ["bytearray", "memoryview"])
+@pytest.mark.parametrize("where", WHERES)
+def test_changed_after_sent_in_part(compare, where, kind_of_data):
+    """A buffer queued behind data, changed once it is partly sent: from
+    3.12 asyncio then holds data[n:] of it, a copy of a bytearray's rest
+    (the change is not sent, and the bytearray may be resized) but a view
+    of a memoryview's (the change is sent from where the send stopped).
+    Before 3.12 it was copied at write()."""
+    size = 1024 * 1024
+
+    def scenario(loop):
+        async def main():
+            wsock, rsock = stream_socket_pair(where)
+            try:
+                write, _, tr, pr, closer = await open_writer(
+                    loop, where, wsock, False)
+                trace = []
+                head = fill(write, tr, trace)
+                base = bytearray(b"a" * size)
+                data = base if kind_of_data == "bytearray" else \
+                    memoryview(base)
+                write(data)
+                got = bytearray()
+                while len(got) < len(head) + 1000:
+                    got += await wait(loop.sock_recv(rsock, 64 * 1024))
+                base[:] = b"z" * size
+                if kind_of_data == "bytearray":
+                    attempt(trace, "clear", base.clear)
+                data_task = loop.create_task(read_all(loop, rsock))
+                await closer()
+                got += await wait(data_task, 30)
+                rest = bytes(got[len(head):])
+                nz = rest.count(b"z")
+                trace.append(("head", got[:len(head)] == head))
+                trace.append(("rest", len(rest), nz > 0,
+                              rest == b"a" * (size - nz) + b"z" * nz))
+                return trace
+            finally:
+                rsock.close()
+                wsock.close()
+
+        return run_until(loop, main(), 60)
+
+    trace = compare(scenario)
+    changed = kind_of_data == "memoryview" and PY >= (3, 12)
+    assert ("rest", size, changed, True) in trace
+
+
 @pytest.mark.parametrize("where", WHERES)
 def test_emptied_bytearray_does_not_stall_close(kind, where):
     """A bytearray queued behind data and then emptied: from 3.12 asyncio
