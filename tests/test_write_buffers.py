@@ -24,10 +24,11 @@ import asyncio
 import os
 import socket
 import sys
+import types
 
 import pytest
 
-from support import PY, attempt, run_on, run_until
+from support import PY, attempt, run_scenario, run_until
 from netsupport import (HOST4, NET_MARKS, Recorder, digest, exc_ev, payload,
                         temp_dir, wait)
 from netsupport import _net_collect_garbage  # noqa: F401 (autouse)
@@ -64,8 +65,9 @@ def stream_socket_pair(where):
 
 
 async def open_writer(loop, where, wsock, stream):
-    """A transport (or, with stream, a StreamWriter) over wsock.  Returns
-    (write, writelines, transport, protocol, closer)."""
+    """A transport (or, with stream, a StreamWriter) over wsock: a namespace
+    with write, writelines, tr, pr (None for a StreamWriter) and closer()
+    (close, and wait until the connection is lost)."""
     if stream:
         if where == "unix":
             _, writer = await wait(asyncio.open_unix_connection(sock=wsock))
@@ -77,8 +79,9 @@ async def open_writer(loop, where, wsock, stream):
             writer.close()
             await wait(writer.wait_closed(), 30)
 
-        return (writer.write, writer.writelines, writer.transport, None,
-                closer)
+        return types.SimpleNamespace(
+            write=writer.write, writelines=writer.writelines,
+            tr=writer.transport, pr=None, closer=closer)
     if where == "unix":
         tr, pr = await wait(loop.create_unix_connection(
             lambda: Recorder(loop), sock=wsock))
@@ -90,7 +93,30 @@ async def open_writer(loop, where, wsock, stream):
         tr.close()
         await wait(pr.lost, 30)
 
-    return tr.write, tr.writelines, tr, pr, closer
+    return types.SimpleNamespace(write=tr.write, writelines=tr.writelines,
+                                 tr=tr, pr=pr, closer=closer)
+
+
+def socket_scenario(where, run, stream=False):
+    """A scenario: ``await run(loop, w, rsock)`` with w from open_writer()
+    over a fresh stream_socket_pair() and rsock its reading end."""
+    def scenario(loop):
+        async def main():
+            wsock, rsock = stream_socket_pair(where)
+            try:
+                w = await open_writer(loop, where, wsock, stream)
+                return await run(loop, w, rsock)
+            finally:
+                rsock.close()
+                wsock.close()
+
+        return run_until(loop, main(), 60)
+
+    return scenario
+
+
+def lost_events(pr):
+    return ("events", [e for e in pr.events if e[0] in ("made", "lost")])
 
 
 async def read_all(loop, rsock):
@@ -117,41 +143,28 @@ def received_tail(trace):
 
 
 def stream_scenario(where, body, stream=False):
-    """A scenario: fill the socket with BIG bytes written through the
-    transport (sent in part, the rest queued), then body(write, writelines,
-    tr, trace) synchronously, then read all, close and trace what the peer
-    got.  body returns the bytes that follow the filler on the wire if the
-    filler is not bytes (None: the filler was written as bytes here)."""
-    def scenario(loop):
-        async def main():
-            wsock, rsock = stream_socket_pair(where)
-            try:
-                write, writelines, tr, pr, closer = await open_writer(
-                    loop, where, wsock, stream)
-                trace = []
-                head = body(write, writelines, tr, trace)
-                data_task = loop.create_task(read_all(loop, rsock))
-                await closer()
-                data = await wait(data_task, 30)
-                trace.append(received(data, head))
-                if pr is not None:
-                    trace.append(("events", [e for e in pr.events
-                                             if e[0] in ("made", "lost")]))
-                return trace
-            finally:
-                rsock.close()
-                wsock.close()
+    """A scenario: body(w, trace) fills the socket (fill()) and writes,
+    synchronously, returning the filler; then everything is read, the
+    writer closed, and what the peer got after the filler traced."""
+    async def run(loop, w, rsock):
+        trace = []
+        head = body(w, trace)
+        data_task = loop.create_task(read_all(loop, rsock))
+        await w.closer()
+        data = await wait(data_task, 30)
+        trace.append(received(data, head))
+        if w.pr is not None:
+            trace.append(lost_events(w.pr))
+        return trace
 
-        return run_until(loop, main(), 60)
-
-    return scenario
+    return socket_scenario(where, run, stream)
 
 
-def fill(write, tr, trace):
+def fill(w, trace):
     """Write BIG bytes: the socket takes a part, the rest is queued."""
     big = payload(BIG, 1)
-    write(big)
-    trace.append(("filler queued", 0 < tr.get_write_buffer_size() < BIG))
+    w.write(big)
+    trace.append(("filler queued", 0 < w.tr.get_write_buffer_size() < BIG))
     return big
 
 
@@ -166,14 +179,14 @@ def test_bytearray_reuse_after_queued_write(compare, where, api):
     clear() it, 2000 times, with every write queued.  Stock asyncio never
     raises; before 3.12 the peer gets every record, from 3.12 the peer gets
     (2000 times) what the bytearray holds when the data is sent."""
-    def body(write, writelines, tr, trace):
-        head = fill(write, tr, trace)
-        size0 = tr.get_write_buffer_size()
+    def body(w, trace):
+        head = fill(w, trace)
+        size0 = w.tr.get_write_buffer_size()
         buf = bytearray()
         errors = []
         for i in range(2000):
             buf += b"record %04d\n" % i
-            write(buf)
+            w.write(buf)
             try:
                 buf.clear()
             except BufferError as exc:
@@ -182,7 +195,7 @@ def test_bytearray_reuse_after_queued_write(compare, where, api):
                 buf = bytearray()
         trace.append(("errors", len(errors), errors[:1]))
         trace.append(("buffer size grew by",
-                      tr.get_write_buffer_size() - size0))
+                      w.tr.get_write_buffer_size() - size0))
         buf += b"final\n"
         return head
 
@@ -197,21 +210,21 @@ def test_mutation_after_queued_write(compare, where):
     """A bytearray written behind queued data, then changed in place or
     resized: before 3.12 the peer gets the bytes of write() time; from 3.12
     those of send time (asyncio holds the object, no export)."""
-    def body(write, writelines, tr, trace):
-        head = fill(write, tr, trace)
-        size0 = tr.get_write_buffer_size()
+    def body(w, trace):
+        head = fill(w, trace)
+        size0 = w.tr.get_write_buffer_size()
         a = bytearray(b"A" * 10)
-        write(a)
+        w.write(a)
         a[:] = b"Z" * 10
         b = bytearray(b"B" * 10)
-        write(b)
+        w.write(b)
         attempt(trace, "resize b", b.extend, b"Y" * 10)
         c = bytearray(b"C" * 10)
-        write(memoryview(c)[2:8])
+        w.write(memoryview(c)[2:8])
         c[:] = b"X" * 10
         attempt(trace, "clear c", c.clear)
         trace.append(("buffer size grew by",
-                      tr.get_write_buffer_size() - size0))
+                      w.tr.get_write_buffer_size() - size0))
         return head
 
     trace = compare(stream_scenario(where, body))
@@ -230,12 +243,12 @@ def test_partial_first_write(compare, where, kind_of_data):
     from 3.12 asyncio keeps memoryview(data)[n:], which locks the
     bytearray (BufferError on resize) and sends its contents of send time.
     The caller's own memoryview may be released in both."""
-    def body(write, writelines, tr, trace):
+    def body(w, trace):
         original = payload(BIG, 2)
         base = bytearray(original)
         data = base if kind_of_data == "bytearray" else memoryview(base)
-        write(data)
-        trace.append(("queued", 0 < tr.get_write_buffer_size() < BIG))
+        w.write(data)
+        trace.append(("queued", 0 < w.tr.get_write_buffer_size() < BIG))
         base[-6:] = b"ZZZZZZ"
         if kind_of_data == "memoryview":
             attempt(trace, "release the memoryview", data.release)
@@ -258,11 +271,11 @@ def test_writelines_then_reuse(compare, where):
     """writelines() behind queued data: before 3.12 a joined copy; from 3.12
     memoryview(item) of each item, which locks the items' bytearrays until
     they are sent."""
-    def body(write, writelines, tr, trace):
-        head = fill(write, tr, trace)
+    def body(w, trace):
+        head = fill(w, trace)
         a = bytearray(b"a" * 8)
         b = bytearray(b"b" * 8)
-        writelines([a, b, b"c" * 8])
+        w.writelines([a, b, b"c" * 8])
         attempt(trace, "clear a", a.clear)
         b[:] = b"Q" * 8
         attempt(trace, "append b", b.extend, b"!")
@@ -284,40 +297,28 @@ def test_released_memoryview_behind_queued_data(compare, where):
     release() succeeds.  Before 3.12 its bytes were copied; from 3.12
     sending it fails (a fatal write error, as asyncio's sendmsg() raises
     ValueError)."""
-    def scenario(loop):
-        async def main():
-            wsock, rsock = stream_socket_pair(where)
-            errors = []
-            loop.set_exception_handler(
-                lambda lp, ctx: errors.append(
-                    (ctx.get("message"),
-                     exc_ev(ctx["exception"]) if "exception" in ctx
-                     else None)))
-            try:
-                write, writelines, tr, pr, closer = await open_writer(
-                    loop, where, wsock, False)
-                trace = []
-                head = fill(write, tr, trace)
-                mv = memoryview(bytearray(b"m" * 16))
-                write(mv)
-                attempt(trace, "release", mv.release)
-                data_task = loop.create_task(read_all(loop, rsock))
-                tr.close()
-                await wait(pr.lost, 30)
-                data = await wait(data_task, 30)
-                trace.append(("head", data[:len(head)] == head[:len(data)]))
-                trace.append(("whole", data == head + b"m" * 16))
-                trace.append(("handler", errors))
-                trace.append(("events", [e for e in pr.events
-                                         if e[0] in ("made", "lost")]))
-                return trace
-            finally:
-                rsock.close()
-                wsock.close()
+    async def run(loop, w, rsock):
+        errors = []
+        loop.set_exception_handler(
+            lambda lp, ctx: errors.append(
+                (ctx.get("message"),
+                 exc_ev(ctx["exception"]) if "exception" in ctx else None)))
+        trace = []
+        head = fill(w, trace)
+        mv = memoryview(bytearray(b"m" * 16))
+        w.write(mv)
+        attempt(trace, "release", mv.release)
+        data_task = loop.create_task(read_all(loop, rsock))
+        await w.closer()
+        data = await wait(data_task, 30)
+        trace.append(("head", data[:len(head)] == head[:len(data)]))
+        trace.append(("whole", data == head + b"m" * 16))
+        trace.append(("handler", errors))
+        trace.append(lost_events(w.pr))
+        return trace
 
-        return run_until(loop, main(), 60)
-
-    compare(scenario)
+    trace = compare(socket_scenario(where, run))
+    assert ("ok", "release") in trace
 
 
 @pytest.mark.parametrize("kind_of_data", ["bytearray", "memoryview"])
@@ -330,40 +331,28 @@ def test_changed_after_sent_in_part(compare, where, kind_of_data):
     Before 3.12 it was copied at write()."""
     size = 1024 * 1024
 
-    def scenario(loop):
-        async def main():
-            wsock, rsock = stream_socket_pair(where)
-            try:
-                write, _, tr, pr, closer = await open_writer(
-                    loop, where, wsock, False)
-                trace = []
-                head = fill(write, tr, trace)
-                base = bytearray(b"a" * size)
-                data = base if kind_of_data == "bytearray" else \
-                    memoryview(base)
-                write(data)
-                got = bytearray()
-                while len(got) < len(head) + 1000:
-                    got += await wait(loop.sock_recv(rsock, 64 * 1024))
-                base[:] = b"z" * size
-                if kind_of_data == "bytearray":
-                    attempt(trace, "clear", base.clear)
-                data_task = loop.create_task(read_all(loop, rsock))
-                await closer()
-                got += await wait(data_task, 30)
-                rest = bytes(got[len(head):])
-                nz = rest.count(b"z")
-                trace.append(("head", got[:len(head)] == head))
-                trace.append(("rest", len(rest), nz > 0,
-                              rest == b"a" * (size - nz) + b"z" * nz))
-                return trace
-            finally:
-                rsock.close()
-                wsock.close()
+    async def run(loop, w, rsock):
+        trace = []
+        head = fill(w, trace)
+        base = bytearray(b"a" * size)
+        w.write(base if kind_of_data == "bytearray" else memoryview(base))
+        got = bytearray()
+        while len(got) < len(head) + 1000:
+            got += await wait(loop.sock_recv(rsock, 64 * 1024))
+        base[:] = b"z" * size
+        if kind_of_data == "bytearray":
+            attempt(trace, "clear", base.clear)
+        data_task = loop.create_task(read_all(loop, rsock))
+        await w.closer()
+        got += await wait(data_task, 30)
+        rest = bytes(got[len(head):])
+        nz = rest.count(b"z")
+        trace.append(("head", got[:len(head)] == head))
+        trace.append(("rest", len(rest), nz > 0,
+                      rest == b"a" * (size - nz) + b"z" * nz))
+        return trace
 
-        return run_until(loop, main(), 60)
-
-    trace = compare(scenario)
+    trace = compare(socket_scenario(where, run))
     changed = kind_of_data == "memoryview" and PY >= (3, 12)
     assert ("rest", size, changed, True) in trace
 
@@ -377,26 +366,19 @@ def test_emptied_bytearray_does_not_stall_close(kind, where):
     if kind == "asyncio" and PY >= (3, 12):
         pytest.skip("stock asyncio 3.12+ never completes this close()")
 
-    async def main():
-        loop = asyncio.get_running_loop()
-        wsock, rsock = stream_socket_pair(where)
-        try:
-            write, _, tr, pr, closer = await open_writer(loop, where, wsock,
-                                                         False)
-            head = fill(write, tr, [])
-            buf = bytearray(b"x" * 10)
-            write(buf)
-            buf.clear()
-            data_task = loop.create_task(read_all(loop, rsock))
-            await closer()
-            data = await wait(data_task, 30)
-            return (pr.events[-1],
-                    data == (head + b"x" * 10 if PY < (3, 12) else head))
-        finally:
-            rsock.close()
-            wsock.close()
+    async def run(loop, w, rsock):
+        head = fill(w, [])
+        buf = bytearray(b"x" * 10)
+        w.write(buf)
+        buf.clear()
+        data_task = loop.create_task(read_all(loop, rsock))
+        await w.closer()
+        data = await wait(data_task, 30)
+        return [w.pr.events[-1],
+                data == (head + b"x" * 10 if PY < (3, 12) else head)]
 
-    assert run_on(kind, main, timeout=60) == (("lost", None), True)
+    assert run_scenario(kind, socket_scenario(where, run)) == [
+        ("lost", None), True]
 
 
 # --------------------------------------------------------------------------
