@@ -14,7 +14,9 @@ import threading
 
 import pytest
 
-from support import GUARD_TIMEOUT, run_forever_guarded, run_until
+from support import (
+    GUARD_TIMEOUT, is_tideloop_loop, run_forever_guarded, run_until,
+)
 
 N_THREADS = 8
 
@@ -102,6 +104,10 @@ def test_timer_keeps_ticking_during_flood(loop):
     # A 10 ms repeating timer must get its turn while eight threads flood:
     # it ticks 20 times, then stops the loop.  Unthrottled, tideloop ran 2
     # ticks in 10 s (the guard fails that); asyncio runs 26-222 in 3 s.
+    if UNDER_ASAN and not is_tideloop_loop(loop):
+        # Nothing paces asyncio but its GIL hand-overs: under ASan's
+        # slowdown it ran fewer than 20 ticks in 60 s.
+        pytest.skip("stock asyncio starves its timers under ASan")
     flood = Flood(loop)
     ticks = []
     backlog = []
