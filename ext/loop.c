@@ -98,6 +98,7 @@ rq_push(LoopObject *self, HandleObject *h)
     }
     self->rq[(self->rq_head + self->rq_len) & (self->rq_cap - 1)] = h;
     self->rq_len++;
+    self->ts_pending += h->threadsafe;
     return 0;
 }
 
@@ -108,6 +109,7 @@ rq_pop(LoopObject *self)
     HandleObject *h = self->rq[self->rq_head];
     self->rq_head = (self->rq_head + 1) & (self->rq_cap - 1);
     self->rq_len--;
+    self->ts_pending -= h->threadsafe;
     return h;
 }
 
@@ -468,6 +470,7 @@ Loop_dealloc(LoopObject *self)
         PyObject_ClearWeakRefs((PyObject *)self);
     }
     Loop_clear(self);
+    tl_tsafe_free(self);
     Py_CLEAR(self->thread_id);
     if (self->uv != NULL) {
         tl_poll_close_all(self);
@@ -575,6 +578,9 @@ loop_call_soon_impl(LoopObject *self, PyObject *const *args,
                      "%s() missing 1 required positional argument: "
                      "'callback'",
                      fname);
+        return NULL;
+    }
+    if (threadsafe && tl_tsafe_throttle(self) < 0) {
         return NULL;
     }
     if (parse_context_kw(self, args, nargs, kwnames, fname, &ctx) < 0 ||
@@ -905,6 +911,7 @@ static PyObject *
 Loop_stop(LoopObject *self, PyObject *Py_UNUSED(ignored))
 {
     self->stopping = 1;
+    tl_tsafe_release(self);
     Py_RETURN_NONE;
 }
 
@@ -1154,6 +1161,7 @@ loop_run_once(LoopObject *self)
             return -1;
         }
     }
+    tl_tsafe_drained(self);
     return 0;
 }
 
@@ -1177,6 +1185,7 @@ Loop_run(LoopObject *self, PyObject *Py_UNUSED(ignored))
         }
     }
     self->in_run = 0;
+    tl_tsafe_release(self);
     if (r < 0) {
         return NULL;
     }

@@ -193,6 +193,10 @@ typedef struct LoopObject {
     Py_ssize_t n_transports;     /* C transports not yet connection-lost */
     int64_t created_ns;          /* loop clock at creation */
     int64_t closed_ns;           /* loop clock at close(), or 0 */
+
+    /* threadsafe.c: backpressure on call_soon_threadsafe producers. */
+    Py_ssize_t ts_pending;       /* threadsafe handles in the ready queue */
+    struct tl_tsafe *ts;         /* producers' wait state, made on demand */
 } LoopObject;
 
 /* module.c */
@@ -246,6 +250,25 @@ void tl_context_leave(PyObject *ctx, int joined);
  * reference. */
 PyObject *tl_call_soon_in(LoopObject *loop, PyObject *callback,
                           PyObject *arg, PyObject *ctx);
+
+/* threadsafe.c: a call_soon_threadsafe producer waits (GIL released) while
+ * TL_TSAFE_HIGH threadsafe handles are queued on a running loop, until the
+ * loop is down to TL_TSAFE_LOW (or stops, or seems stalled). */
+#define TL_TSAFE_HIGH 1024
+#define TL_TSAFE_LOW 256
+/* Before queueing a threadsafe handle: 0, or -1 with an exception set (a
+ * signal handler raised while the main thread waited). */
+int tl_tsafe_wait(LoopObject *loop);
+static inline int
+tl_tsafe_throttle(LoopObject *loop)
+{
+    return loop->ts_pending < TL_TSAFE_HIGH ? 0 : tl_tsafe_wait(loop);
+}
+/* The loop ran a batch: wake the producers if it is down to low water. */
+void tl_tsafe_drained(LoopObject *loop);
+/* The loop stops, or its run exits: wake every producer. */
+void tl_tsafe_release(LoopObject *loop);
+void tl_tsafe_free(LoopObject *loop);
 
 /* transport.c */
 int tl_transport_init_types(PyObject *module, tl_state *st);
