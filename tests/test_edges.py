@@ -1,0 +1,148 @@
+"""Rough edges from issue 15: what a loop costs in file descriptors (DNS
+resources are created at the first lookup), and the edge cases of sockets
+closed under the loop.  Each runs on stock asyncio and on tideloop."""
+import sys
+
+import pytest
+
+from support import describe_child, run_child
+
+# --------------------------------------------------------------------------
+# File descriptors: a loop holds few; DNS's libuv loop only once used
+# --------------------------------------------------------------------------
+
+FD_CODE = '''
+import socket
+def nfds():
+    return len(os.listdir("/proc/self/fd"))
+def lookup(loop, port):
+    got = loop.run_until_complete(asyncio.wait_for(loop.getaddrinfo(
+        "localhost", port, type=socket.SOCK_STREAM), 10))
+    return got == socket.getaddrinfo("localhost", port,
+                                     type=socket.SOCK_STREAM)
+base = nfds()
+loop = new_loop()
+out("held", nfds() - base)
+out("kind", kind_ok(loop))
+out("lookup", lookup(loop, 80))
+out("lookup again", lookup(loop, 81))
+used = nfds() - base
+loop.close()
+out("closed loop", nfds() - base < used)
+try:
+    loop.run_until_complete(loop.getaddrinfo("localhost", 80))
+except RuntimeError as exc:
+    out("lookup on closed loop", exc)
+second = new_loop()
+out("new loop after close", lookup(second, 82))
+second.close()
+'''
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"),
+                    reason="counts /proc/self/fd")
+def test_loop_fds_and_lazy_dns(kind):
+    """A fresh loop holds at most 5 fds (stock: 3, an epoll fd and the
+    self-pipe; tideloop: epoll, timerfd, eventfd and the signal socket
+    pair); DNS's libuv loop comes at the first lookup, works then, again,
+    and on a new loop after close(), which gives the fds back."""
+    proc = run_child(kind, FD_CODE)
+    assert proc.returncode == 0, describe_child(proc)
+    lines = proc.stdout.splitlines()
+    held = int(lines[0].split()[1])
+    assert 1 <= held <= 5, describe_child(proc)
+    assert lines[1:] == [
+        "kind True", "lookup True", "lookup again True", "closed loop True",
+        "lookup on closed loop Event loop is closed",
+        "new loop after close True"], describe_child(proc)
+
+
+DNS_FORK_CODE = '''
+import socket, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork + threads
+def lookup(loop, port):
+    got = loop.run_until_complete(asyncio.wait_for(loop.getaddrinfo(
+        "localhost", port, type=socket.SOCK_STREAM), 10))
+    return got == socket.getaddrinfo("localhost", port,
+                                     type=socket.SOCK_STREAM)
+used = new_loop()          # resolved before the fork
+out("parent before", lookup(used, 80))
+unused = new_loop()        # never resolved before the fork
+r, w = os.pipe()
+pid = os.fork()
+if pid == 0:
+    status = 1
+    try:
+        os.close(r)
+        # The inherited loops are left alone (stock asyncio shares their
+        # epoll sets with the parent); a new loop resolves in the child.
+        child = new_loop()
+        res = (lookup(child, 81), lookup(child, 82))
+        child.close()
+        os.write(w, repr(res).encode())
+        status = 0
+    except BaseException as exc:
+        os.write(w, ("child failed: %r" % (exc,)).encode())
+    finally:
+        os.close(w)
+        os._exit(status)
+os.close(w)
+data = b""
+while True:
+    chunk = os.read(r, 4096)
+    if not chunk:
+        break
+    data += chunk
+os.close(r)
+os.waitpid(pid, 0)
+out("child said", data.decode())
+out("parent after, used loop", lookup(used, 83))
+out("parent after, unused loop", lookup(unused, 84))
+used.close()
+unused.close()
+'''
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork")
+def test_dns_after_fork(compare_child):
+    proc = compare_child(DNS_FORK_CODE, timeout=60)
+    assert proc.stdout.splitlines() == [
+        "parent before True", "child said (True, True)",
+        "parent after, used loop True", "parent after, unused loop True"]
+
+
+@pytest.mark.tideloop_only
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="fork")
+def test_dns_in_inherited_loop_after_fork():
+    """tideloop re-creates its kernel objects in a fork child, the DNS libuv
+    loop too (stock asyncio's inherited loop shares its epoll set and its
+    executor's threads are gone): a loop that resolved before the fork, and
+    one that did not, resolve in the child."""
+    proc = run_child("tideloop", '''
+import socket, warnings
+warnings.simplefilter("ignore", DeprecationWarning)
+def lookup(loop, port):
+    got = loop.run_until_complete(asyncio.wait_for(loop.getaddrinfo(
+        "localhost", port, type=socket.SOCK_STREAM), 10))
+    return got == socket.getaddrinfo("localhost", port,
+                                     type=socket.SOCK_STREAM)
+used = new_loop()
+lookup(used, 80)
+unused = new_loop()
+pid = os.fork()
+if pid == 0:
+    code = 1
+    try:
+        code = 0 if (lookup(used, 81) and lookup(unused, 82)
+                     and lookup(used, 83)) else 3
+        used.close()
+        unused.close()
+    finally:
+        os._exit(code)
+_, status = os.waitpid(pid, 0)
+out("child exit", os.waitstatus_to_exitcode(status))
+out("parent", lookup(used, 84), lookup(unused, 85))
+''', timeout=60)
+    assert proc.returncode == 0, describe_child(proc)
+    assert proc.stdout.splitlines() == ["child exit 0", "parent True True"], \
+        describe_child(proc)
