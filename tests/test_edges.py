@@ -11,15 +11,20 @@ from support import describe_child, run_child
 # File descriptors: a loop holds few; DNS's libuv loop only once used
 # --------------------------------------------------------------------------
 
-FD_CODE = '''
-import socket
-def nfds():
-    return len(os.listdir("/proc/self/fd"))
+# lookup(loop, port): the loop's getaddrinfo() equals socket's.
+LOOKUP = '''
+import socket, warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork + threads
 def lookup(loop, port):
     got = loop.run_until_complete(asyncio.wait_for(loop.getaddrinfo(
         "localhost", port, type=socket.SOCK_STREAM), 10))
     return got == socket.getaddrinfo("localhost", port,
                                      type=socket.SOCK_STREAM)
+'''
+
+FD_CODE = LOOKUP + '''
+def nfds():
+    return len(os.listdir("/proc/self/fd"))
 base = nfds()
 loop = new_loop()
 out("held", nfds() - base)
@@ -57,14 +62,7 @@ def test_loop_fds_and_lazy_dns(kind):
         "new loop after close True"], describe_child(proc)
 
 
-DNS_FORK_CODE = '''
-import socket, warnings
-warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork + threads
-def lookup(loop, port):
-    got = loop.run_until_complete(asyncio.wait_for(loop.getaddrinfo(
-        "localhost", port, type=socket.SOCK_STREAM), 10))
-    return got == socket.getaddrinfo("localhost", port,
-                                     type=socket.SOCK_STREAM)
+DNS_FORK_CODE = LOOKUP + '''
 used = new_loop()          # resolved before the fork
 out("parent before", lookup(used, 80))
 unused = new_loop()        # never resolved before the fork
@@ -118,14 +116,7 @@ def test_dns_in_inherited_loop_after_fork():
     loop too (stock asyncio's inherited loop shares its epoll set and its
     executor's threads are gone): a loop that resolved before the fork, and
     one that did not, resolve in the child."""
-    proc = run_child("tideloop", '''
-import socket, warnings
-warnings.simplefilter("ignore", DeprecationWarning)
-def lookup(loop, port):
-    got = loop.run_until_complete(asyncio.wait_for(loop.getaddrinfo(
-        "localhost", port, type=socket.SOCK_STREAM), 10))
-    return got == socket.getaddrinfo("localhost", port,
-                                     type=socket.SOCK_STREAM)
+    proc = run_child("tideloop", LOOKUP + '''
 used = new_loop()
 lookup(used, 80)
 unused = new_loop()
