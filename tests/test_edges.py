@@ -1,11 +1,13 @@
 """Rough edges from issue 15: what a loop costs in file descriptors (DNS
 resources are created at the first lookup), and the edge cases of sockets
 closed under the loop.  Each runs on stock asyncio and on tideloop."""
+import asyncio
+import socket
 import sys
 
 import pytest
 
-from support import describe_child, run_child
+from support import describe_child, exc_event, run_child, run_until
 
 # --------------------------------------------------------------------------
 # File descriptors: a loop holds few; DNS's libuv loop only once used
@@ -137,3 +139,78 @@ out("parent", lookup(used, 84), lookup(unused, 85))
     assert proc.returncode == 0, describe_child(proc)
     assert proc.stdout.splitlines() == ["child exit 0", "parent True True"], \
         describe_child(proc)
+
+
+# --------------------------------------------------------------------------
+# A datagram endpoint on a socketpair(AF_UNIX, SOCK_DGRAM)
+# --------------------------------------------------------------------------
+
+class _Dgram(asyncio.DatagramProtocol):
+    def __init__(self, loop, name, trace):
+        self.name, self.trace = name, trace
+        self.got = []
+        self.lost = loop.create_future()
+
+    def datagram_received(self, data, addr):
+        self.got.append((data, addr))
+
+    def error_received(self, exc):
+        self.trace.append((self.name, "error_received", exc_event(exc)))
+
+    def connection_lost(self, exc):
+        self.trace.append((self.name, "lost",
+                           exc if exc is None else exc_event(exc)))
+        self.lost.set_result(None)
+
+
+async def _until(loop, cond):
+    """Run the loop until cond() holds (bounded by the scenario's guard)."""
+    while not cond():
+        await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("first", ["a", "b"])
+def test_socketpair_dgram_endpoint_exchange_and_close(compare, first):
+    """Issue 15.3: endpoints on both ends of an unnamed AF_UNIX datagram
+    pair exchange datagrams (through the sockets: the transports have no
+    peer address, so their sendto() is a fatal TypeError, on both loops),
+    then close in either order.  The exception handler sees exactly what
+    stock asyncio's sees."""
+    def scenario(loop):
+        trace = []
+        loop.set_exception_handler(lambda l, ctx: trace.append(
+            ("handler", ctx["message"], exc_event(ctx.get("exception")))))
+
+        async def main():
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+            ta, pa = await loop.create_datagram_endpoint(
+                lambda: _Dgram(loop, "a", trace), sock=a)
+            tb, pb = await loop.create_datagram_endpoint(
+                lambda: _Dgram(loop, "b", trace), sock=b)
+            trace.append(("peername", ta.get_extra_info("peername")))
+            for i in range(20):
+                a.send(b"a%d" % i)
+                b.send(b"b%d" % i)
+                await _until(loop, lambda: len(pa.got) > i
+                             and len(pb.got) > i)
+            trace.append(("got", pa.got, pb.got))
+            one, other = (ta, tb) if first == "a" else (tb, ta)
+            one.close()
+            await (pa.lost if first == "a" else pb.lost)
+            for _ in range(5):
+                await asyncio.sleep(0)
+            other.sendto(b"after close")
+            await pa.lost
+            await pb.lost
+            for _ in range(5):
+                await asyncio.sleep(0)
+            trace.append(("closed", a.fileno(), b.fileno()))
+
+        run_until(loop, main())
+        return trace
+
+    trace = compare(scenario)
+    assert ("handler", "Fatal write error on datagram transport",
+            ("TypeError", "a bytes-like object is required, not "
+             "'NoneType'")) in trace
+    assert trace[-1] == ("closed", -1, -1)
