@@ -290,12 +290,21 @@ dns_unlink(tl_dns *d, tl_dns_req *r)
 /* Put the libuv loop's backend fd in the loop's epoll set (data.fd =
  * -1 - fd marks the loop's own fds, see loop.c). */
 static int
-dns_watch(tl_uv *u)
+dns_watch(LoopObject *loop)
 {
+    tl_uv *u = loop->uv;
+    int fd = uv_backend_fd(&u->dns->loop);
+    /* A watcher may be left on this fd number by code that closed its fd
+     * without remove_reader(): the kernel dropped its registration with
+     * the fd, and removing the watcher later would take ours out of the
+     * set, leaving lookups unanswered.  Drop it now. */
+    if (tl_poll_set_handle(loop, fd, 0, NULL) < 0 ||
+        tl_poll_set_handle(loop, fd, 1, NULL) < 0) {
+        return -1;
+    }
     struct epoll_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
-    int fd = uv_backend_fd(&u->dns->loop);
     ev.data.fd = -1 - fd;
     if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
@@ -309,8 +318,9 @@ dns_watch(tl_uv *u)
 /* The loop's libuv loop, created at its first lookup: borrowed, or NULL
  * with an exception set. */
 static tl_dns *
-dns_get(tl_uv *u)
+dns_get(LoopObject *loop)
 {
+    tl_uv *u = loop->uv;
     if (u->dns != NULL) {
         return u->dns;
     }
@@ -327,7 +337,7 @@ dns_get(tl_uv *u)
     }
     d->loop.data = d;
     u->dns = d;
-    if (dns_watch(u) < 0) {
+    if (dns_watch(loop) < 0) {
         u->dns = NULL;
         (void)uv_loop_close(&d->loop);
         PyMem_RawFree(d);
@@ -339,7 +349,7 @@ dns_get(tl_uv *u)
 static PyObject *
 dns_submit(LoopObject *loop, tl_dns_req *r)
 {
-    tl_dns *d = dns_get(loop->uv);
+    tl_dns *d = dns_get(loop);
     if (d == NULL) {
         dns_free(r);
         return NULL;
@@ -658,9 +668,9 @@ tl_dns_close(tl_uv *u)
  * stock asyncio; forget the requests.  The libuv loop gets new kernel
  * objects (uv_loop_fork) and its fd goes in the new set. */
 int
-tl_dns_after_fork(tl_uv *u)
+tl_dns_after_fork(LoopObject *loop)
 {
-    tl_dns *d = u->dns;
+    tl_dns *d = loop->uv->dns;
     if (d == NULL) {
         return 0;
     }
@@ -678,5 +688,5 @@ tl_dns_after_fork(tl_uv *u)
         PyErr_Format(PyExc_OSError, "uv_loop_fork: %s", uv_strerror(err));
         return -1;
     }
-    return dns_watch(u);
+    return dns_watch(loop);
 }

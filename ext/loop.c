@@ -1214,7 +1214,7 @@ Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     tl_poll_after_fork(self);
-    if (tl_dns_after_fork(u) < 0) {
+    if (tl_dns_after_fork(self) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;

@@ -212,7 +212,7 @@ PyObject *tl_dns_getnameinfo(LoopObject *loop, PyObject *args);
 int tl_dns_dispatch(LoopObject *loop);
 void tl_dns_poll(tl_uv *u);
 void tl_dns_close(tl_uv *u);
-int tl_dns_after_fork(tl_uv *u);
+int tl_dns_after_fork(LoopObject *loop);
 
 /* Answers wait to be dispatched (checked each iteration: no call). */
 static inline int

@@ -64,6 +64,28 @@ def test_loop_fds_and_lazy_dns(kind):
         "new loop after close True"], describe_child(proc)
 
 
+def test_dns_after_a_watched_fd_was_closed(kind, new_loop):
+    """An fd closed while add_reader() watches it leaves a stale watcher;
+    DNS's libuv loop, created later, may get that fd number.  Removing the
+    stale watcher must not unwatch the libuv loop: lookups go on."""
+    loop = new_loop()
+    r, w = socket.socketpair()
+    with w:
+        fd = r.fileno()
+        loop.add_reader(fd, lambda: None)
+        r.close()
+
+        async def lookup(port):
+            got = await loop.getaddrinfo("localhost", port,
+                                         type=socket.SOCK_STREAM)
+            return got == socket.getaddrinfo("localhost", port,
+                                             type=socket.SOCK_STREAM)
+
+        assert run_until(loop, lookup(80), 10)
+        loop.remove_reader(fd)
+        assert run_until(loop, lookup(81), 10)
+
+
 DNS_FORK_CODE = LOOKUP + '''
 used = new_loop()          # resolved before the fork
 out("parent before", lookup(used, 80))
