@@ -337,9 +337,11 @@ uv_create(LoopObject *self)
     }
     u->timerfd = u->wakefd = u->epfd = u->uv_fd = -1;
     u->sig_rfd = u->sig_wfd = -1;
+    /* The epoll set first: its fd number is then the one asyncio's
+     * selector gets in the same process state. */
+    u->epfd = epoll_create1(EPOLL_CLOEXEC);
     u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    u->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (u->timerfd < 0 || u->wakefd < 0 || u->epfd < 0 ||
         make_signal_pair(&u->sig_rfd, &u->sig_wfd) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
