@@ -23,11 +23,17 @@
  *     Future (unless it was cancelled meanwhile), then frees the request.
  * When the loop is closed with lookups still running, the requests drop
  * their Futures and the libuv loop is handed to a detached thread that
- * waits for them and then frees everything (tl_dns_release): close() does
- * not wait for a slow resolver, as stock asyncio's does not either. */
+ * waits for them and then frees it (dns_reaper): close() does not wait
+ * for a slow resolver, as stock asyncio's does not either.
+ *
+ * The libuv loop (tl_dns: an epoll fd, a signal pipe and the pool's
+ * wake-up eventfd) is created at the first lookup, so a loop that never
+ * resolves a name costs no fd for it; the pool's threads are libuv's,
+ * shared by the whole process already. */
 #include "tideloop.h"
 
 #include <netdb.h>
+#include <sys/epoll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -58,7 +64,7 @@ typedef struct tl_dns_req {
 
 enum { DNS_ADDRINFO, DNS_NAMEINFO };
 
-static void dns_unlink(tl_uv *u, tl_dns_req *r);
+static void dns_unlink(tl_dns *d, tl_dns_req *r);
 
 /* ---- pool threads and libuv callbacks: C only ---------------------- */
 
@@ -93,11 +99,11 @@ static void
 dns_after(uv_work_t *w, int status)
 {
     tl_dns_req *r = w->data;
-    tl_uv *u = w->loop->data;
+    tl_dns *d = w->loop->data;
     if (status == UV_ECANCELED) {
         r->cancelled = 1;
     }
-    dns_unlink(u, r);
+    dns_unlink(d, r);
     if (r->future == NULL) {
         /* Detached (closed loop): nobody waits for the answer. */
         dns_free(r);
@@ -106,13 +112,13 @@ dns_after(uv_work_t *w, int status)
     /* Completed in order of arrival: append to the done list. */
     r->prev = NULL;
     r->next = NULL;
-    if (u->dns_done_tail != NULL) {
-        u->dns_done_tail->next = r;
+    if (d->done_tail != NULL) {
+        d->done_tail->next = r;
     }
     else {
-        u->dns_done = r;
+        d->done = r;
     }
-    u->dns_done_tail = r;
+    d->done_tail = r;
 }
 
 /* ---- results as socket.getaddrinfo() builds them -------------------- */
@@ -249,12 +255,12 @@ dns_complete(LoopObject *loop, tl_dns_req *r)
 int
 tl_dns_dispatch(LoopObject *loop)
 {
-    tl_uv *u = loop->uv;
-    while (u->dns_done != NULL) {
-        tl_dns_req *r = u->dns_done;
-        u->dns_done = r->next;
-        if (u->dns_done == NULL) {
-            u->dns_done_tail = NULL;
+    tl_dns *d = loop->uv->dns;
+    while (d->done != NULL) {
+        tl_dns_req *r = d->done;
+        d->done = r->next;
+        if (d->done == NULL) {
+            d->done_tail = NULL;
         }
         int rc = dns_complete(loop, r);
         Py_CLEAR(r->future);
@@ -267,24 +273,87 @@ tl_dns_dispatch(LoopObject *loop)
 }
 
 static void
-dns_unlink(tl_uv *u, tl_dns_req *r)
+dns_unlink(tl_dns *d, tl_dns_req *r)
 {
     if (r->prev != NULL) {
         r->prev->next = r->next;
     }
     else {
-        u->dns_inflight = r->next;
+        d->inflight = r->next;
     }
     if (r->next != NULL) {
         r->next->prev = r->prev;
     }
-    u->dns_count--;
+    d->count--;
+}
+
+/* Put the libuv loop's backend fd in the loop's epoll set (data.fd =
+ * -1 - fd marks the loop's own fds, see loop.c). */
+static int
+dns_watch(LoopObject *loop)
+{
+    tl_uv *u = loop->uv;
+    int fd = uv_backend_fd(&u->dns->loop);
+    /* A watcher may be left on this fd number by code that closed its fd
+     * without remove_reader(): the kernel dropped its registration with
+     * the fd, and removing the watcher later would take ours out of the
+     * set, leaving lookups unanswered.  Drop it now. */
+    if (tl_poll_set_handle(loop, fd, 0, NULL) < 0 ||
+        tl_poll_set_handle(loop, fd, 1, NULL) < 0) {
+        return -1;
+    }
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = EPOLLIN;
+    ev.data.fd = -1 - fd;
+    if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+    u->uv_fd = fd;
+    u->dns->primed = 0;
+    return 0;
+}
+
+/* The loop's libuv loop, created at its first lookup: borrowed, or NULL
+ * with an exception set. */
+static tl_dns *
+dns_get(LoopObject *loop)
+{
+    tl_uv *u = loop->uv;
+    if (u->dns != NULL) {
+        return u->dns;
+    }
+    tl_dns *d = PyMem_RawCalloc(1, sizeof(*d));
+    if (d == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    int err = uv_loop_init(&d->loop);
+    if (err < 0) {
+        PyMem_RawFree(d);
+        PyErr_Format(PyExc_OSError, "uv_loop_init: %s", uv_strerror(err));
+        return NULL;
+    }
+    d->loop.data = d;
+    u->dns = d;
+    if (dns_watch(loop) < 0) {
+        u->dns = NULL;
+        (void)uv_loop_close(&d->loop);
+        PyMem_RawFree(d);
+        return NULL;
+    }
+    return d;
 }
 
 static PyObject *
 dns_submit(LoopObject *loop, tl_dns_req *r)
 {
-    tl_uv *u = loop->uv;
+    tl_dns *d = dns_get(loop);
+    if (d == NULL) {
+        dns_free(r);
+        return NULL;
+    }
     PyObject *fut = PyObject_CallMethod((PyObject *)loop, "create_future",
                                         NULL);
     if (fut == NULL) {
@@ -294,30 +363,30 @@ dns_submit(LoopObject *loop, tl_dns_req *r)
     /* In the in-flight list before libuv may complete it. */
     r->future = Py_NewRef(fut);
     r->prev = NULL;
-    r->next = u->dns_inflight;
+    r->next = d->inflight;
     if (r->next != NULL) {
         r->next->prev = r;
     }
-    u->dns_inflight = r;
-    u->dns_count++;
+    d->inflight = r;
+    d->count++;
     r->work.data = r;
-    int err = uv_queue_work(&u->loop, &r->work, dns_work, dns_after);
+    int err = uv_queue_work(&d->loop, &r->work, dns_work, dns_after);
     if (err < 0) {
-        dns_unlink(u, r);
+        dns_unlink(d, r);
         Py_CLEAR(r->future);
         Py_DECREF(fut);
         dns_free(r);
         PyErr_Format(PyExc_OSError, "uv_queue_work: %s", uv_strerror(err));
         return NULL;
     }
-    if (!u->uv_primed) {
+    if (!d->primed) {
         /* libuv registers its own fds (the pool's completion eventfd)
          * in its epoll set lazily, inside a poll; the loop only polls
          * libuv when that set is readable, so let it register now.  The
          * request keeps the loop alive, so this pass really polls; what
          * it completes waits on the done list. */
-        uv_run(&u->loop, UV_RUN_NOWAIT);
-        u->uv_primed = 1;
+        uv_run(&d->loop, UV_RUN_NOWAIT);
+        d->primed = 1;
     }
     return fut;
 }
@@ -508,42 +577,41 @@ tl_dns_getnameinfo(LoopObject *loop, PyObject *args)
     return dns_submit(loop, r);
 }
 
-/* ---- close and fork ------------------------------------------------- */
+/* ---- poll, close and fork ------------------------------------------ */
 
-/* With the GIL, before the libuv loop is torn down: drop every Future
- * (completed or not) and cancel what has not started. */
+/* The libuv loop's fd is readable: let libuv finish what it has (its
+ * callbacks only move answers to the done list). */
 void
-tl_dns_detach(tl_uv *u)
+tl_dns_poll(tl_uv *u)
 {
-    while (u->dns_done != NULL) {
-        tl_dns_req *r = u->dns_done;
-        u->dns_done = r->next;
-        Py_CLEAR(r->future);
-        dns_free(r);
+    if (u->dns != NULL) {
+        uv_run(&u->dns->loop, UV_RUN_NOWAIT);
     }
-    u->dns_done_tail = NULL;
-    for (tl_dns_req *r = u->dns_inflight; r != NULL; r = r->next) {
-        Py_CLEAR(r->future);
-        (void)uv_cancel((uv_req_t *)&r->work);
-    }
+}
+
+static void
+dns_release(tl_dns *d)
+{
+    (void)uv_loop_close(&d->loop);
+    PyMem_RawFree(d);
 }
 
 static void *
 dns_reaper(void *arg)
 {
-    tl_uv *u = arg;
-    while (u->dns_count > 0) {
-        uv_run(&u->loop, UV_RUN_ONCE);
+    tl_dns *d = arg;
+    while (d->count > 0) {
+        uv_run(&d->loop, UV_RUN_ONCE);
     }
-    tl_uv_release(u);
+    dns_release(d);
     return NULL;
 }
 
-/* The libuv loop still has lookups running in the pool: let a detached
- * thread wait for them and free it.  Returns 0 if it did, -1 if the
- * caller must wait itself. */
-int
-tl_dns_handoff(tl_uv *u)
+/* Lookups still run in the pool: let a detached thread wait for them and
+ * free the libuv loop.  Returns 0 if it does, -1 if the caller must wait
+ * itself. */
+static int
+dns_handoff(tl_dns *d)
 {
     pthread_t t;
     pthread_attr_t attr;
@@ -551,24 +619,74 @@ tl_dns_handoff(tl_uv *u)
         return -1;
     }
     (void)pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    int err = pthread_create(&t, &attr, dns_reaper, u);
+    int err = pthread_create(&t, &attr, dns_reaper, d);
     pthread_attr_destroy(&attr);
     return err == 0 ? 0 : -1;
 }
 
-/* In a child after fork(): the pool threads did not survive, so the
- * lookups in flight will never finish.  Their Futures stay pending, as
- * the executor's do under stock asyncio; forget the requests. */
+/* At close(), with the GIL: drop every Future (completed or not), cancel
+ * what has not started, and free the libuv loop, or have it freed once
+ * the lookups still running end. */
 void
-tl_dns_after_fork(tl_uv *u)
+tl_dns_close(tl_uv *u)
 {
-    tl_dns_req *r = u->dns_inflight;
+    tl_dns *d = u->dns;
+    if (d == NULL) {
+        return;
+    }
+    u->dns = NULL;
+    u->uv_fd = -1;
+    while (d->done != NULL) {
+        tl_dns_req *r = d->done;
+        d->done = r->next;
+        Py_CLEAR(r->future);
+        dns_free(r);
+    }
+    d->done_tail = NULL;
+    for (tl_dns_req *r = d->inflight; r != NULL; r = r->next) {
+        Py_CLEAR(r->future);
+        (void)uv_cancel((uv_req_t *)&r->work);
+    }
+    if (d->count > 0) {
+        /* Deliver what was cancelled. */
+        uv_run(&d->loop, UV_RUN_NOWAIT);
+    }
+    if (d->count > 0 && dns_handoff(d) == 0) {
+        return;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    while (d->count > 0) {
+        uv_run(&d->loop, UV_RUN_ONCE);
+    }
+    Py_END_ALLOW_THREADS
+    dns_release(d);
+}
+
+/* In a child after fork(), once the loop's new epoll set has its own
+ * fds: the pool threads did not survive, so the lookups in flight will
+ * never finish.  Their Futures stay pending, as the executor's do under
+ * stock asyncio; forget the requests.  The libuv loop gets new kernel
+ * objects (uv_loop_fork) and its fd goes in the new set. */
+int
+tl_dns_after_fork(LoopObject *loop)
+{
+    tl_dns *d = loop->uv->dns;
+    if (d == NULL) {
+        return 0;
+    }
+    tl_dns_req *r = d->inflight;
     while (r != NULL) {
         tl_dns_req *next = r->next;
         Py_CLEAR(r->future);
         /* The memory may still be in libuv's (dead) queues: leak it. */
         r = next;
     }
-    u->dns_inflight = NULL;
-    u->dns_count = 0;
+    d->inflight = NULL;
+    d->count = 0;
+    int err = uv_loop_fork(&d->loop);
+    if (err < 0) {
+        PyErr_Format(PyExc_OSError, "uv_loop_fork: %s", uv_strerror(err));
+        return -1;
+    }
+    return dns_watch(loop);
 }

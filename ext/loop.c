@@ -281,10 +281,15 @@ loop_disarm_timer(LoopObject *self)
 
 /* ---- creation and destruction -------------------------------------- */
 
-void
-tl_uv_release(tl_uv *u)
+static void
+uv_free_all(tl_uv *u)
 {
-    (void)uv_loop_close(&u->loop);
+    /* Only DNS lookups may still be in libuv's hands (the GIL is held). */
+    tl_dns_close(u);
+    /* A thread in loop_wakeup() may still be inside write(). */
+    while (atomic_load(&u->wake_writers) != 0) {
+        sched_yield();
+    }
     close(u->timerfd);
     close(u->wakefd);
     close(u->epfd);
@@ -293,42 +298,12 @@ tl_uv_release(tl_uv *u)
     PyMem_RawFree(u);
 }
 
-static void
-uv_free_all(tl_uv *u)
-{
-    /* No libuv handles of ours to close: only DNS lookups may still be
-     * in libuv's hands.  Python is touched only to drop their Futures
-     * (the GIL is held). */
-    tl_dns_detach(u);
-    if (u->dns_count > 0) {
-        /* Deliver what the detach cancelled. */
-        uv_run(&u->loop, UV_RUN_NOWAIT);
-    }
-    /* A thread in loop_wakeup() may still be inside write(). */
-    while (atomic_load(&u->wake_writers) != 0) {
-        sched_yield();
-    }
-    if (u->dns_count > 0) {
-        /* Lookups still run in libuv's pool and will write into this
-         * loop when they end: a detached thread waits for them. */
-        if (tl_dns_handoff(u) == 0) {
-            return;
-        }
-        Py_BEGIN_ALLOW_THREADS
-        while (u->dns_count > 0) {
-            uv_run(&u->loop, UV_RUN_ONCE);
-        }
-        Py_END_ALLOW_THREADS
-    }
-    tl_uv_release(u);
-}
-
 /* Put the loop's own fds in its epoll set (data.fd = -1 - fd tells them
  * from the watchers'). */
 static int
 own_fds_add(tl_uv *u)
 {
-    int fds[] = {u->wakefd, u->timerfd, u->sig_rfd, u->uv_fd};
+    int fds[] = {u->wakefd, u->timerfd, u->sig_rfd};
     for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
         struct epoll_event ev;
         memset(&ev, 0, sizeof(ev));
@@ -364,22 +339,16 @@ uv_create(LoopObject *self)
     }
     u->timerfd = u->wakefd = u->epfd = u->uv_fd = -1;
     u->sig_rfd = u->sig_wfd = -1;
-    int err = uv_loop_init(&u->loop);
-    if (err < 0) {
-        PyMem_RawFree(u);
-        PyErr_Format(PyExc_OSError, "uv_loop_init: %s", uv_strerror(err));
-        return NULL;
-    }
-    u->loop.data = u;
+    /* The epoll set first: its fd number is then the one asyncio's
+     * selector gets in the same process state. */
+    u->epfd = epoll_create1(EPOLL_CLOEXEC);
     u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    u->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (u->timerfd < 0 || u->wakefd < 0 || u->epfd < 0 ||
         make_signal_pair(&u->sig_rfd, &u->sig_wfd) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto error;
     }
-    u->uv_fd = uv_backend_fd(&u->loop);
     if (own_fds_add(u) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         goto error;
@@ -1030,7 +999,7 @@ loop_run_once(LoopObject *self)
     tl_uv *u = self->uv;
     /* (A DNS answer completed outside a poll must not wait for one.) */
     int block = (self->rq_len == 0 && !self->stopping &&
-                 u->dns_done == NULL);
+                 !tl_dns_answered(u));
 
     if (self->heap_len > 0) {
         if (block) {
@@ -1109,7 +1078,7 @@ loop_run_once(LoopObject *self)
     if (uv_ready) {
         /* libuv has something to finish (a DNS lookup's completion): its
          * callbacks only record it in C. */
-        uv_run(&u->loop, UV_RUN_NOWAIT);
+        tl_dns_poll(u);
     }
 
     if (u->sig_pending) {
@@ -1124,7 +1093,7 @@ loop_run_once(LoopObject *self)
         return -1;
     }
 
-    if (self->uv->dns_done != NULL && tl_dns_dispatch(self) < 0) {
+    if (tl_dns_answered(self->uv) && tl_dns_dispatch(self) < 0) {
         return -1;
     }
     if (n > 0 && tl_poll_dispatch(self, evs, n, rq_push) < 0) {
@@ -1260,20 +1229,14 @@ Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
     self->armed_ns = 0;
     self->sleeping = 0;
     self->wakeup_sent = 0;
-    int err = uv_loop_fork(&u->loop);
-    if (err < 0) {
-        PyErr_Format(PyExc_OSError, "uv_loop_fork: %s", uv_strerror(err));
-        return NULL;
-    }
-    /* The set was shared with the parent: fill the new one, with libuv's
-     * new backend fd. */
-    u->uv_fd = uv_backend_fd(&u->loop);
-    u->uv_primed = 0;
+    /* The set was shared with the parent: fill the new one. */
     if (own_fds_add(u) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     tl_poll_after_fork(self);
-    tl_dns_after_fork(u);
+    if (tl_dns_after_fork(self) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 

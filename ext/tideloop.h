@@ -116,15 +116,26 @@ typedef struct TimerHandleObject {
 
 /* Memory owned by libuv handles: freed only after every close callback
  * has run, so it is allocated apart from the Python object. */
-typedef struct tl_uv {
+/* dns.c: the libuv loop whose thread pool runs the lookups, and the
+ * lookups in flight and answered.  Created at a loop's first lookup: a
+ * loop that never resolves a name holds none of libuv's fds. */
+typedef struct tl_dns {
     uv_loop_t loop;
+    char primed;                 /* libuv's own fds are in its set */
+    struct tl_dns_req *inflight;
+    struct tl_dns_req *done;
+    struct tl_dns_req *done_tail;
+    int count;                   /* in flight */
+} tl_dns;
+
+typedef struct tl_uv {
     /* The loop waits in epoll_wait() on epfd, one set holding the fd
      * watchers (add_reader & co., transports) and the loop's own fds:
-     * wakefd, timerfd, the signal socket and libuv's backend fd, whose
-     * readiness means libuv has work to finish (uv_run NOWAIT). */
+     * wakefd, timerfd, the signal socket and, once DNS was used, libuv's
+     * backend fd, whose readiness means libuv has work to finish. */
     int epfd;
-    int uv_fd;                   /* uv_backend_fd(&loop) in the set */
-    char uv_primed;              /* libuv's own fds are in its set */
+    int uv_fd;                   /* the DNS libuv loop's fd, or -1 */
+    tl_dns *dns;                 /* NULL until the first lookup */
     int timerfd;
     int wakefd;                  /* eventfd: call_soon_threadsafe wake-up */
     int sig_rfd;
@@ -133,11 +144,6 @@ typedef struct tl_uv {
      * fd number cannot be reused under their write. */
     atomic_int wake_writers;
     char sig_pending;            /* the wake-up socket became readable */
-    /* dns.c: lookups on libuv's pool, in flight and answered. */
-    struct tl_dns_req *dns_inflight;
-    struct tl_dns_req *dns_done;
-    struct tl_dns_req *dns_done_tail;
-    int dns_count;               /* in flight */
 } tl_uv;
 
 typedef struct LoopObject {
@@ -211,16 +217,20 @@ int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames,
                              const char *fname, PyObject **ctx);
 
-/* Free a libuv loop whose handles are closed and requests done. */
-void tl_uv_release(tl_uv *u);
-
 /* dns.c */
 PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *args);
 PyObject *tl_dns_getnameinfo(LoopObject *loop, PyObject *args);
 int tl_dns_dispatch(LoopObject *loop);
-void tl_dns_detach(tl_uv *u);
-int tl_dns_handoff(tl_uv *u);
-void tl_dns_after_fork(tl_uv *u);
+void tl_dns_poll(tl_uv *u);
+void tl_dns_close(tl_uv *u);
+int tl_dns_after_fork(LoopObject *loop);
+
+/* Answers wait to be dispatched (checked each iteration: no call). */
+static inline int
+tl_dns_answered(tl_uv *u)
+{
+    return u->dns != NULL && u->dns->done != NULL;
+}
 
 /* handle.c */
 /* The pending exception, normalized with its traceback (new reference). */
