@@ -398,7 +398,7 @@ tl_ssl_window(tl_sslproto *p, char *buf, Py_ssize_t len, int writable,
     w->buf = buf;
     w->len = len;
     w->readonly = !writable;
-    return Py_NewRef(w);
+    return Py_NewRef((PyObject *)w);
 }
 
 int
