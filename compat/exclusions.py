@@ -81,6 +81,13 @@ EXCLUSIONS = {
         "private _sock for a wrapper once the private _read_ready_cb is None, "
         "to force _SelectorSocketTransport's delayed-write path (gh-115514); "
         "tideloop's C transport has neither attribute and writes to the fd",
+    "test_sslproto.TideloopStartTLSTests."
+    "test_create_connection_ssl_failed_certificate_no_cycles":
+        "mock.patch.object()s asyncio.sslproto.SSLProtocol.connection_made "
+        "to collect the transports; tideloop's TLS is its C SSLProtocol, "
+        "which on 3.15 never reaches the patched method, so the list stays "
+        "empty (it passed on 3.14: why is open, see issue 16's note; "
+        "tests/test_sslproto_leaks.py checks tideloop's own TLS cycles)",
     "test_sslproto.SslProtoHandshakeTests.test_connection_lost_when_busy":
         "hands loop._make_socket_transport() a mock.Mock() socket (fileno "
         "12345, mocked send) to emulate BaseSelectorEventLoop's "
