@@ -7,7 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
-#include <sys/epoll.h>
+
+#include "backend.h"
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *
@@ -116,21 +117,21 @@ typedef struct TimerHandleObject {
  * has run, so it is allocated apart from the Python object. */
 typedef struct tl_uv {
     uv_loop_t loop;
-    /* The loop waits in epoll_wait() on epfd, one set holding the fd
-     * watchers (add_reader & co., transports) and the loop's own fds:
-     * wakefd, timerfd, the signal socket and libuv's backend fd, whose
-     * readiness means libuv has work to finish (uv_run NOWAIT). */
-    int epfd;
-    int uv_fd;                   /* uv_backend_fd(&loop) in the set */
-    char uv_primed;              /* libuv's own fds are in its set */
-    int timerfd;
-    int wakefd;                  /* eventfd: call_soon_threadsafe wake-up */
+    /* The OS side of the loop (backend.h): fd watchers, the timer for
+     * the earliest deadline, wake-ups.  DNS uses `loop` above on both
+     * backends; the libuv backend waits in it too. */
+    const tl_backend_ops *be;
+    struct tl_backend *bd;       /* the backend's own state */
+    /* libuv's own fds are registered in its kernel set (the epoll
+     * backend's concern: see dns.c). */
+    char uv_primed;
     int sig_rfd;
     int sig_wfd;
-    /* Threads writing wakefd without the GIL: close waits for them so the
-     * fd number cannot be reused under their write. */
+    /* Threads in be->wakeup() without the GIL: close waits for them so
+     * that the backend is not freed under them. */
     atomic_int wake_writers;
     char sig_pending;            /* the wake-up socket became readable */
+    char timer_fired;            /* the armed deadline was reached */
     /* dns.c: lookups on libuv's pool, in flight and answered. */
     struct tl_dns_req *dns_inflight;
     struct tl_dns_req *dns_done;
@@ -154,7 +155,7 @@ typedef struct LoopObject {
     Py_ssize_t heap_len;
     Py_ssize_t heap_cap;
     uint64_t timer_seq;
-    int64_t armed_ns;            /* timerfd deadline, 0 if disarmed */
+    int64_t armed_ns;            /* backend timer deadline, 0 if disarmed */
 
     PyObject *thread_id;         /* None or int: running in that thread */
     PyObject *task_factory;      /* _task_factory: NULL/None = default */
@@ -173,9 +174,6 @@ typedef struct LoopObject {
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
     int npollers;
-    int n_watched;               /* pollers registered in the epoll set */
-    struct epoll_event *ep_events;  /* epoll_wait() buffer */
-    int ep_cap;
 
     char *rbuf;                  /* 256 KiB read buffer of transports */
 
@@ -190,6 +188,7 @@ typedef struct LoopObject {
     uint64_t n_bytes_written;
     Py_ssize_t n_transports;     /* C transports not yet connection-lost */
     int64_t created_ns;          /* loop clock at creation */
+    const char *backend;         /* its backend's name: "epoll", "libuv" */
     int64_t closed_ns;           /* loop clock at close(), or 0 */
 } LoopObject;
 
@@ -246,12 +245,10 @@ PyObject *tl_poll_add_writer(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs);
 PyObject *tl_poll_remove_reader(LoopObject *self, PyObject *fileobj);
 PyObject *tl_poll_remove_writer(LoopObject *self, PyObject *fileobj);
-/* Queue the handles of the fds that fired (events with data.fd < 0 are
- * skipped); `push` steals a reference. */
-int tl_poll_dispatch(LoopObject *self, struct epoll_event *evs, int n,
+/* Queue the handles of the fds that fired, in order; `push` steals a
+ * reference. */
+int tl_poll_dispatch(LoopObject *self, tl_event *evs, int n,
                      int (*push)(LoopObject *, HandleObject *));
-/* Make room for `n` events in self->ep_events. */
-int tl_poll_reserve(LoopObject *self, int n);
 int tl_poll_traverse(LoopObject *self, visitproc visit, void *arg);
 int tl_poll_set_handle(LoopObject *self, int fd, int writer,
                        HandleObject *h);

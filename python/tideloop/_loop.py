@@ -171,6 +171,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         self._unix_server_sockets: dict[Any, int] = {}
         self._saved_wakeup_fd: int | None = None
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
+        # asyncio's selector loop logs "Using selector: EpollSelector".
+        logger.debug("Using backend: %s", self._stats()["backend"])
         _all_loops.add(self)
 
     # -- running ---------------------------------------------------------
@@ -541,7 +543,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     # -- introspection ---------------------------------------------------
 
-    def stats(self) -> dict[str, int | float]:
+    def stats(self) -> dict[str, int | float | str]:
         """Return a new dict of the loop's counters and gauges.
 
         Counters (since the loop was created): ``iterations``,
@@ -551,7 +553,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         ``slow_callbacks`` (debug mode only).  Gauges (now): ``ready``,
         ``timers_pending``, ``fd_watchers``, ``readers``, ``writers``,
         ``transports`` (live C transports) and ``uptime`` (seconds since
-        creation).  On a closed loop the counters keep their final values,
+        creation), and ``backend``: ``"epoll"`` or ``"libuv"``, what the
+        loop waits in.  On a closed loop the counters keep their final values,
         the gauges of queues and watchers are 0 and ``uptime`` stops at
         close().  See docs/observability.md.
         """
@@ -567,6 +570,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             f"---- tideloop debug info: {self!r} ----",
             f"tideloop {_tideloop_version()} on libuv "
             f"{_core.libuv_version()}, Python {sys.version.split()[0]}",
+            f"backend: {st['backend']}",
             f"debug: {self.get_debug()}  "
             f"slow_callback_duration: {self.slow_callback_duration} s",
             f"uptime: {st['uptime']:.3f} s",
