@@ -15,16 +15,20 @@
  * Deferred registration.  libuv applies uv_poll_start() inside the next
  * poll, and on Linux 1.44 abort()s when that epoll_ctl() fails: an fd
  * closed (or closed and replaced by a regular file) between add_reader()
- * and the next poll would kill the process.  So every watcher records the
- * file it was registered for (st_dev, st_ino) and, before each uv_run(),
- * the watchers started since the last one are checked with fstat(): one
- * whose fd is closed or now names another file is stopped (uv_poll_stop
- * removes it at once, without a deferred call) and stays "dead", which is
- * what asyncio observes: the kernel dropped the closed file from its
- * epoll set, and no callback ever runs for it.  Errors a live fd would
- * get (EBADF, EPERM for a regular file) are raised at add_reader() time,
- * as asyncio's selector raises them.  (Another thread closing the fd
- * between the check and the poll is outside what this can see.) */
+ * and the next poll would kill the process.  So registration is made
+ * eager, as asyncio's selector makes it: watch() checks the fd (fstat:
+ * EBADF; a new file gets a new uv_poll_t, whose uv_poll_init() probes it
+ * as the kernel's set would: EPERM for a regular file), starts the
+ * handle and runs libuv once without blocking, which applies the change
+ * while the fd is known to be good.  After that, closing the fd behaves
+ * as with asyncio: the kernel drops the file from the set when its last
+ * descriptor goes, and nothing is reported for it; a change of events
+ * for an fd that now names another file fails with ENOENT, as epoll's
+ * modify() does.  A handle that libuv stops
+ * on POLLERR is restarted at the start of the next wait(), right before
+ * the poll that applies it, after the same check.  (Another thread
+ * closing the fd between the check and the poll is outside what this
+ * can see; asyncio's selector has no such window.) */
 #include "tideloop.h"
 
 #include <errno.h>
@@ -37,13 +41,12 @@ struct tl_backend;
 typedef struct tl_uvw {
     uv_poll_t h;                 /* h.data = this */
     struct tl_backend *b;
-    struct tl_uvw *next_pending;
-    uint64_t batch;              /* the wait that reported it last */
-    int slot;                    /* its index in out[] for that wait */
+    struct tl_uvw *next_restart;
+    uint64_t batch;              /* the batch that recorded it last */
+    int slot;                    /* its index in that batch */
     int fd;
     int events;                  /* TL_EV_* watched */
-    char pending;                /* started since the last check */
-    char dead;                   /* stopped: its file was closed */
+    char restart;                /* in the restart list */
     dev_t dev;                   /* the file it was registered for */
     ino_t ino;
 } tl_uvw;
@@ -57,13 +60,16 @@ typedef struct tl_backend {
     tl_uvw **w;                  /* by fd */
     int nw;
     int n_watched;
-    tl_uvw *pending;             /* started since the last check */
-    uint64_t batch;
-    tl_event *out;
-    int nout;
-    int cap;
+    tl_uvw *restart;             /* stopped by libuv on POLLERR */
+    /* Two buffers of events: wait() hands one to the loop, which reads
+     * it while the other records (the eager runs of watch(), then the
+     * next wait). */
+    tl_event *buf[2];
+    int cap[2];
+    int cur;                     /* the recording buffer */
+    int nout;                    /* events in it */
+    uint64_t batch;              /* its batch number */
 } tl_backend;
-
 static void
 uvbe_on_close_free(uv_handle_t *h)
 {
@@ -155,7 +161,7 @@ uvbe_close(tl_uv *u)
             uv_close((uv_handle_t *)&w->h, uvbe_on_close_free);
         }
     }
-    b->pending = NULL;
+    b->restart = NULL;
 }
 
 static void
@@ -166,7 +172,8 @@ uvbe_release(tl_uv *u)
         return;
     }
     PyMem_RawFree(b->w);
-    PyMem_RawFree(b->out);
+    PyMem_RawFree(b->buf[0]);
+    PyMem_RawFree(b->buf[1]);
     PyMem_RawFree(b);
     u->bd = NULL;
 }
@@ -177,14 +184,56 @@ uvbe_owns_fd(tl_uv *u, int fd)
     return fd == uv_backend_fd(&u->loop);
 }
 
-static void
-pending_push(tl_backend *b, tl_uvw *w)
+/* Room in the recording buffer for one event per watched fd (callbacks
+ * merge the reports of one fd). */
+static int
+out_reserve(tl_backend *b)
 {
-    if (!w->pending) {
-        w->pending = 1;
-        w->next_pending = b->pending;
-        b->pending = w;
+    int want = b->n_watched + 1;
+    int c = b->cur;
+    if (want > b->cap[c]) {
+        tl_event *o = PyMem_RawRealloc(b->buf[c], (size_t)want * sizeof(*o));
+        if (o == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        b->buf[c] = o;
+        b->cap[c] = want;
     }
+    return 0;
+}
+
+static void
+restart_unlink(tl_backend *b, tl_uvw *w)
+{
+    tl_uvw **pp = &b->restart;
+    while (*pp != NULL) {
+        if (*pp == w) {
+            *pp = w->next_restart;
+            break;
+        }
+        pp = &(*pp)->next_restart;
+    }
+    w->restart = 0;
+    w->next_restart = NULL;
+}
+
+/* Whether `fd` still names the file `w` was registered for. */
+static int
+same_file(tl_uvw *w, const struct stat *sb)
+{
+    return sb->st_dev == w->dev && sb->st_ino == w->ino;
+}
+
+static void
+watcher_close(tl_backend *b, tl_uvw *w)
+{
+    if (w->restart) {
+        restart_unlink(b, w);
+    }
+    b->w[w->fd] = NULL;
+    b->n_watched--;
+    uv_close((uv_handle_t *)&w->h, uvbe_on_close_free);
 }
 
 static int
@@ -258,12 +307,7 @@ uvbe_watch(tl_uv *u, int fd, int events, int old)
     tl_uvw *w = fd < b->nw ? b->w[fd] : NULL;
     if (events == 0) {
         if (w != NULL) {
-            b->w[fd] = NULL;
-            b->n_watched--;
-            /* Not checked any more; freed by libuv's close callback, after
-             * the pending list is cleared. */
-            w->dead = 1;
-            uv_close((uv_handle_t *)&w->h, uvbe_on_close_free);
+            watcher_close(b, w);
         }
         return 0;
     }
@@ -273,43 +317,58 @@ uvbe_watch(tl_uv *u, int fd, int events, int old)
         return -1;
     }
 #ifdef __linux__
+    /* epoll refuses files that cannot be polled before anything else. */
     if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)) {
         errno = EPERM;
         return -1;
     }
 #endif
-    if (w == NULL && (w = watcher_new(b, fd)) == NULL) {
+    if (w != NULL && !same_file(w, &sb)) {
+        /* The fd was closed and now names another file, which the
+         * kernel's set does not hold: epoll's modify() says ENOENT (and
+         * asyncio then forgets the fd). */
+        errno = ENOENT;
+        return -1;
+    }
+    if (w == NULL) {
+        if ((w = watcher_new(b, fd)) == NULL) {
+            return -1;
+        }
+        w->dev = sb.st_dev;
+        w->ino = sb.st_ino;
+    }
+    if (out_reserve(b) < 0) {
         return -1;
     }
     w->events = events;
-    w->dev = sb.st_dev;
-    w->ino = sb.st_ino;
-    w->dead = 0;
-    /* uv_poll_start() removes the old registration at once and adds the
-     * new one in the next poll: checked before it (pending_check). */
+    if (w->restart) {
+        restart_unlink(b, w);
+    }
     (void)uv_poll_start(&w->h, uv_events(events), uvbe_on_poll);
-    pending_push(b, w);
+    /* Apply it now, while the fd is known to be good (see the top).  What
+     * that run reports is dropped: asyncio looks at readiness only in its
+     * select(), and the next wait() sees the same level-triggered
+     * events. */
+    uv_run(&u->loop, UV_RUN_NOWAIT);
+    b->nout = 0;
+    b->batch++;
     return 0;
 }
 
-/* Before uv_run(): stop the watchers started since the last run whose fd
- * no longer names the file they were registered for (see the top). */
+/* Before the poll: restart the handles libuv stopped on POLLERR whose fd
+ * still names their file; the poll right after applies them. */
 static void
-pending_check(tl_backend *b)
+restart_stopped(tl_backend *b)
 {
-    tl_uvw *w = b->pending;
-    b->pending = NULL;
+    tl_uvw *w = b->restart;
+    b->restart = NULL;
     while (w != NULL) {
-        tl_uvw *next = w->next_pending;
-        w->pending = 0;
-        w->next_pending = NULL;
-        if (!w->dead) {
-            struct stat sb;
-            if (fstat(w->fd, &sb) < 0 || sb.st_dev != w->dev ||
-                sb.st_ino != w->ino) {
-                uv_poll_stop(&w->h);
-                w->dead = 1;
-            }
+        tl_uvw *next = w->next_restart;
+        struct stat sb;
+        w->restart = 0;
+        w->next_restart = NULL;
+        if (fstat(w->fd, &sb) == 0 && same_file(w, &sb)) {
+            (void)uv_poll_start(&w->h, uv_events(w->events), uvbe_on_poll);
         }
         w = next;
     }
@@ -323,28 +382,32 @@ uvbe_on_poll(uv_poll_t *h, int status, int events)
     int ev;
     if (status < 0) {
         /* POLLERR: libuv stopped the handle.  As EpollSelector, wake both
-         * sides, and keep watching: level-triggered, the error is
-         * reported again until it is dealt with. */
+         * sides; the next wait() restarts it (level-triggered: the error
+         * is reported again until it is dealt with). */
         ev = TL_EV_READ | TL_EV_WRITE;
-        (void)uv_poll_start(h, uv_events(w->events), uvbe_on_poll);
-        pending_push(b, w);
+        if (!w->restart) {
+            w->restart = 1;
+            w->next_restart = b->restart;
+            b->restart = w;
+        }
     }
     else {
         ev = ((events & (UV_READABLE | UV_DISCONNECT)) ? TL_EV_READ : 0) |
              ((events & UV_WRITABLE) ? TL_EV_WRITE : 0);
     }
+    tl_event *out = b->buf[b->cur];
     if (w->batch == b->batch) {
-        /* libuv polled twice in one run: one entry per fd, as epoll. */
-        b->out[w->slot].events |= ev;
+        /* Reported twice in one batch: one entry per fd, as epoll. */
+        out[w->slot].events |= ev;
         return;
     }
-    if (b->nout >= b->cap) {
+    if (b->nout >= b->cap[b->cur]) {
         return;                  /* cannot happen: reserved per watcher */
     }
     w->batch = b->batch;
     w->slot = b->nout;
-    b->out[b->nout].fd = w->fd;
-    b->out[b->nout].events = ev;
+    out[b->nout].fd = w->fd;
+    out[b->nout].events = ev;
     b->nout++;
 }
 
@@ -352,22 +415,18 @@ static int
 uvbe_wait(tl_uv *u, int block, tl_event **out)
 {
     tl_backend *b = u->bd;
-    int want = b->n_watched + 1;
-    if (want > b->cap) {
-        tl_event *o = PyMem_RawRealloc(b->out, (size_t)want * sizeof(*o));
-        if (o == NULL) {
-            errno = ENOMEM;
-            return -1;
-        }
-        b->out = o;
-        b->cap = want;
+    if (out_reserve(b) < 0) {
+        return -1;
     }
-    pending_check(b);
-    b->batch++;
-    b->nout = 0;
+    restart_stopped(b);
     uv_run(&u->loop, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
-    *out = b->out;
-    return b->nout;
+    /* Hand this batch over; the other buffer records the next one. */
+    int n = b->nout;
+    *out = b->buf[b->cur];
+    b->cur ^= 1;
+    b->nout = 0;
+    b->batch++;
+    return n;
 }
 
 static void
@@ -393,29 +452,38 @@ uvbe_wakeup(tl_uv *u)
     (void)uv_async_send(&u->bd->async);
 }
 
+/* uv_loop_fork() registers every handle again in the next poll.  A
+ * watched fd the child closed would make that registration fail (and
+ * libuv abort()), so the watchers are checked now: one whose fd no
+ * longer names its file is stopped, as the kernel would have dropped
+ * it, and the rest are applied at once. */
 static int
 uvbe_after_fork(tl_uv *u)
 {
     tl_backend *b = u->bd;
     uv_timer_stop(&b->timer);
+    for (int fd = 0; fd < b->nw; fd++) {
+        tl_uvw *w = b->w[fd];
+        struct stat sb;
+        if (w != NULL && (fstat(fd, &sb) < 0 || !same_file(w, &sb))) {
+            uv_poll_stop(&w->h);
+        }
+    }
     int err = uv_loop_fork(&u->loop);
     if (err < 0) {
         errno = -err;
         return -1;
     }
+    uv_run(&u->loop, UV_RUN_NOWAIT);
+    b->nout = 0;
+    b->batch++;
     return 0;
 }
 
-/* uv_loop_fork() registers every watcher again in the next poll: check
- * them before it, as new registrations. */
+/* uv_loop_fork() did it. */
 static void
 uvbe_rewatch(tl_uv *u, int fd, int events)
 {
-    tl_backend *b = u->bd;
-    tl_uvw *w = fd < b->nw ? b->w[fd] : NULL;
-    if (w != NULL) {
-        pending_push(b, w);
-    }
 }
 
 const tl_backend_ops tl_backend_uv = {

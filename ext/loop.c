@@ -309,12 +309,8 @@ uv_free_all(tl_uv *u)
 }
 
 static tl_uv *
-uv_create(LoopObject *self)
+uv_create(const tl_backend_ops *be)
 {
-    const tl_backend_ops *be = tl_backend_choose();
-    if (be == NULL) {
-        return NULL;
-    }
     tl_uv *u = PyMem_RawCalloc(1, sizeof(tl_uv));
     if (u == NULL) {
         PyErr_NoMemory();
@@ -353,6 +349,11 @@ Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
+    /* Before the object exists: a bad TIDELOOP_BACKEND makes no loop. */
+    const tl_backend_ops *be = tl_backend_choose();
+    if (be == NULL) {
+        return NULL;
+    }
     LoopObject *self = (LoopObject *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
@@ -363,7 +364,7 @@ Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_INCREF(Py_None);
     self->current_handle = Py_None;
     self->created_ns = tl_monotonic_ns();
-    self->uv = uv_create(self);
+    self->uv = uv_create(be);
     if (self->uv == NULL) {
         Py_DECREF(self);
         return NULL;

@@ -105,7 +105,11 @@ poller_create(LoopObject *loop, int fd)
 
 /* Make the backend's registration match the handles held; frees the
  * poller when it holds none.  On error (raised as asyncio's
- * selector.register() or modify() would) the registration is unchanged. */
+ * selector.register() or modify() would): -1 if it was a new registration
+ * (nothing changed), -2 if a modification failed, after which the poller
+ * is freed, its handles dropped without cancel(), as asyncio's selector
+ * forgets a key whose modify() failed (the fd was closed, or now names
+ * another file). */
 static int
 poller_update(LoopObject *loop, tl_poller *p)
 {
@@ -118,6 +122,10 @@ poller_update(LoopObject *loop, tl_poller *p)
         tl_uv *u = loop->uv;
         if (u->be->watch(u, p->fd, want, p->watched) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
+            if (p->watched) {
+                poller_destroy(loop, p);
+                return -2;
+            }
             return -1;
         }
         p->watched = want;
@@ -231,7 +239,14 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     HandleObject *old = *slot;
     Py_INCREF(h);
     *slot = h;
-    if (poller_update(self, p) < 0) {
+    int rc = poller_update(self, p);
+    if (rc == -2) {
+        /* The poller is gone with its handles (asyncio's modify()). */
+        Py_XDECREF(old);
+        Py_DECREF(h);
+        return NULL;
+    }
+    if (rc < 0) {
         /* Put things back as they were. */
         *slot = old;
         Py_DECREF(h);
@@ -262,11 +277,12 @@ poll_remove_fd(LoopObject *self, int fd, int writer)
         return 0;
     }
     *slot = NULL;
-    int rc = poller_update(self, p);
-    if (handle_cancel(old) < 0) {
-        rc = -1;
+    if (poller_update(self, p) < 0) {
+        /* asyncio's modify() failed: it raises before cancelling. */
+        Py_DECREF(old);
+        return -1;
     }
-    return rc < 0 ? -1 : 1;
+    return handle_cancel(old) < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -333,7 +349,7 @@ tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
         *slot = NULL;
         int rc = poller_update(self, p);
         Py_XDECREF(old);
-        return rc;
+        return rc < 0 ? -1 : 0;
     }
     if (p == NULL && (p = poller_create(self, fd)) == NULL) {
         return -1;
@@ -342,7 +358,12 @@ tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
     HandleObject *old = *slot;
     Py_INCREF(h);
     *slot = h;
-    if (poller_update(self, p) < 0) {
+    int rc = poller_update(self, p);
+    if (rc == -2) {
+        Py_XDECREF(old);         /* the poller is gone with its handles */
+        return -1;
+    }
+    if (rc < 0) {
         *slot = old;
         Py_DECREF(h);
         if (p->reader == NULL && p->writer == NULL) {

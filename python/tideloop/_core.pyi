@@ -46,6 +46,9 @@ _CoroutineLike: TypeAlias = (
 _FileDescriptorLike: TypeAlias = Any  # an int or an object with fileno()
 
 def libuv_version() -> str: ...
+# The backends of this build, the default first: ("epoll", "libuv") on
+# Linux, ("libuv",) in a portable build.
+BACKENDS: tuple[str, ...]
 def monotonic_ns() -> int: ...
 def _set_helpers(
     *,

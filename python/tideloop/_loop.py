@@ -51,6 +51,9 @@ logger = logging.getLogger("asyncio")
 
 _BaseEventLoop = base_events.BaseEventLoop
 
+# A build without the epoll backend (TIDELOOP_PORTABLE=1, or not Linux).
+_PORTABLE = "epoll" not in _core.BACKENDS
+
 # BaseEventLoop methods that only use the public loop API and plain
 # attributes that Loop.__init__ sets up the same way.
 _BORROWED = (
@@ -344,9 +347,14 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     def _watch_child(self, pid: int, transp: Any) -> None:
         try:
+            if _PORTABLE:
+                # A portable build (what macOS and the BSDs get) uses no
+                # Linux-only call: no pidfd.
+                raise AttributeError("pidfd_open")
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
-            # No pidfd (Linux < 5.3): asyncio's own watcher of this Python
+            # No pidfd (Linux < 5.3, macOS, a portable build): asyncio's
+            # own watcher of this Python
             # (3.14 removed get_child_watcher(); its loop then uses a
             # _ThreadedChildWatcher, a thread per child).
             watcher: Any
