@@ -85,6 +85,9 @@ uvbe_on_timer(uv_timer_t *t)
 {
     tl_backend *b = t->data;
     b->u->timer_fired = 1;
+    /* uv_run() runs due timers before it polls, and the poll would then
+     * block with no timer left: make it return instead. */
+    uv_stop(t->loop);
 }
 
 static void

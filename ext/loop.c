@@ -973,6 +973,12 @@ loop_run_once(LoopObject *self)
     /* (A DNS answer completed outside a poll must not wait for one.) */
     int block = (self->rq_len == 0 && !self->stopping &&
                  u->dns_done == NULL);
+    if (u->timer_fired) {
+        /* It fired outside a wait (libuv runs timers wherever it runs):
+         * it is disarmed. */
+        u->timer_fired = 0;
+        self->armed_ns = 0;
+    }
 
     if (self->heap_len > 0) {
         if (block) {

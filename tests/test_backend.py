@@ -382,6 +382,24 @@ def test_timers_never_early(backend):
 
 
 @pytest.mark.tideloop_only
+def test_many_tiny_sleeps(backend):
+    """A timer due before libuv polls (uv_run() runs due timers first)
+    must not leave the poll blocked with nothing armed."""
+    tideloop = import_tideloop()
+    loop = tideloop.new_event_loop()
+
+    async def main():
+        for _ in range(3000):
+            await asyncio.sleep(1e-6)
+        return "done"
+
+    try:
+        assert run_until(loop, main()) == "done"
+    finally:
+        loop.close()
+
+
+@pytest.mark.tideloop_only
 def test_wakeup_from_thread(backend):
     import threading
     tideloop = import_tideloop()
