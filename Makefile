@@ -15,6 +15,7 @@
 #   SID_ROOT           ../shared/tools/sid-root.sh: Python 3.14/3.15 and
 #                      libuv 1.53 in a Debian unstable chroot
 #   ASAN_VENV          venv for the sanitizer build (default .venv-asan)
+#   PORTABLE_VENV      venv for the portable build (default .venv-portable)
 #   ASAN_MARKS         pytest -m expression of `make asan` (default: without
 #                      the leak soak, the fuzzer and the tutorial; `make
 #                      asan-full` runs everything)
@@ -50,6 +51,7 @@ PIP_INSTALL_FLAGS ?= --no-build-isolation
 TEST_VERSIONS ?= 3.9 3.10 3.11 3.12 3.13 3.14 3.15
 SID_ROOT ?= ../shared/tools/sid-root.sh
 ASAN_VENV ?= .venv-asan
+PORTABLE_VENV ?= .venv-portable
 ASAN_MARKS ?= not leaks and not fuzz and not tutorial
 ASAN_OPTIONS ?= detect_leaks=0
 UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
@@ -61,11 +63,13 @@ INTEGRATION_TIMEOUT ?= 600
 export PIP_INSTALL_FLAGS
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: help deps venv install run test test-all integration bench chart asan asan-full compat clean distclean
+.PHONY: help deps venv install run test test-portable test-all integration bench chart asan asan-full compat clean distclean
 
 help:
 	@echo "make run        build, install and run the tutorial suite (or examples/demo.py)"
 	@echo "make test       build, install and run the test suite (pytest)"
+	@echo "make test-portable  the test suite on the portable build (POSIX + libuv"
+	@echo "                only, TIDELOOP_PORTABLE=1) with the libuv backend"
 	@echo "make test-all   the test suite on every Python in TEST_VERSIONS ($(TEST_VERSIONS))"
 	@echo "make integration  uvicorn, aiohttp, websockets, httpx, asyncpg, redis, anyio,"
 	@echo "                pytest-asyncio, gunicorn on tideloop against real servers"
@@ -114,6 +118,13 @@ integration: venv
 	$(PY) -m pip install -q -r tests/integration/requirements.txt
 	TIDELOOP_REQUIRE_INTEGRATION=1 timeout --kill-after=15 $(INTEGRATION_TIMEOUT) \
 	  $(PY) -m pytest tests/integration -m integration $(PYTEST_ARGS)
+
+# The portable build (what macOS and the BSDs compile: POSIX and libuv, no
+# epoll/timerfd/eventfd/signalfd/pidfd/accept4/pipe2) in its own venv, run
+# on the libuv backend; tests/test_backend.py checks its symbols with nm.
+test-portable: deps
+	@TIDELOOP_PORTABLE=1 scripts/venv.sh "$(PORTABLE_VENV)" "$(PYTHON)"
+	TIDELOOP_BACKEND=libuv $(PORTABLE_VENV)/bin/python -m pytest tests $(PYTEST_ARGS)
 
 test-all: deps
 	@SID_ROOT="$(SID_ROOT)" scripts/test_all.sh $(TEST_VERSIONS)

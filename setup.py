@@ -9,6 +9,10 @@ Environment variables read at build time:
   TIDELOOP_DEBUG=1          add -O0 -g
   TIDELOOP_ASAN=1           add -fsanitize=address,undefined
                             -fno-omit-frame-pointer -O1 -g (compile and link)
+  TIDELOOP_PORTABLE=1       a portable build: POSIX and libuv only, the
+                            libuv backend alone (no epoll, timerfd,
+                            eventfd, signalfd, pidfd, accept4, pipe2);
+                            automatic where <sys/epoll.h> is missing
   TIDELOOP_LIBUV=PREFIX     the libuv installed under PREFIX, instead of
                             pkg-config: PREFIX/include/uv.h and
                             PREFIX/lib/libuv.* (or lib64/); that library
@@ -74,10 +78,19 @@ def env_flag(name):
                                                             "false", "off")
 
 
+def portable():
+    """Whether to build without the Linux-only epoll backend: asked for
+    with TIDELOOP_PORTABLE=1, and automatic off Linux (no epoll)."""
+    return env_flag("TIDELOOP_PORTABLE") or not sys.platform.startswith(
+        "linux")
+
+
 def mode_flags():
     """Compile and link flags chosen by the TIDELOOP_* switches."""
     cflags = list(BASE_CFLAGS)
     ldflags = []
+    if portable():
+        cflags.append("-DTIDELOOP_PORTABLE=1")
     if env_flag("TIDELOOP_DEBUG"):
         cflags += ["-O0", "-g"]
     if env_flag("TIDELOOP_ASAN"):
@@ -101,6 +114,8 @@ def build_tag():
     for var in ("TIDELOOP_DEBUG", "TIDELOOP_ASAN", "TIDELOOP_WERROR"):
         if env_flag(var):
             names.append(var[len("TIDELOOP_"):].lower())
+    if portable():
+        names.append("portable")
     cflags, ldflags = mode_flags()
     key = "\0".join(cflags + ldflags + [
         os.environ.get("TIDELOOP_LIBUV", ""),

@@ -27,13 +27,14 @@
  * for a slow resolver, as stock asyncio's does not either.
  *
  * The libuv loop (tl_dns: an epoll fd, a signal pipe and the pool's
- * wake-up eventfd) is created at the first lookup, so a loop that never
- * resolves a name costs no fd for it; the pool's threads are libuv's,
- * shared by the whole process already. */
+ * wake-up eventfd) is created at the first lookup with the epoll backend,
+ * so a loop that never resolves a name costs no fd for it; the libuv
+ * backend waits in it, so it makes it at loop creation, and DNS uses that
+ * same loop.  The pool's threads are libuv's, shared by the whole process
+ * already. */
 #include "tideloop.h"
 
 #include <netdb.h>
-#include <sys/epoll.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -287,8 +288,8 @@ dns_unlink(tl_dns *d, tl_dns_req *r)
     d->count--;
 }
 
-/* Put the libuv loop's backend fd in the loop's epoll set (data.fd =
- * -1 - fd marks the loop's own fds, see loop.c). */
+/* Have the backend wake for the libuv loop's completions (the epoll
+ * backend puts its backend fd in its set). */
 static int
 dns_watch(LoopObject *loop)
 {
@@ -302,16 +303,29 @@ dns_watch(LoopObject *loop)
         tl_poll_set_handle(loop, fd, 1, NULL) < 0) {
         return -1;
     }
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = EPOLLIN;
-    ev.data.fd = -1 - fd;
-    if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+    if (u->be->uv_attach(u) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    u->uv_fd = fd;
-    u->dns->primed = 0;
+    return 0;
+}
+
+int
+tl_dns_create(tl_uv *u)
+{
+    tl_dns *d = PyMem_RawCalloc(1, sizeof(*d));
+    if (d == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int err = uv_loop_init(&d->loop);
+    if (err < 0) {
+        PyMem_RawFree(d);
+        PyErr_Format(PyExc_OSError, "uv_loop_init: %s", uv_strerror(err));
+        return -1;
+    }
+    d->loop.data = d;
+    u->dns = d;
     return 0;
 }
 
@@ -324,19 +338,10 @@ dns_get(LoopObject *loop)
     if (u->dns != NULL) {
         return u->dns;
     }
-    tl_dns *d = PyMem_RawCalloc(1, sizeof(*d));
-    if (d == NULL) {
-        PyErr_NoMemory();
+    if (tl_dns_create(u) < 0) {
         return NULL;
     }
-    int err = uv_loop_init(&d->loop);
-    if (err < 0) {
-        PyMem_RawFree(d);
-        PyErr_Format(PyExc_OSError, "uv_loop_init: %s", uv_strerror(err));
-        return NULL;
-    }
-    d->loop.data = d;
-    u->dns = d;
+    tl_dns *d = u->dns;
     if (dns_watch(loop) < 0) {
         u->dns = NULL;
         (void)uv_loop_close(&d->loop);
@@ -624,9 +629,10 @@ dns_handoff(tl_dns *d)
     return err == 0 ? 0 : -1;
 }
 
-/* At close(), with the GIL: drop every Future (completed or not), cancel
- * what has not started, and free the libuv loop, or have it freed once
- * the lookups still running end. */
+/* At close(), with the GIL, once the backend closed its libuv handles:
+ * drop every Future (completed or not), cancel what has not started, and
+ * free the libuv loop, or have it freed once the lookups still running
+ * end. */
 void
 tl_dns_close(tl_uv *u)
 {
@@ -635,7 +641,6 @@ tl_dns_close(tl_uv *u)
         return;
     }
     u->dns = NULL;
-    u->uv_fd = -1;
     while (d->done != NULL) {
         tl_dns_req *r = d->done;
         d->done = r->next;
@@ -647,10 +652,9 @@ tl_dns_close(tl_uv *u)
         Py_CLEAR(r->future);
         (void)uv_cancel((uv_req_t *)&r->work);
     }
-    if (d->count > 0) {
-        /* Deliver what was cancelled. */
-        uv_run(&d->loop, UV_RUN_NOWAIT);
-    }
+    /* Deliver what was cancelled, and run the close callbacks of the
+     * backend's handles. */
+    uv_run(&d->loop, UV_RUN_NOWAIT);
     if (d->count > 0 && dns_handoff(d) == 0) {
         return;
     }
@@ -662,11 +666,12 @@ tl_dns_close(tl_uv *u)
     dns_release(d);
 }
 
-/* In a child after fork(), once the loop's new epoll set has its own
- * fds: the pool threads did not survive, so the lookups in flight will
- * never finish.  Their Futures stay pending, as the executor's do under
- * stock asyncio; forget the requests.  The libuv loop gets new kernel
- * objects (uv_loop_fork) and its fd goes in the new set. */
+/* In a child after fork(), once the backend has new kernel objects: the
+ * pool threads did not survive, so the lookups in flight will never
+ * finish.  Their Futures stay pending, as the executor's do under stock
+ * asyncio; forget the requests.  The libuv loop gets new kernel objects
+ * (uv_loop_fork: the libuv backend's after_fork() did it) and the backend
+ * watches it again. */
 int
 tl_dns_after_fork(LoopObject *loop)
 {
@@ -683,6 +688,9 @@ tl_dns_after_fork(LoopObject *loop)
     }
     d->inflight = NULL;
     d->count = 0;
+    if (loop->uv->be->waits_in_uv) {
+        return 0;
+    }
     int err = uv_loop_fork(&d->loop);
     if (err < 0) {
         PyErr_Format(PyExc_OSError, "uv_loop_fork: %s", uv_strerror(err));

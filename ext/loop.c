@@ -13,10 +13,9 @@
  *
  * Timers: our own binary heap keyed by the loop's clock (CLOCK_MONOTONIC,
  * the clock of time.monotonic()), with O(log n) removal on cancel, and
- * one timerfd armed (in absolute nanoseconds) for the earliest deadline.
- * libuv's own timers have millisecond resolution and may fire up to 1 ms
- * early; the timerfd wakes the poll at the right nanosecond, and a timer
- * runs only once loop.time() >= its `when`. */
+ * the backend's timer (backend.h) armed for the earliest deadline, never
+ * earlier; a timer runs only once loop.time() >= its `when`, whatever
+ * the backend's resolution. */
 #include "tideloop.h"
 
 #include <errno.h>
@@ -24,10 +23,7 @@
 #include <math.h>
 #include <sched.h>
 #include <structmember.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -227,19 +223,9 @@ tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
     }
 }
 
-/* ---- timerfd -------------------------------------------------------- */
+/* ---- the backend's timer ------------------------------------------- */
 
-static void
-timerfd_set_abs(tl_uv *u, int64_t ns)
-{
-    struct itimerspec its;
-    memset(&its, 0, sizeof(its));
-    its.it_value.tv_sec = ns / 1000000000LL;
-    its.it_value.tv_nsec = ns % 1000000000LL;
-    (void)timerfd_settime(u->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
-}
-
-/* Arm the timerfd for `when` (seconds), never earlier. */
+/* Arm the backend's timer for `when` (seconds), never earlier. */
 static void
 loop_arm_timer(LoopObject *self, double when, int64_t now_ns)
 {
@@ -264,7 +250,7 @@ loop_arm_timer(LoopObject *self, double when, int64_t now_ns)
     if (target == self->armed_ns) {
         return;
     }
-    timerfd_set_abs(self->uv, target);
+    self->uv->be->arm(self->uv, target);
     self->armed_ns = target;
 }
 
@@ -272,9 +258,7 @@ static void
 loop_disarm_timer(LoopObject *self)
 {
     if (self->armed_ns != 0) {
-        struct itimerspec its;
-        memset(&its, 0, sizeof(its));
-        (void)timerfd_settime(self->uv->timerfd, 0, &its, NULL);
+        self->uv->be->arm(self->uv, 0);
         self->armed_ns = 0;
     }
 }
@@ -282,75 +266,51 @@ loop_disarm_timer(LoopObject *self)
 /* ---- creation and destruction -------------------------------------- */
 
 static void
-uv_free_all(tl_uv *u)
+uv_release(tl_uv *u)
 {
-    /* Only DNS lookups may still be in libuv's hands (the GIL is held). */
-    tl_dns_close(u);
-    /* A thread in loop_wakeup() may still be inside write(). */
-    while (atomic_load(&u->wake_writers) != 0) {
-        sched_yield();
+    if (u->be != NULL) {
+        u->be->release(u);
     }
-    close(u->timerfd);
-    close(u->wakefd);
-    close(u->epfd);
-    close(u->sig_rfd);
-    close(u->sig_wfd);
+    if (u->sig_rfd >= 0) {
+        close(u->sig_rfd);
+        close(u->sig_wfd);
+    }
     PyMem_RawFree(u);
 }
 
-/* Put the loop's own fds in its epoll set (data.fd = -1 - fd tells them
- * from the watchers'). */
-static int
-own_fds_add(tl_uv *u)
+static void
+uv_free_all(tl_uv *u)
 {
-    int fds[] = {u->wakefd, u->timerfd, u->sig_rfd};
-    for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++) {
-        struct epoll_event ev;
-        memset(&ev, 0, sizeof(ev));
-        ev.events = EPOLLIN;
-        ev.data.fd = -1 - fds[i];
-        if (epoll_ctl(u->epfd, EPOLL_CTL_ADD, fds[i], &ev) < 0) {
-            return -1;
-        }
+    /* The backend's libuv handles are closed first (DNS's close runs
+     * their close callbacks); then only DNS lookups may still be in
+     * libuv's hands, and DNS's loop goes with them (the GIL is held). */
+    if (u->be != NULL) {
+        u->be->close(u);
     }
-    return 0;
-}
-
-static int
-make_signal_pair(int *rfd, int *wfd)
-{
-    int sv[2];
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   sv) < 0) {
-        return -1;
+    tl_dns_close(u);
+    /* A thread in loop_wakeup() may still be inside the backend. */
+    while (atomic_load(&u->wake_writers) != 0) {
+        sched_yield();
     }
-    *rfd = sv[0];
-    *wfd = sv[1];
-    return 0;
+    uv_release(u);
 }
 
 static tl_uv *
-uv_create(LoopObject *self)
+uv_create(const tl_backend_ops *be)
 {
     tl_uv *u = PyMem_RawCalloc(1, sizeof(tl_uv));
     if (u == NULL) {
         PyErr_NoMemory();
         return NULL;
     }
-    u->timerfd = u->wakefd = u->epfd = u->uv_fd = -1;
     u->sig_rfd = u->sig_wfd = -1;
-    /* The epoll set first: its fd number is then the one asyncio's
-     * selector gets in the same process state. */
-    u->epfd = epoll_create1(EPOLL_CLOEXEC);
-    u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    u->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (u->timerfd < 0 || u->wakefd < 0 || u->epfd < 0 ||
-        make_signal_pair(&u->sig_rfd, &u->sig_wfd) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    u->be = be;
+    /* The libuv backend waits in DNS's libuv loop: it exists from now on
+     * (the epoll backend's DNS makes it at the first lookup). */
+    if (be->waits_in_uv && tl_dns_create(u) < 0) {
         goto error;
     }
-    if (own_fds_add(u) < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
+    if (be->create(u) < 0) {
         goto error;
     }
     return u;
@@ -367,6 +327,11 @@ Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (st == NULL) {
         return NULL;
     }
+    /* Before the object exists: a bad TIDELOOP_BACKEND makes no loop. */
+    const tl_backend_ops *be = tl_backend_choose();
+    if (be == NULL) {
+        return NULL;
+    }
     LoopObject *self = (LoopObject *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
@@ -377,11 +342,12 @@ Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     Py_INCREF(Py_None);
     self->current_handle = Py_None;
     self->created_ns = tl_monotonic_ns();
-    self->uv = uv_create(self);
+    self->uv = uv_create(be);
     if (self->uv == NULL) {
         Py_DECREF(self);
         return NULL;
     }
+    self->backend = self->uv->be->name;
     return (PyObject *)self;
 }
 
@@ -514,14 +480,14 @@ loop_debug_checks(LoopObject *self, PyObject *callback, const char *method,
  * block: so either the loop sees our handle before deciding to block, or
  * we see it sleeping and write.  A loop that is running callbacks needs
  * no wake-up (no syscall: bulk call_soon_threadsafe is cheap), and one
- * write per sleep is enough.  libuv's uv_async_send() is not used: its
- * receiver spins and sched_yield()s while the sender is between its two
- * atomic steps, which on a busy core costs extra context switches. */
+ * write per sleep is enough.  (The epoll backend writes an eventfd:
+ * libuv's uv_async_send() makes its receiver spin and sched_yield()
+ * while the sender is between its two atomic steps, which on a busy core
+ * costs extra context switches.) */
 static void
 loop_wakeup(LoopObject *self)
 {
     if (self->sleeping && !self->wakeup_sent) {
-        uint64_t one = 1;
         tl_uv *u = self->uv;
         self->wakeup_sent = 1;
         /* Without the GIL: the loop thread wakes at once and wants it;
@@ -529,8 +495,7 @@ loop_wakeup(LoopObject *self)
          * (measured: 6.0 -> 3.4 context switches per ping-pong). */
         atomic_fetch_add(&u->wake_writers, 1);
         Py_BEGIN_ALLOW_THREADS
-        while (write(u->wakefd, &one, sizeof(one)) < 0 && errno == EINTR) {
-        }
+        u->be->wakeup(u);
         atomic_fetch_sub(&u->wake_writers, 1);
         Py_END_ALLOW_THREADS
     }
@@ -1000,6 +965,12 @@ loop_run_once(LoopObject *self)
     /* (A DNS answer completed outside a poll must not wait for one.) */
     int block = (self->rq_len == 0 && !self->stopping &&
                  !tl_dns_answered(u));
+    if (u->timer_fired) {
+        /* It fired outside a wait (libuv runs timers wherever it runs):
+         * it is disarmed. */
+        u->timer_fired = 0;
+        self->armed_ns = 0;
+    }
 
     if (self->heap_len > 0) {
         if (block) {
@@ -1017,68 +988,29 @@ loop_run_once(LoopObject *self)
         loop_disarm_timer(self);
     }
 
-    /* The poll: one epoll_wait() on the loop's set, the GIL released only
-     * when it may block.  Room for every member, as asyncio's selector
-     * asks for every registered fd. */
-    int cap = self->n_watched + 4;
-    if (tl_poll_reserve(self, cap) < 0) {
-        return -1;
-    }
-    struct epoll_event *evs = self->ep_events;
+    /* The poll: one backend wait, the GIL released only when it may
+     * block. */
+    tl_event *evs;
     int n;
     if (block) {
         self->sleeping = 1;
         Py_BEGIN_ALLOW_THREADS
-        n = epoll_wait(u->epfd, evs, cap, -1);
+        n = u->be->wait(u, 1, &evs);
         Py_END_ALLOW_THREADS
         self->sleeping = 0;
         self->wakeup_sent = 0;
     }
     else {
-        n = epoll_wait(u->epfd, evs, cap, 0);
+        n = u->be->wait(u, 0, &evs);
     }
     if (n < 0) {
-        if (errno != EINTR) {
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        n = 0;                  /* a signal: handled below */
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
     }
     self->n_iterations++;
-
-    /* The loop's own fds (data.fd = -1 - fd). */
-    int uv_ready = 0;
-    for (int i = 0; i < n; i++) {
-        int fd = evs[i].data.fd;
-        if (fd >= 0) {
-            continue;
-        }
-        fd = -1 - fd;
-        if (fd == u->wakefd) {
-            /* The wake-up is the whole job: the handles are queued.  One
-             * read resets the eventfd counter. */
-            uint64_t v;
-            (void)read(u->wakefd, &v, sizeof(v));
-        }
-        else if (fd == u->timerfd) {
-            /* Drain it so that the level-triggered set does not report it
-             * again; it is now disarmed. */
-            uint64_t ticks;
-            while (read(u->timerfd, &ticks, sizeof(ticks)) > 0) {
-            }
-            self->armed_ns = 0;
-        }
-        else if (fd == u->sig_rfd) {
-            u->sig_pending = 1;
-        }
-        else if (fd == u->uv_fd) {
-            uv_ready = 1;
-        }
-    }
-    if (uv_ready) {
-        /* libuv has something to finish (a DNS lookup's completion): its
-         * callbacks only record it in C. */
-        tl_dns_poll(u);
+    if (u->timer_fired) {
+        u->timer_fired = 0;
+        self->armed_ns = 0;
     }
 
     if (u->sig_pending) {
@@ -1191,8 +1123,9 @@ Loop_clear_queues(LoopObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-/* In a child after fork(): new epoll set, new timerfd and signal socket
- * (the inherited ones are shared with the parent), same fd numbers. */
+/* In a child after fork(): a new signal socket and new kernel objects
+ * of the backend (the inherited ones are shared with the parent), on the
+ * same fd numbers. */
 static PyObject *
 Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -1200,37 +1133,19 @@ Loop_after_fork(LoopObject *self, PyObject *Py_UNUSED(ignored))
     if (u == NULL) {
         Py_RETURN_NONE;
     }
-    int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    int pfd = epoll_create1(EPOLL_CLOEXEC);
-    int r, w;
-    if (tfd < 0 || efd < 0 || pfd < 0 || make_signal_pair(&r, &w) < 0) {
-        if (tfd >= 0) {
-            close(tfd);
-        }
-        if (efd >= 0) {
-            close(efd);
-        }
-        if (pfd >= 0) {
-            close(pfd);
-        }
+    int sv[2];
+    if (tl_socketpair_nb(sv) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    dup3(tfd, u->timerfd, O_CLOEXEC);
-    dup3(efd, u->wakefd, O_CLOEXEC);
-    dup3(pfd, u->epfd, O_CLOEXEC);
-    close(efd);
-    close(pfd);
-    dup3(r, u->sig_rfd, O_CLOEXEC);
-    dup3(w, u->sig_wfd, O_CLOEXEC);
-    close(tfd);
-    close(r);
-    close(w);
+    if (tl_fd_replace(sv[0], u->sig_rfd) < 0 ||
+        tl_fd_replace(sv[1], u->sig_wfd) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     self->armed_ns = 0;
     self->sleeping = 0;
     self->wakeup_sent = 0;
-    /* The set was shared with the parent: fill the new one. */
-    if (own_fds_add(u) < 0) {
+    u->timer_fired = 0;
+    if (u->be->after_fork(u) < 0) {
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     tl_poll_after_fork(self);
@@ -1259,7 +1174,7 @@ Loop_stats(LoopObject *self, PyObject *Py_UNUSED(ignored))
     tl_poll_count(self, &fds, &readers, &writers);
     int64_t end = self->closed_ns ? self->closed_ns : tl_monotonic_ns();
     return Py_BuildValue(
-        "{s:K,s:K,s:n,s:K,s:K,s:K,s:n,s:i,s:i,s:i,s:n,s:K,s:K,s:K,s:d}",
+        "{s:K,s:K,s:n,s:K,s:K,s:K,s:n,s:i,s:i,s:i,s:n,s:K,s:K,s:K,s:d,s:s}",
         "iterations", (unsigned long long)self->n_iterations,
         "callbacks", (unsigned long long)self->n_callbacks,
         "ready", self->rq_len,
@@ -1274,7 +1189,8 @@ Loop_stats(LoopObject *self, PyObject *Py_UNUSED(ignored))
         "bytes_read", (unsigned long long)self->n_bytes_read,
         "bytes_written", (unsigned long long)self->n_bytes_written,
         "slow_callbacks", (unsigned long long)self->n_slow_callbacks,
-        "uptime", ns_to_sec(end - self->created_ns));
+        "uptime", ns_to_sec(end - self->created_ns),
+        "backend", self->backend);
 }
 
 /* _debug keeps the object set_debug() got (get_debug() returns it, as

@@ -126,6 +126,22 @@ static PyMethodDef tl_functions[] = {
      "The loop's clock in integer nanoseconds."},
     {NULL}};
 
+/* _core.BACKENDS: the backends of this build, the default first
+ * (("epoll", "libuv") on Linux, ("libuv",) in a portable build). */
+static int
+module_add_backends(PyObject *module)
+{
+    PyObject *t = tl_backend_have_epoll() ? Py_BuildValue("(ss)", "epoll",
+                                                          "libuv")
+                                          : Py_BuildValue("(s)", "libuv");
+    if (t == NULL) {
+        return -1;
+    }
+    int r = PyModule_AddObjectRef(module, "BACKENDS", t);
+    Py_DECREF(t);
+    return r;
+}
+
 static int
 tl_exec(PyObject *module)
 {
@@ -216,7 +232,8 @@ tl_exec(PyObject *module)
         tl_loop_init_types(module, st) < 0 ||
         tl_transport_init_types(module, st) < 0 ||
         tl_pipe_init_types(module, st) < 0 ||
-        tl_ssl_init_types(module, st) < 0) {
+        tl_ssl_init_types(module, st) < 0 ||
+        module_add_backends(module) < 0) {
         goto error;
     }
     Py_DECREF(asyncio_futures);

@@ -1,28 +1,26 @@
-/* add_reader/add_writer: the fd watchers, on an epoll set of our own.
+/* add_reader/add_writer: the fd watchers, on the loop's backend.
  *
- * The watched fds live in the loop's own epoll instance (u->epfd), the
- * one the loop waits on (libuv's backend fd is one member of it; see
- * loop.c).  So registration is an epoll_ctl() at add_reader()
- * time, with the errors asyncio's EpollSelector raises there (EPERM for a
- * regular file, EBADF, ...); events are level-triggered and an error or
- * hang-up keeps being reported, as with asyncio; and libuv never sees the
- * user's fds (libuv 1.44 abort()s when a deferred epoll_ctl() of a uv_poll
- * fails, e.g. for an fd closed between add_reader() and the next poll).
+ * Registration goes to the backend (backend.h) at add_reader() time,
+ * with the errors asyncio's selector raises there (EPERM for a regular
+ * file, EBADF, ...); events are level-triggered and an error or hang-up
+ * keeps being reported, as with asyncio.  The epoll backend registers
+ * synchronously; the libuv backend makes sure that libuv 1.44 never
+ * abort()s on a deferred registration that fails (an fd closed between
+ * add_reader() and the next poll: see backend_uv.c).
  *
  * As in asyncio's selector loop, readiness does not run anything by
- * itself: after the poll the loop reads the ready fds of our set, in the
- * kernel's order, and queues their reader/writer handles on the ready
- * queue, where they run in order with the other callbacks. */
+ * itself: after the poll the loop reads the ready fds, in the kernel's
+ * order, and queues their reader/writer handles on the ready queue,
+ * where they run in order with the other callbacks. */
 #include "tideloop.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <sys/epoll.h>
 
 typedef struct tl_poller {
     int fd;
-    int watched;                 /* EPOLLIN | EPOLLOUT registered */
+    int watched;                 /* TL_EV_READ | TL_EV_WRITE registered */
     HandleObject *reader;        /* strong, or NULL */
     HandleObject *writer;        /* strong, or NULL */
 } tl_poller;
@@ -41,15 +39,10 @@ static void
 poller_destroy(LoopObject *loop, tl_poller *p)
 {
     loop->pollers[p->fd] = NULL;
-    if (p->watched) {
-        loop->n_watched--;
-    }
     if (p->watched && loop->uv != NULL) {
-        /* Fails harmlessly for an fd closed meanwhile (the kernel already
-         * dropped it from the set); selectors ignores that too. */
-        struct epoll_event ev;
-        memset(&ev, 0, sizeof(ev));
-        (void)epoll_ctl(loop->uv->epfd, EPOLL_CTL_DEL, p->fd, &ev);
+        /* Cannot fail: an fd closed meanwhile is already gone from the
+         * kernel's set; selectors ignores that too. */
+        (void)loop->uv->be->watch(loop->uv, p->fd, 0, p->watched);
     }
     HandleObject *r = p->reader, *w = p->writer;
     p->reader = p->writer = NULL;
@@ -74,12 +67,9 @@ handle_cancel(HandleObject *h)
 static tl_poller *
 poller_create(LoopObject *loop, int fd)
 {
-    /* The loop's own epoll sets cannot be watched (the kernel says EINVAL
-     * for asyncio's selector adding itself), nor its other own fds, which
-     * are in the set already. */
+    /* The loop's own fds cannot be watched: they are watched already. */
     tl_uv *u = loop->uv;
-    if (fd == u->epfd || fd == u->uv_fd || fd == u->wakefd ||
-        fd == u->timerfd || fd == u->sig_rfd) {
+    if (fd == u->sig_rfd || u->be->owns_fd(u, fd)) {
         errno = EINVAL;
         PyErr_SetFromErrno(PyExc_OSError);
         return NULL;
@@ -113,29 +103,30 @@ poller_create(LoopObject *loop, int fd)
     return p;
 }
 
-/* Make the epoll registration match the handles held; frees the poller
- * when it holds none.  On error (raised as asyncio's epoll.register() or
- * modify() would) the set is unchanged. */
+/* Make the backend's registration match the handles held; frees the
+ * poller when it holds none.  On error (raised as asyncio's
+ * selector.register() or modify() would): -1 if it was a new registration
+ * (nothing changed), -2 if a modification failed, after which the poller
+ * is freed, its handles dropped without cancel(), as asyncio's selector
+ * forgets a key whose modify() failed (the fd was closed, or now names
+ * another file). */
 static int
 poller_update(LoopObject *loop, tl_poller *p)
 {
-    int want = (p->reader ? EPOLLIN : 0) | (p->writer ? EPOLLOUT : 0);
+    int want = (p->reader ? TL_EV_READ : 0) | (p->writer ? TL_EV_WRITE : 0);
     if (want == 0) {
         poller_destroy(loop, p);
         return 0;
     }
     if (want != p->watched) {
-        struct epoll_event ev;
-        memset(&ev, 0, sizeof(ev));
-        ev.events = (uint32_t)want;
-        ev.data.fd = p->fd;
-        int op = p->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-        if (epoll_ctl(loop->uv->epfd, op, p->fd, &ev) < 0) {
+        tl_uv *u = loop->uv;
+        if (u->be->watch(u, p->fd, want, p->watched) < 0) {
             PyErr_SetFromErrno(PyExc_OSError);
+            if (p->watched) {
+                poller_destroy(loop, p);
+                return -2;
+            }
             return -1;
-        }
-        if (!p->watched) {
-            loop->n_watched++;
         }
         p->watched = want;
     }
@@ -256,7 +247,14 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     HandleObject *old = *slot;
     Py_INCREF(h);
     *slot = h;
-    if (poller_update(self, p) < 0) {
+    int rc = poller_update(self, p);
+    if (rc == -2) {
+        /* The poller is gone with its handles (asyncio's modify()). */
+        Py_XDECREF(old);
+        Py_DECREF(h);
+        return NULL;
+    }
+    if (rc < 0) {
         /* Put things back as they were. */
         *slot = old;
         Py_DECREF(h);
@@ -287,11 +285,12 @@ poll_remove_fd(LoopObject *self, int fd, int writer)
         return 0;
     }
     *slot = NULL;
-    int rc = poller_update(self, p);
-    if (handle_cancel(old) < 0) {
-        rc = -1;
+    if (poller_update(self, p) < 0) {
+        /* asyncio's modify() failed: it raises before cancelling. */
+        Py_DECREF(old);
+        return -1;
     }
-    return rc < 0 ? -1 : 1;
+    return handle_cancel(old) < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -360,7 +359,7 @@ tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
         *slot = NULL;
         int rc = poller_update(self, p);
         Py_XDECREF(old);
-        return rc;
+        return rc < 0 ? -1 : 0;
     }
     if (p == NULL && (p = poller_create(self, fd)) == NULL) {
         return -1;
@@ -369,7 +368,12 @@ tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
     HandleObject *old = *slot;
     Py_INCREF(h);
     *slot = h;
-    if (poller_update(self, p) < 0) {
+    int rc = poller_update(self, p);
+    if (rc == -2) {
+        Py_XDECREF(old);         /* the poller is gone with its handles */
+        return -1;
+    }
+    if (rc < 0) {
         *slot = old;
         Py_DECREF(h);
         if (p->reader == NULL && p->writer == NULL) {
@@ -399,45 +403,19 @@ dispatch_side(LoopObject *self, int fd, int writer,
     return push(self, h);
 }
 
-/* After the poll, with the GIL: read what is ready in our epoll set and
- * queue the callbacks, as asyncio's select() + _process_events().  One
- * epoll_wait() with room for every watched fd, as asyncio's selector
- * asks: the set is level-triggered, so a second call would report the
- * same fds again (their handles have not run yet). */
+/* After the poll, with the GIL: queue the callbacks of the ready fds, as
+ * asyncio's select() + _process_events(). */
 int
-tl_poll_reserve(LoopObject *self, int want)
-{
-    if (want > self->ep_cap) {
-        struct epoll_event *b =
-            PyMem_Realloc(self->ep_events, want * sizeof(*b));
-        if (b == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->ep_events = b;
-        self->ep_cap = want;
-    }
-    return 0;
-}
-
-int
-tl_poll_dispatch(LoopObject *self, struct epoll_event *evs, int n,
+tl_poll_dispatch(LoopObject *self, tl_event *evs, int n,
                  int (*push)(LoopObject *, HandleObject *))
 {
     for (int i = 0; i < n; i++) {
-        int fd = evs[i].data.fd;
-        uint32_t e = evs[i].events;
-        if (fd < 0) {
-            continue;           /* one of the loop's own fds */
-        }
-        /* selectors.EpollSelector: anything but EPOLLOUT wakes the
-         * reader, anything but EPOLLIN wakes the writer. */
-        if ((e & ~(uint32_t)EPOLLOUT) &&
-            dispatch_side(self, fd, 0, push) < 0) {
+        int fd = evs[i].fd;
+        int e = evs[i].events;
+        if ((e & TL_EV_READ) && dispatch_side(self, fd, 0, push) < 0) {
             return -1;
         }
-        if ((e & ~(uint32_t)EPOLLIN) &&
-            dispatch_side(self, fd, 1, push) < 0) {
+        if ((e & TL_EV_WRITE) && dispatch_side(self, fd, 1, push) < 0) {
             return -1;
         }
         if (self->uv == NULL) {
@@ -473,23 +451,17 @@ tl_poll_close_all(LoopObject *self)
     PyMem_Free(self->pollers);
     self->pollers = NULL;
     self->npollers = 0;
-    PyMem_Free(self->ep_events);
-    self->ep_events = NULL;
-    self->ep_cap = 0;
 }
 
-/* In a child after fork: register every watched fd in the new set. */
+/* In a child after fork: register every watched fd with the backend's
+ * new kernel objects. */
 int
 tl_poll_after_fork(LoopObject *self)
 {
     for (int i = 0; i < self->npollers; i++) {
         tl_poller *p = self->pollers[i];
         if (p != NULL && p->watched) {
-            struct epoll_event ev;
-            memset(&ev, 0, sizeof(ev));
-            ev.events = (uint32_t)p->watched;
-            ev.data.fd = p->fd;
-            (void)epoll_ctl(self->uv->epfd, EPOLL_CTL_ADD, p->fd, &ev);
+            self->uv->be->rewatch(self->uv, p->fd, p->watched);
         }
     }
     return 0;

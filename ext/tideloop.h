@@ -7,7 +7,8 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <uv.h>
-#include <sys/epoll.h>
+
+#include "backend.h"
 
 #if PY_VERSION_HEX < 0x030A0000
 static inline PyObject *
@@ -114,8 +115,6 @@ typedef struct TimerHandleObject {
     Py_ssize_t heap_index;       /* position in the loop's heap, or -1 */
 } TimerHandleObject;
 
-/* Memory owned by libuv handles: freed only after every close callback
- * has run, so it is allocated apart from the Python object. */
 /* dns.c: the libuv loop whose thread pool runs the lookups, and the
  * lookups in flight and answered.  Created at a loop's first lookup: a
  * loop that never resolves a name holds none of libuv's fds. */
@@ -128,22 +127,24 @@ typedef struct tl_dns {
     int count;                   /* in flight */
 } tl_dns;
 
+/* Memory owned by libuv handles: freed only after every close callback
+ * has run, so it is allocated apart from the Python object. */
 typedef struct tl_uv {
-    /* The loop waits in epoll_wait() on epfd, one set holding the fd
-     * watchers (add_reader & co., transports) and the loop's own fds:
-     * wakefd, timerfd, the signal socket and, once DNS was used, libuv's
-     * backend fd, whose readiness means libuv has work to finish. */
-    int epfd;
-    int uv_fd;                   /* the DNS libuv loop's fd, or -1 */
-    tl_dns *dns;                 /* NULL until the first lookup */
-    int timerfd;
-    int wakefd;                  /* eventfd: call_soon_threadsafe wake-up */
+    /* The OS side of the loop (backend.h): fd watchers, the timer for
+     * the earliest deadline, wake-ups. */
+    const tl_backend_ops *be;
+    struct tl_backend *bd;       /* the backend's own state */
+    /* DNS's libuv loop: with the epoll backend NULL until the first
+     * lookup; the libuv backend makes it at loop creation and waits in
+     * it (dns->loop), and DNS uses that one. */
+    tl_dns *dns;
     int sig_rfd;
     int sig_wfd;
-    /* Threads writing wakefd without the GIL: close waits for them so the
-     * fd number cannot be reused under their write. */
+    /* Threads in be->wakeup() without the GIL: close waits for them so
+     * that the backend is not freed under them. */
     atomic_int wake_writers;
     char sig_pending;            /* the wake-up socket became readable */
+    char timer_fired;            /* the armed deadline was reached */
 } tl_uv;
 
 typedef struct LoopObject {
@@ -162,7 +163,7 @@ typedef struct LoopObject {
     Py_ssize_t heap_len;
     Py_ssize_t heap_cap;
     uint64_t timer_seq;
-    int64_t armed_ns;            /* timerfd deadline, 0 if disarmed */
+    int64_t armed_ns;            /* backend timer deadline, 0 if disarmed */
 
     PyObject *thread_id;         /* None or int: running in that thread */
     PyObject *task_factory;      /* _task_factory: NULL/None = default */
@@ -181,9 +182,6 @@ typedef struct LoopObject {
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
     int npollers;
-    int n_watched;               /* pollers registered in the epoll set */
-    struct epoll_event *ep_events;  /* epoll_wait() buffer */
-    int ep_cap;
 
     char *rbuf;                  /* 256 KiB read buffer of transports */
 
@@ -198,6 +196,7 @@ typedef struct LoopObject {
     uint64_t n_bytes_written;
     Py_ssize_t n_transports;     /* C transports not yet connection-lost */
     int64_t created_ns;          /* loop clock at creation */
+    const char *backend;         /* its backend's name: "epoll", "libuv" */
     int64_t closed_ns;           /* loop clock at close(), or 0 */
 
     /* threadsafe.c: backpressure on call_soon_threadsafe producers. */
@@ -224,6 +223,9 @@ int tl_dns_dispatch(LoopObject *loop);
 void tl_dns_poll(tl_uv *u);
 void tl_dns_close(tl_uv *u);
 int tl_dns_after_fork(LoopObject *loop);
+/* Make u->dns now (the libuv backend, at loop creation): 0, or -1 with
+ * an exception set. */
+int tl_dns_create(tl_uv *u);
 
 /* Answers wait to be dispatched (checked each iteration: no call). */
 static inline int
@@ -296,12 +298,10 @@ PyObject *tl_poll_add_writer(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames);
 PyObject *tl_poll_remove_reader(LoopObject *self, PyObject *fileobj);
 PyObject *tl_poll_remove_writer(LoopObject *self, PyObject *fileobj);
-/* Queue the handles of the fds that fired (events with data.fd < 0 are
- * skipped); `push` steals a reference. */
-int tl_poll_dispatch(LoopObject *self, struct epoll_event *evs, int n,
+/* Queue the handles of the fds that fired, in order; `push` steals a
+ * reference. */
+int tl_poll_dispatch(LoopObject *self, tl_event *evs, int n,
                      int (*push)(LoopObject *, HandleObject *));
-/* Make room for `n` events in self->ep_events. */
-int tl_poll_reserve(LoopObject *self, int n);
 int tl_poll_traverse(LoopObject *self, visitproc visit, void *arg);
 int tl_poll_set_handle(LoopObject *self, int fd, int writer,
                        HandleObject *h);

@@ -51,6 +51,9 @@ logger = logging.getLogger("asyncio")
 
 _BaseEventLoop = base_events.BaseEventLoop
 
+# A build without the epoll backend (TIDELOOP_PORTABLE=1, or not Linux).
+_PORTABLE = "epoll" not in _core.BACKENDS
+
 # BaseEventLoop methods that only use the public loop API and plain
 # attributes that Loop.__init__ sets up the same way.
 _BORROWED = (
@@ -171,6 +174,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         self._unix_server_sockets: dict[Any, int] = {}
         self._saved_wakeup_fd: int | None = None
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
+        # asyncio's selector loop logs "Using selector: EpollSelector".
+        logger.debug("Using backend: %s", self._stats()["backend"])
         _all_loops.add(self)
 
     # -- running ---------------------------------------------------------
@@ -348,9 +353,14 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     def _watch_child(self, pid: int, transp: Any) -> None:
         try:
+            if _PORTABLE:
+                # A portable build (what macOS and the BSDs get) uses no
+                # Linux-only call: no pidfd.
+                raise AttributeError("pidfd_open")
             pidfd = os.pidfd_open(pid)
         except (AttributeError, OSError):
-            # No pidfd (Linux < 5.3): asyncio's own watcher of this Python
+            # No pidfd (Linux < 5.3, macOS, a portable build): asyncio's
+            # own watcher of this Python
             # (3.14 removed get_child_watcher(); its loop then uses a
             # _ThreadedChildWatcher, a thread per child).
             watcher: Any
@@ -547,7 +557,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     # -- introspection ---------------------------------------------------
 
-    def stats(self) -> dict[str, int | float]:
+    def stats(self) -> dict[str, int | float | str]:
         """Return a new dict of the loop's counters and gauges.
 
         Counters (since the loop was created): ``iterations``,
@@ -557,7 +567,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         ``slow_callbacks`` (debug mode only).  Gauges (now): ``ready``,
         ``timers_pending``, ``fd_watchers``, ``readers``, ``writers``,
         ``transports`` (live C transports) and ``uptime`` (seconds since
-        creation).  On a closed loop the counters keep their final values,
+        creation), and ``backend``: ``"epoll"`` or ``"libuv"``, what the
+        loop waits in.  On a closed loop the counters keep their final values,
         the gauges of queues and watchers are 0 and ``uptime`` stops at
         close().  See docs/observability.md.
         """
@@ -573,6 +584,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             f"---- tideloop debug info: {self!r} ----",
             f"tideloop {_tideloop_version()} on libuv "
             f"{_core.libuv_version()}, Python {sys.version.split()[0]}",
+            f"backend: {st['backend']}",
             f"debug: {self.get_debug()}  "
             f"slow_callback_duration: {self.slow_callback_duration} s",
             f"uptime: {st['uptime']:.3f} s",

@@ -63,10 +63,10 @@ async def callbacks(loop: tideloop.Loop) -> float:
     three: int = await task
     fut: asyncio.Future[Any] = loop.create_future()
     fut.set_result(three)
-    stats: dict[str, int | float] = loop.stats()
+    stats: dict[str, int | float | str] = loop.stats()
     loop.print_debug_info()
     loop.print_debug_info(file=sys.stderr)
-    return when + float(cancelled) + stats["iterations"]
+    return when + float(cancelled) + float(stats["iterations"])
 
 
 async def main() -> int:
