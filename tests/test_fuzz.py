@@ -49,6 +49,13 @@ ACCEPTED = [
     # error for a closed loop.
     ("[fd=fileno-closes-loop]", {"call": ("AttributeError",
                                           "RuntimeError")}),
+    # signal.SIGKILL (9) given as an fd: whether descriptor 9 is open in
+    # the child depends on what earlier cases left to the garbage collector
+    # and on each loop's own descriptors (stock 3, tideloop 5), not on the
+    # method: either loop gets OSError for a closed fd and registers an
+    # open one.  Seen both ways between runs of the same seed.
+    ("[fd=SIGKILL]", {"call": ("ok", "OSError")}),
+    ("[fd=SIGKILL]", {"call": ("OSError", "ok")}),
     # A `when` with __float__ but no ordering: tideloop keys its heap on
     # float(when) (README, "Known differences"); stock's heapq needs `<`
     # between deadlines and fails when it compares them.
