@@ -297,8 +297,12 @@ def record_event(record):
 # Child interpreters
 # --------------------------------------------------------------------------
 
+# A child of a job started in the background by a non-interactive shell
+# inherits SIGINT ignored, and Python then keeps it ignored: the prelude
+# gives every child Python's normal Ctrl-C (on the same line, so that line
+# numbers in the children's tracebacks do not move).
 CHILD_PRELUDE = '''\
-import asyncio, os, sys
+import asyncio, os, sys, signal; signal.signal(signal.SIGINT, signal.default_int_handler)
 KIND = os.environ["TIDELOOP_TEST_KIND"]
 if KIND == "tideloop":
     import tideloop
