@@ -18,20 +18,26 @@
  * Deferred registration.  libuv applies uv_poll_start() inside the next
  * poll, and on Linux 1.44 abort()s when that epoll_ctl() fails: an fd
  * closed (or closed and replaced by a regular file) between add_reader()
- * and the next poll would kill the process.  So registration is made
- * eager, as asyncio's selector makes it: watch() checks the fd (fstat:
- * EBADF; a new file gets a new uv_poll_t, whose uv_poll_init() probes it
- * as the kernel's set would: EPERM for a regular file), starts the
- * handle and runs libuv once without blocking, which applies the change
- * while the fd is known to be good.  After that, closing the fd behaves
- * as with asyncio: the kernel drops the file from the set when its last
- * descriptor goes, and nothing is reported for it; a change of events
- * for an fd that now names another file fails with ENOENT, as epoll's
- * modify() does.  A handle that libuv stops
- * on POLLERR is restarted at the start of the next wait(), right before
- * the poll that applies it, after the same check.  (Another thread
- * closing the fd between the check and the poll is outside what this
- * can see; asyncio's selector has no such window.) */
+ * and the next poll would kill the process.  So:
+ *   - watch() checks the fd as asyncio's selector would at register()
+ *     (fstat: EBADF; EPERM for a regular file; ENOENT for a change of
+ *     events on an fd that now names another file, as epoll's modify()),
+ *     calls uv_poll_start() and puts the watcher on the pending list;
+ *   - wait(), right before its one uv_run(), checks each pending watcher
+ *     again: one whose fd was closed, or now names another file, is
+ *     stopped (libuv then never registers it), as the kernel's set drops
+ *     a file when its last descriptor goes.  Nothing runs between that
+ *     check and the poll that applies the rest.
+ * So a change of watch costs no poll of its own (uvloop's cost: one
+ * epoll_ctl in libuv's next poll).  A watcher whose fd stops being
+ * watched is stopped at once and kept, for the same file, for the next
+ * watch (no uv_poll_init() per add_reader()).  One difference remains
+ * with asyncio on epoll: an fd closed before the first poll while its
+ * file stays open through another descriptor is dropped (asyncio on
+ * epoll keeps reporting it under the closed number; asyncio on kqueue,
+ * macOS and the BSDs, drops it, as here).  A handle that libuv stops on
+ * POLLERR goes on the same pending list.  (Another thread closing the fd
+ * between the check and the poll is outside what this can see.) */
 #include "tideloop.h"
 
 #include <errno.h>
@@ -44,12 +50,12 @@ struct tl_backend;
 typedef struct tl_uvw {
     uv_poll_t h;                 /* h.data = this */
     struct tl_backend *b;
-    struct tl_uvw *next_restart;
+    struct tl_uvw *next_pending;
     uint64_t batch;              /* the batch that recorded it last */
     int slot;                    /* its index in that batch */
     int fd;
-    int events;                  /* TL_EV_* watched */
-    char restart;                /* in the restart list */
+    int events;                  /* TL_EV_* watched (0: stopped, kept) */
+    char pending;                /* on the pending list */
     dev_t dev;                   /* the file it was registered for */
     ino_t ino;
 } tl_uvw;
@@ -63,11 +69,12 @@ typedef struct tl_backend {
     char have_timer, have_wake, have_sig, closed;
     tl_uvw **w;                  /* by fd */
     int nw;
-    int n_watched;
-    tl_uvw *restart;             /* stopped by libuv on POLLERR */
+    int n_watched;               /* watchers in the table */
+    /* Started since the last poll, or stopped by libuv on POLLERR: to
+     * check before the next poll. */
+    tl_uvw *pending;
     /* Two buffers of events: wait() hands one to the loop, which reads
-     * it while the other records (the eager runs of watch(), then the
-     * next wait). */
+     * it while the other records the next wait. */
     tl_event *buf[2];
     int cap[2];
     int cur;                     /* the recording buffer */
@@ -184,7 +191,7 @@ uvbe_close(tl_uv *u)
             uv_close((uv_handle_t *)&w->h, uvbe_on_close_free);
         }
     }
-    b->restart = NULL;
+    b->pending = NULL;
 }
 
 static void
@@ -233,18 +240,28 @@ out_reserve(tl_backend *b)
 }
 
 static void
-restart_unlink(tl_backend *b, tl_uvw *w)
+pending_unlink(tl_backend *b, tl_uvw *w)
 {
-    tl_uvw **pp = &b->restart;
+    tl_uvw **pp = &b->pending;
     while (*pp != NULL) {
         if (*pp == w) {
-            *pp = w->next_restart;
+            *pp = w->next_pending;
             break;
         }
-        pp = &(*pp)->next_restart;
+        pp = &(*pp)->next_pending;
     }
-    w->restart = 0;
-    w->next_restart = NULL;
+    w->pending = 0;
+    w->next_pending = NULL;
+}
+
+static void
+pending_push(tl_backend *b, tl_uvw *w)
+{
+    if (!w->pending) {
+        w->pending = 1;
+        w->next_pending = b->pending;
+        b->pending = w;
+    }
 }
 
 /* Whether `fd` still names the file `w` was registered for. */
@@ -257,8 +274,8 @@ same_file(tl_uvw *w, const struct stat *sb)
 static void
 watcher_close(tl_backend *b, tl_uvw *w)
 {
-    if (w->restart) {
-        restart_unlink(b, w);
+    if (w->pending) {
+        pending_unlink(b, w);
     }
     b->w[w->fd] = NULL;
     b->n_watched--;
@@ -295,10 +312,11 @@ table_reserve(tl_backend *b, int fd)
     return 0;
 }
 
-/* A new watcher for `fd`: uv_poll_init() checks the fd as the kernel's
- * set would (EPERM for a regular file, EBADF, ...). */
+/* A new watcher for `fd`, naming the file `sb`: uv_poll_init() checks
+ * the fd as the kernel's set would (EPERM for a regular file, EBADF,
+ * ...). */
 static tl_uvw *
-watcher_new(tl_backend *b, int fd)
+watcher_new(tl_backend *b, int fd, const struct stat *sb)
 {
     if (table_reserve(b, fd) < 0) {
         return NULL;
@@ -323,10 +341,50 @@ watcher_new(tl_backend *b, int fd)
     w->h.data = w;
     w->b = b;
     w->fd = fd;
+    w->dev = sb->st_dev;
+    w->ino = sb->st_ino;
     w->batch = (uint64_t)-1;
     b->w[fd] = w;
     b->n_watched++;
     return w;
+}
+
+/* Stop watching: at once (the fd is still open: the kernel's set drops
+ * it now, as asyncio's unregister()).  The handle stays for the next
+ * watch of the same file. */
+static void
+watcher_stop(tl_backend *b, tl_uvw *w)
+{
+    w->events = 0;
+    if (w->pending) {
+        pending_unlink(b, w);
+    }
+    uv_poll_stop(&w->h);
+}
+
+/* What the kernel's set would say about a new watch (or a change of
+ * events if `old`) of `fd`: 0, or -1 with errno.  Sets *sb. */
+static int
+watch_check(tl_uvw *w, int fd, int old, struct stat *sb)
+{
+    if (fstat(fd, sb) < 0) {
+        return -1;
+    }
+#ifdef __linux__
+    /* epoll refuses files that cannot be polled before anything else. */
+    if (S_ISREG(sb->st_mode) || S_ISDIR(sb->st_mode)) {
+        errno = EPERM;
+        return -1;
+    }
+#endif
+    if (old && w != NULL && !same_file(w, sb)) {
+        /* The fd was closed and now names another file, which the
+         * kernel's set does not hold: epoll's modify() says ENOENT (and
+         * asyncio then forgets the fd). */
+        errno = ENOENT;
+        return -1;
+    }
+    return 0;
 }
 
 static int
@@ -335,68 +393,52 @@ uvbe_watch(tl_uv *u, int fd, int events, int old)
     tl_backend *b = u->bd;
     tl_uvw *w = fd < b->nw ? b->w[fd] : NULL;
     if (events == 0) {
-        if (w != NULL) {
-            watcher_close(b, w);
+        if (w != NULL && w->events != 0) {
+            watcher_stop(b, w);
         }
         return 0;
     }
-    /* What the kernel's set would say about this fd now. */
     struct stat sb;
-    if (fstat(fd, &sb) < 0) {
+    if (watch_check(w, fd, old, &sb) < 0) {
         return -1;
     }
-#ifdef __linux__
-    /* epoll refuses files that cannot be polled before anything else. */
-    if (S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)) {
-        errno = EPERM;
-        return -1;
-    }
-#endif
     if (w != NULL && !same_file(w, &sb)) {
-        /* The fd was closed and now names another file, which the
-         * kernel's set does not hold: epoll's modify() says ENOENT (and
-         * asyncio then forgets the fd). */
-        errno = ENOENT;
-        return -1;
+        /* A handle kept for a file that is gone. */
+        watcher_close(b, w);
+        w = NULL;
     }
-    if (w == NULL) {
-        if ((w = watcher_new(b, fd)) == NULL) {
-            return -1;
-        }
-        w->dev = sb.st_dev;
-        w->ino = sb.st_ino;
-    }
-    if (out_reserve(b) < 0) {
+    if (w == NULL && (w = watcher_new(b, fd, &sb)) == NULL) {
         return -1;
     }
     w->events = events;
-    if (w->restart) {
-        restart_unlink(b, w);
-    }
+    /* libuv registers it in the next poll; wait() checks the fd again
+     * right before it (see the top). */
     (void)uv_poll_start(&w->h, uv_events(events), uvbe_on_poll);
-    /* Apply it now, while the fd is known to be good (see the top).  What
-     * that run reports is dropped: asyncio looks at readiness only in its
-     * select(), and the next wait() sees the same level-triggered
-     * events. */
-    uv_run(&u->dns->loop, UV_RUN_NOWAIT);
-    b->nout = 0;
-    b->batch++;
+    pending_push(b, w);
     return 0;
 }
 
-/* Before the poll: restart the handles libuv stopped on POLLERR whose fd
- * still names their file; the poll right after applies them. */
+/* Right before the poll: each watcher started since the last one (or
+ * stopped by libuv on POLLERR) whose fd still names its file is (re)started
+ * and registered by the poll; the others are stopped, so that libuv never
+ * registers a closed fd. */
 static void
-restart_stopped(tl_backend *b)
+flush_pending(tl_backend *b)
 {
-    tl_uvw *w = b->restart;
-    b->restart = NULL;
+    tl_uvw *w = b->pending;
+    b->pending = NULL;
     while (w != NULL) {
-        tl_uvw *next = w->next_restart;
+        tl_uvw *next = w->next_pending;
         struct stat sb;
-        w->restart = 0;
-        w->next_restart = NULL;
-        if (fstat(w->fd, &sb) == 0 && same_file(w, &sb)) {
+        w->pending = 0;
+        w->next_pending = NULL;
+        if (w->events == 0) {
+            /* stopped meanwhile */
+        }
+        else if (fstat(w->fd, &sb) < 0 || !same_file(w, &sb)) {
+            uv_poll_stop(&w->h);
+        }
+        else if (!uv_is_active((uv_handle_t *)&w->h)) {
             (void)uv_poll_start(&w->h, uv_events(w->events), uvbe_on_poll);
         }
         w = next;
@@ -414,11 +456,7 @@ uvbe_on_poll(uv_poll_t *h, int status, int events)
          * sides; the next wait() restarts it (level-triggered: the error
          * is reported again until it is dealt with). */
         ev = TL_EV_READ | TL_EV_WRITE;
-        if (!w->restart) {
-            w->restart = 1;
-            w->next_restart = b->restart;
-            b->restart = w;
-        }
+        pending_push(b, w);
     }
     else {
         ev = ((events & (UV_READABLE | UV_DISCONNECT)) ? TL_EV_READ : 0) |
@@ -447,7 +485,7 @@ uvbe_wait(tl_uv *u, int block, tl_event **out)
     if (out_reserve(b) < 0) {
         return -1;
     }
-    restart_stopped(b);
+    flush_pending(b);
     uv_run(&u->dns->loop, block ? UV_RUN_ONCE : UV_RUN_NOWAIT);
     /* Hand this batch over; the other buffer records the next one. */
     int n = b->nout;
