@@ -513,8 +513,11 @@ do_read_copied(tl_sslproto *p)
             break;
         }
         if (cap - total < avail) {
-            /* First read, or more plaintext than the bound said. */
-            Py_ssize_t want = total + Py_MAX(avail, 16 * 1024);
+            /* First read, or more arrived since: room for the bound.  No
+             * slack: a small message then gets a small block, which
+             * malloc serves and shrinks in place (a 16 KiB floor cost a
+             * split block and a realloc per message). */
+            Py_ssize_t want = total + avail;
             if (data == NULL) {
                 data = PyBytes_FromStringAndSize(NULL, want);
                 if (data == NULL) {

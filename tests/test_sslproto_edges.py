@@ -9,9 +9,12 @@ socket driven with the loop's sock_* methods and an ssl.SSLObject, so the
 test decides exactly which records (or plain bytes, or a FIN, or a reset)
 go on the wire and when."""
 import asyncio
+import gc
+import inspect
 import socket
 import ssl
 import struct
+import weakref
 
 import pytest
 
@@ -961,3 +964,101 @@ def test_pause_reading_in_connection_made(kind, loop_factory):
         loop.close()
     assert delivered == b""
     assert events == [("made",), ("data",), ("eof",), ("lost", None)], events
+
+
+
+def _stock_frees_failed_connections():
+    """CPython gh-159049: asyncio's _create_connection_transport() drops
+    its waiter when the handshake fails (3.14.x, 3.15); before, the
+    exception's traceback keeps that frame, the waiter and so the whole
+    connection in a reference cycle."""
+    from asyncio import base_events
+    src = inspect.getsource(
+        base_events.BaseEventLoop._create_connection_transport)
+    return "waiter = None" in src
+
+
+def remember_socket_transports(kind, monkeypatch):
+    """Weak references to the socket transports under the loop's new SSL
+    protocols: asyncio's SSLProtocol gets it in connection_made (what
+    test_sslproto patches), tideloop's C one from make_socket_transport."""
+    refs = []
+    if stock_ssl(kind):
+        made = asyncio.sslproto.SSLProtocol.connection_made
+
+        def connection_made(proto, transport):
+            refs.append(weakref.ref(transport))
+            made(proto, transport)
+        monkeypatch.setattr(asyncio.sslproto.SSLProtocol, "connection_made",
+                            connection_made)
+    else:
+        from tideloop import _transports
+        make = _transports.make_socket_transport
+
+        def make_socket_transport(*args, **kwargs):
+            transport = make(*args, **kwargs)
+            refs.append(weakref.ref(transport))
+            return transport
+        monkeypatch.setattr(_transports, "make_socket_transport",
+                            make_socket_transport)
+    return refs
+
+
+async def refused_certificate(loop):
+    """create_connection() to a TLSPeer server whose certificate the
+    client does not trust; returns the exception's name."""
+    lsock = socket.socket()
+    lsock.bind((HOST4, 0))
+    lsock.listen(1)
+    lsock.setblocking(False)
+    conn = None
+
+    async def connect():
+        # The exception is caught where it is raised: awaiting a failed
+        # task would put this frame, which holds the task, in a cycle.
+        try:
+            await loop.create_connection(
+                asyncio.Protocol, *lsock.getsockname(),
+                ssl=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT),
+                server_hostname="localhost")
+        except ssl.SSLCertVerificationError as exc:
+            return type(exc).__name__
+        return "connected"
+    try:
+        accept = loop.create_task(loop.sock_accept(lsock))
+        connecting = loop.create_task(connect())
+        conn, _ = await wait(accept)
+        conn.setblocking(False)
+        peer = TLSPeer(loop, conn, server_ssl(), server_side=True)
+        try:
+            await peer.handshake()
+        except (ssl.SSLError, ConnectionError):
+            pass
+        return await wait(connecting)
+    finally:
+        lsock.close()
+        if conn is not None:
+            conn.close()
+
+
+def test_failed_certificate_leaves_no_cycles(kind, loop_factory,
+                                             monkeypatch):
+    """test_sslproto's ..._failed_certificate_no_cycles (gh-159049) for
+    both SSL protocols: once create_connection() raised
+    SSLCertVerificationError, reference counting alone (the collector is
+    off) frees the socket transport under the SSL protocol."""
+    if stock_ssl(kind) and not _stock_frees_failed_connections():
+        pytest.skip("this asyncio keeps a failed connection in a cycle "
+                    "(its create_connection frame, gh-159049)")
+    refs = remember_socket_transports(kind, monkeypatch)
+    loop = loop_factory()
+    gc.collect()
+    gc.disable()
+    try:
+        outcome = run_until(loop, refused_certificate(loop), 20)
+        alive = [ref() for ref in refs]
+    finally:
+        gc.enable()
+        loop.close()
+    assert outcome == "SSLCertVerificationError"
+    assert len(alive) == 1 and alive == [None], alive
