@@ -1297,6 +1297,8 @@ static PyMethodDef Loop_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_sock_add_writer", (PyCFunction)(void (*)(void))tl_sockops_add_writer,
      METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_sock_start", (PyCFunction)(void (*)(void))tl_sockops_start,
+     METH_FASTCALL, NULL},
     {NULL}};
 
 static PyMemberDef Loop_members[] = {

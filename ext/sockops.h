@@ -11,4 +11,10 @@ PyObject *tl_sockops_add_reader(LoopObject *self, PyObject *const *args,
 PyObject *tl_sockops_add_writer(LoopObject *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames);
 
+/* _sock_start(op, sock, arg): the first try of sock_recv() (op 0),
+ * sock_recv_into() (1) or sock_sendall() (2); its result, or a list for
+ * _loop.py's _sock_wait() when it would block.  New reference. */
+PyObject *tl_sockops_start(LoopObject *self, PyObject *const *args,
+                           Py_ssize_t nargs);
+
 #endif

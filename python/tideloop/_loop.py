@@ -279,6 +279,52 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     # (ext/sockops.c); while any is pending a timer checks, with a delay
     # that backs off from 5 ms to 1 s, whether its socket was closed,
     # detached, or its fd closed or reused, and fails it with OSError(EBADF).
+    # The delay starts again from 5 ms once a sweep finds nothing pending.
+
+    # sock_recv(), sock_recv_into() and sock_sendall() in C (issue 14.2):
+    # ext/sockops.c tries the call and, when it would block, watches the
+    # fd; _sock_wait() awaits the result.
+
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        """Receive up to n bytes from the non-blocking socket."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_RECV, sock, n)
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recv")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
+        """Receive into the writable buffer buf; the number of bytes."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_RECV_INTO, sock, buf)
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recv_into")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        """Send all of data to the connected socket."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_SENDALL, sock, data)
+        if r.__class__ is list:
+            await self._sock_wait(r, "sock_sendall")
+
+    async def _sock_wait(self, rec: list[Any], name: str) -> Any:
+        fut, sock, fd, ident, handle, writer = rec
+        self._sock_waiters[fut] = (sock, fd, ident, handle, writer, name)
+        if self._sock_sweeper is None:
+            self._sock_sweeper = self.call_later(self._sock_sweep_delay,
+                                                 self._sock_sweep)
+        try:
+            return await fut
+        finally:
+            # asyncio's _sock_read_done()/_sock_write_done(), without a
+            # done callback: also when the operation was cancelled.
+            self._sock_waiter_done(fut)
+            if not handle.cancelled():
+                if writer:
+                    self._remove_writer(fd)
+                else:
+                    self._remove_reader(fd)
 
     def _sock_watch(self, handle: Any, writer: int) -> None:
         name = _SOCK_CALLBACKS.get(getattr(handle._callback, "__func__", None))
@@ -298,14 +344,15 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                                                  self._sock_sweep)
 
     def _sock_waiter_done(self, fut: Any) -> None:
+        # The sweeper stays armed: the next sweep stops it if nothing is
+        # pending then (no timer churn when operations come and go).
         self._sock_waiters.pop(fut, None)
-        if not self._sock_waiters and self._sock_sweeper is not None:
-            self._sock_sweeper.cancel()
-            self._sock_sweeper = None
-            self._sock_sweep_delay = _SOCK_SWEEP_FIRST
 
     def _sock_sweep(self) -> None:
         self._sock_sweeper = None
+        if not self._sock_waiters:
+            self._sock_sweep_delay = _SOCK_SWEEP_FIRST
+            return
         for fut, (sock, fd, ident, handle, writer, name) in list(
                 self._sock_waiters.items()):
             if not fut.done() and not _sock_still_open(sock, fd, ident):
@@ -712,7 +759,7 @@ _SEL = selector_events.BaseSelectorEventLoop.__dict__
 for _name in _SEL:
     if (_name.startswith(("sock_", "_sock_")) or _name in (
             "add_reader", "remove_reader", "add_writer", "remove_writer",
-            "_ensure_fd_no_transport")):
+            "_ensure_fd_no_transport")) and _name not in Loop.__dict__:
         setattr(Loop, _name, _SEL[_name])
 _UNIX = unix_events._UnixSelectorEventLoop.__dict__
 for _name in _UNIX:
@@ -734,7 +781,8 @@ _SOCK_SWEEP_FIRST = 0.005
 _SOCK_SWEEP_MAX = 1.0
 
 
-def _sock_still_open(sock: Any, fd: int, ident: tuple[int, int]) -> bool:
+def _sock_still_open(sock: Any, fd: int,
+                     ident: tuple[int, int] | None) -> bool:
     """Whether `sock` still owns `fd` and `fd` is still the same file."""
     if sock.fileno() != fd:
         return False
@@ -742,7 +790,19 @@ def _sock_still_open(sock: Any, fd: int, ident: tuple[int, int]) -> bool:
         st = os.fstat(fd)
     except OSError:
         return False
-    return (st.st_dev, st.st_ino) == ident
+    return ident is None or (st.st_dev, st.st_ino) == ident
+
+
+_SOP_RECV, _SOP_RECV_INTO, _SOP_SENDALL = 0, 1, 2
+_SSLSocket = getattr(base_events.ssl, "SSLSocket", None)
+
+
+def _sock_check(loop: Loop, sock: Any) -> None:
+    """asyncio's checks at the start of every sock_* method."""
+    if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
 
 
 for _name in ("sock_sendfile", "_sock_sendfile_fallback",
