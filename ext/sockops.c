@@ -68,9 +68,25 @@ tl_sockops_add_writer(LoopObject *self, PyObject *const *args,
  * The callback runs asyncio's _sock_recv() & co.: a done (cancelled)
  * future is left alone, so a cancelled sock_recv() never eats data. */
 
-enum { SOP_RECV, SOP_RECV_INTO, SOP_SENDALL, SOP_COUNT };
+enum {
+    SOP_RECV, SOP_RECV_INTO, SOP_SENDALL, SOP_RECVFROM, SOP_RECVFROM_INTO,
+    SOP_SENDTO, SOP_COUNT
+};
 
-/* The state a readiness callback reads: [loop, fut, sock, op, arg, pos]. */
+/* The socket method each operation calls, and whether it waits for the
+ * fd to be writable. */
+static const struct {
+    const char *method;
+    int writer;
+} sop_table[SOP_COUNT] = {
+    [SOP_RECV] = {"recv", 0},           [SOP_RECV_INTO] = {"recv_into", 0},
+    [SOP_SENDALL] = {"send", 1},        [SOP_RECVFROM] = {"recvfrom", 0},
+    [SOP_RECVFROM_INTO] = {"recvfrom_into", 0},
+    [SOP_SENDTO] = {"sendto", 1},
+};
+
+/* The state a readiness callback reads: [loop, fut, sock, op, arg, pos];
+ * arg is the tuple of the method's arguments (sendall: the memoryview). */
 enum { ST_LOOP, ST_FUT, ST_SOCK, ST_OP, ST_ARG, ST_POS, ST_LEN };
 
 /* Whether the pending exception is asyncio's "try again next time". */
@@ -81,20 +97,37 @@ sockops_would_block(void)
            PyErr_ExceptionMatches(PyExc_InterruptedError);
 }
 
-/* sock.recv(arg) / sock.recv_into(arg) / sock.send(arg): new reference. */
+/* sock.<the op's method>(*args): new reference. */
 static PyObject *
-sockops_call(int op, PyObject *sock, PyObject *arg)
+sockops_call(int op, PyObject *sock, PyObject *args)
 {
-    static const char *const names[SOP_COUNT] = {"recv", "recv_into",
-                                                 "send"};
-    return PyObject_CallMethod(sock, names[op], "O", arg);
+    PyObject *meth = PyObject_GetAttrString(sock, sop_table[op].method);
+    if (meth == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_Call(meth, args, NULL);
+    Py_DECREF(meth);
+    return r;
+}
+
+/* sock.send(view[pos:]) for sendall: new reference. */
+static PyObject *
+sockops_send_from(PyObject *sock, PyObject *view, Py_ssize_t pos)
+{
+    PyObject *rest = PySequence_GetSlice(view, pos, PY_SSIZE_T_MAX);
+    if (rest == NULL) {
+        return NULL;
+    }
+    PyObject *r = PyObject_CallMethod(sock, "send", "(O)", rest);
+    Py_DECREF(rest);
+    return r;
 }
 
 /* fut.<name>(value): 0, or -1 with an exception set. */
 static int
 sockops_settle(PyObject *fut, const char *name, PyObject *value)
 {
-    PyObject *r = PyObject_CallMethod(fut, name, "O", value);
+    PyObject *r = PyObject_CallMethod(fut, name, "(O)", value);
     if (r == NULL) {
         return -1;
     }
@@ -112,13 +145,8 @@ sockops_send_rest(PyObject *state)
     if (pos == -1 && PyErr_Occurred()) {
         return -1;
     }
-    PyObject *rest = PySequence_GetSlice(view, pos, PY_SSIZE_T_MAX);
-    if (rest == NULL) {
-        return -1;
-    }
-    PyObject *sent = sockops_call(SOP_SENDALL, PyList_GET_ITEM(state, ST_SOCK),
-                                  rest);
-    Py_DECREF(rest);
+    PyObject *sent = sockops_send_from(PyList_GET_ITEM(state, ST_SOCK), view,
+                                       pos);
     if (sent == NULL) {
         return -1;
     }
@@ -143,7 +171,7 @@ sockops_send_rest(PyObject *state)
 }
 
 /* The fd is ready (a Handle runs this with no arguments): asyncio's
- * _sock_recv(), _sock_recv_into() or _sock_sendall(). */
+ * _sock_recv(), _sock_recv_into(), _sock_sendall() & co. */
 static PyObject *
 sockops_on_ready(PyObject *state, PyObject *Py_UNUSED(ignored))
 {
@@ -231,7 +259,7 @@ sockops_first_try(int op, PyObject *sock, PyObject *arg, Py_ssize_t *sent,
     if (*sent == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_ssize_t len = PyObject_Size(arg);
+    Py_ssize_t len = PyObject_Size(PyTuple_GET_ITEM(arg, 0));
     if (len < 0) {
         return NULL;
     }
@@ -247,7 +275,7 @@ sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *arg,
 {
     PyObject *fut = NULL, *fdobj = NULL, *state = NULL, *cb = NULL;
     PyObject *h = NULL, *ident = NULL, *r = NULL, *view = NULL;
-    int writer = op == SOP_SENDALL;
+    int writer = sop_table[op].writer;
     fut = tl_loop_create_future(self);
     if (fut == NULL) {
         goto error;
@@ -256,12 +284,23 @@ sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *arg,
     if (fdobj == NULL) {
         goto error;
     }
-    r = PyObject_CallMethod((PyObject *)self, "_ensure_fd_no_transport", "O",
+    r = PyObject_CallMethod((PyObject *)self, "_ensure_fd_no_transport", "(O)",
                             fdobj);
     if (r == NULL) {
         goto error;
     }
-    view = writer ? PyMemoryView_FromObject(arg) : Py_NewRef(arg);
+    /* sendall: asyncio's memoryview(data); sendto: it retries with
+     * sock.sendto(data, 0, address). */
+    if (op == SOP_SENDALL) {
+        view = PyMemoryView_FromObject(PyTuple_GET_ITEM(arg, 0));
+    }
+    else if (op == SOP_SENDTO) {
+        view = Py_BuildValue("(OiO)", PyTuple_GET_ITEM(arg, 0), 0,
+                             PyTuple_GET_ITEM(arg, 1));
+    }
+    else {
+        view = Py_NewRef(arg);
+    }
     if (view == NULL) {
         goto error;
     }
@@ -311,19 +350,18 @@ error:
     return NULL;
 }
 
-/* _sock_start(op, sock, arg): see above.  New reference. */
+/* _sock_start(op, sock, args): see above.  New reference. */
 PyObject *
 tl_sockops_start(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "expected (op, sock, arg)");
+    int op = nargs == 3 ? (int)PyLong_AsLong(args[0]) : -1;
+    if (op == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    int op = (int)PyLong_AsLong(args[0]);
-    if (op < 0 || op >= SOP_COUNT) {
-        if (!PyErr_Occurred()) {
-            PyErr_SetString(PyExc_ValueError, "unknown sock operation");
-        }
+    Py_ssize_t want = op == SOP_SENDTO ? 2 : 1;
+    if (op < 0 || op >= SOP_COUNT || !PyTuple_Check(args[2]) ||
+        PyTuple_GET_SIZE(args[2]) < want) {
+        PyErr_SetString(PyExc_TypeError, "expected (op, sock, args)");
         return NULL;
     }
     Py_ssize_t sent = 0;

@@ -177,3 +177,59 @@ def test_many_concurrent(compare):
         return trace + [("pairs", len(pairs))]
 
     compare(scenario)
+
+
+@pytest.mark.skipif(not hasattr(asyncio.AbstractEventLoop, "sock_recvfrom"),
+                    reason="sock_recvfrom & co. are new in Python 3.11")
+def test_datagram_ops_pending(compare, tmp_path):
+    def scenario(loop):
+        trace = []
+        path = str(tmp_path / f"rx-{id(loop)}")
+        rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        rx.bind(path)
+        tx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        tx.connect(path)
+        for s in (rx, tx):
+            s.setblocking(False)
+
+        async def main():
+            t = loop.create_task(loop.sock_recvfrom(rx, 100))
+            await asyncio.sleep(0)
+            trace.append(("recvfrom pending", not t.done()))
+            tx.send(b"one")
+            data, _ = await wait(t)
+            trace.append(("recvfrom", data))
+            buf = bytearray(10)
+            t = loop.create_task(loop.sock_recvfrom_into(rx, buf, 2))
+            await asyncio.sleep(0)
+            tx.send(b"two")
+            n, _ = await wait(t)
+            trace.append(("recvfrom_into", n, bytes(buf)))
+            # Fill the receiver's queue: the next sendto waits.
+            sent = 0
+            while True:
+                try:
+                    tx.sendto(b"q" * 10, path)
+                except BlockingIOError:
+                    break
+                sent += 1
+            t = loop.create_task(loop.sock_sendto(tx, b"last", path))
+            await asyncio.sleep(0)
+            trace.append(("sendto pending", not t.done()))
+            for _ in range(sent):
+                await wait(loop.sock_recvfrom(rx, 100))
+            trace.append(("sendto", await wait(t)))
+            trace.append(("last", (await wait(loop.sock_recvfrom(rx, 100)))[0]))
+            trace.append(("sendto bad address",
+                          (await outcome(loop.sock_sendto(tx, b"x", 42)))[:2]))
+            trace.append(("recvfrom negative",
+                          (await outcome(loop.sock_recvfrom(rx, -1)))[:3]))
+
+        try:
+            run_until(loop, main(), 10)
+        finally:
+            rx.close()
+            tx.close()
+        return trace
+
+    compare(scenario)

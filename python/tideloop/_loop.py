@@ -281,14 +281,15 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     # detached, or its fd closed or reused, and fails it with OSError(EBADF).
     # The delay starts again from 5 ms once a sweep finds nothing pending.
 
-    # sock_recv(), sock_recv_into() and sock_sendall() in C (issue 14.2):
+    # sock_recv(), sock_recv_into(), sock_sendall() and (3.11+)
+    # sock_recvfrom(), sock_recvfrom_into(), sock_sendto() in C (14.2):
     # ext/sockops.c tries the call and, when it would block, watches the
     # fd; _sock_wait() awaits the result.
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to n bytes from the non-blocking socket."""
         _sock_check(self, sock)
-        r = self._sock_start(_SOP_RECV, sock, n)
+        r = self._sock_start(_SOP_RECV, sock, (n,))
         if r.__class__ is list:
             return await self._sock_wait(r, "sock_recv")  # type: ignore[no-any-return]
         return r  # type: ignore[no-any-return]
@@ -296,7 +297,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into the writable buffer buf; the number of bytes."""
         _sock_check(self, sock)
-        r = self._sock_start(_SOP_RECV_INTO, sock, buf)
+        r = self._sock_start(_SOP_RECV_INTO, sock, (buf,))
         if r.__class__ is list:
             return await self._sock_wait(r, "sock_recv_into")  # type: ignore[no-any-return]
         return r  # type: ignore[no-any-return]
@@ -304,9 +305,42 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         """Send all of data to the connected socket."""
         _sock_check(self, sock)
-        r = self._sock_start(_SOP_SENDALL, sock, data)
+        r = self._sock_start(_SOP_SENDALL, sock, (data,))
         if r.__class__ is list:
             await self._sock_wait(r, "sock_sendall")
+
+    async def sock_recvfrom(self, sock: socket.socket,
+                            bufsize: int) -> tuple[bytes, Any]:
+        """Receive a datagram: (data, address)."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_RECVFROM, sock, (bufsize,))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recvfrom")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
+                                 nbytes: int = 0) -> tuple[int, Any]:
+        """Receive a datagram into buf: (nbytes, address)."""
+        _sock_check(self, sock)
+        if not nbytes:
+            nbytes = len(buf)
+        r = self._sock_start(_SOP_RECVFROM_INTO, sock, (buf, nbytes))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recvfrom_into")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_sendto(self, sock: socket.socket, data: Any,
+                          address: Any) -> int:
+        """Send a datagram to address; the number of bytes sent."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_SENDTO, sock, (data, address))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_sendto")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    if "sock_recvfrom" not in selector_events.BaseSelectorEventLoop.__dict__:
+        # Python < 3.11 has none of the three.
+        del sock_recvfrom, sock_recvfrom_into, sock_sendto
 
     async def _sock_wait(self, rec: list[Any], name: str) -> Any:
         fut, sock, fd, ident, handle, writer = rec
@@ -793,7 +827,8 @@ def _sock_still_open(sock: Any, fd: int,
     return ident is None or (st.st_dev, st.st_ino) == ident
 
 
-_SOP_RECV, _SOP_RECV_INTO, _SOP_SENDALL = 0, 1, 2
+(_SOP_RECV, _SOP_RECV_INTO, _SOP_SENDALL, _SOP_RECVFROM, _SOP_RECVFROM_INTO,
+ _SOP_SENDTO) = range(6)
 _SSLSocket = getattr(base_events.ssl, "SSLSocket", None)
 
 
