@@ -829,7 +829,11 @@ def _sock_still_open(sock: Any, fd: int,
 
 (_SOP_RECV, _SOP_RECV_INTO, _SOP_SENDALL, _SOP_RECVFROM, _SOP_RECVFROM_INTO,
  _SOP_SENDTO) = range(6)
-_SSLSocket = getattr(base_events.ssl, "SSLSocket", None)
+try:
+    import ssl as _ssl
+    _SSLSocket: Any = _ssl.SSLSocket
+except ImportError:  # pragma: no cover - Python built without ssl
+    _SSLSocket = None
 
 
 def _sock_check(loop: Loop, sock: Any) -> None:
