@@ -17,6 +17,7 @@
  * earlier; a timer runs only once loop.time() >= its `when`, whatever
  * the backend's resolution. */
 #include "tideloop.h"
+#include "sockops.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1292,6 +1293,12 @@ static PyMethodDef Loop_methods[] = {
     {"_remove_reader", (PyCFunction)tl_poll_remove_reader, METH_O, NULL},
     {"_remove_writer", (PyCFunction)tl_poll_remove_writer, METH_O, NULL},
     {"_fd_events", (PyCFunction)tl_poll_fd_events, METH_O, NULL},
+    {"_sock_add_reader", (PyCFunction)(void (*)(void))tl_sockops_add_reader,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_sock_add_writer", (PyCFunction)(void (*)(void))tl_sockops_add_writer,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_sock_start", (PyCFunction)(void (*)(void))tl_sockops_start,
+     METH_FASTCALL, NULL},
     {NULL}};
 
 static PyMemberDef Loop_members[] = {

@@ -173,6 +173,11 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         # Listening Unix sockets to unlink on close (3.13's cleanup).
         self._unix_server_sockets: dict[Any, int] = {}
         self._saved_wakeup_fd: int | None = None
+        # Pending sock_* operations, swept for closed sockets (issue 15.3a):
+        # future -> (socket, fd, (st_dev, st_ino), handle, writer, name).
+        self._sock_waiters: dict[Any, tuple[Any, ...]] = {}
+        self._sock_sweeper: Any = None
+        self._sock_sweep_delay = _SOCK_SWEEP_FIRST
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
         # asyncio's selector loop logs "Using selector: EpollSelector".
         logger.debug("Using backend: %s", self._stats()["backend"])
@@ -240,6 +245,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             logger.debug("Close %r", self)
         self._closed = True
         self._clear_queues()
+        self._sock_waiters.clear()
+        self._sock_sweeper = None
         self._executor_shutdown_called = True
         executor = self._default_executor
         if executor is not None:
@@ -263,6 +270,146 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                   source=self)
             if not self.is_running():
                 self.close()
+
+    # -- sock_* operations pending on a socket that gets closed --------
+
+    # The kernel drops a closed fd from the poll set without an event, so
+    # stock asyncio's sock_recv() & co. then wait forever.  The C
+    # _add_reader()/_add_writer() report the sock_* registrations here
+    # (ext/sockops.c); while any is pending a timer checks, with a delay
+    # that backs off from 5 ms to 1 s, whether its socket was closed,
+    # detached, or its fd closed or reused, and fails it with OSError(EBADF).
+    # The delay starts again from 5 ms once a sweep finds nothing pending.
+
+    # sock_recv(), sock_recv_into(), sock_sendall() and (3.11+)
+    # sock_recvfrom(), sock_recvfrom_into(), sock_sendto() in C (14.2):
+    # ext/sockops.c tries the call and, when it would block, watches the
+    # fd; _sock_wait() awaits the result.
+
+    async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
+        """Receive up to n bytes from the non-blocking socket."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_RECV, sock, (n,))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recv")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
+        """Receive into the writable buffer buf; the number of bytes."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_RECV_INTO, sock, (buf,))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recv_into")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
+        """Send all of data to the connected socket."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_SENDALL, sock, (data,))
+        if r.__class__ is list:
+            await self._sock_wait(r, "sock_sendall")
+
+    async def sock_recvfrom(self, sock: socket.socket,
+                            bufsize: int) -> tuple[bytes, Any]:
+        """Receive a datagram: (data, address)."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_RECVFROM, sock, (bufsize,))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recvfrom")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
+                                 nbytes: int = 0) -> tuple[int, Any]:
+        """Receive a datagram into buf: (nbytes, address)."""
+        _sock_check(self, sock)
+        if not nbytes:
+            nbytes = len(buf)
+        r = self._sock_start(_SOP_RECVFROM_INTO, sock, (buf, nbytes))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_recvfrom_into")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    async def sock_sendto(self, sock: socket.socket, data: Any,
+                          address: Any) -> int:
+        """Send a datagram to address; the number of bytes sent."""
+        _sock_check(self, sock)
+        r = self._sock_start(_SOP_SENDTO, sock, (data, address))
+        if r.__class__ is list:
+            return await self._sock_wait(r, "sock_sendto")  # type: ignore[no-any-return]
+        return r  # type: ignore[no-any-return]
+
+    if "sock_recvfrom" not in selector_events.BaseSelectorEventLoop.__dict__:
+        # Python < 3.11 has none of the three.
+        del sock_recvfrom, sock_recvfrom_into, sock_sendto
+
+    async def _sock_wait(self, rec: list[Any], name: str) -> Any:
+        fut, sock, fd, ident, handle, writer = rec
+        self._sock_waiters[fut] = (sock, fd, ident, handle, writer, name)
+        if self._sock_sweeper is None:
+            self._sock_sweeper = self.call_later(self._sock_sweep_delay,
+                                                 self._sock_sweep)
+        try:
+            return await fut
+        finally:
+            # asyncio's _sock_read_done()/_sock_write_done(), without a
+            # done callback: also when the operation was cancelled.
+            self._sock_waiter_done(fut)
+            if not handle.cancelled():
+                if writer:
+                    self._remove_writer(fd)
+                else:
+                    self._remove_reader(fd)
+
+    def _sock_watch(self, handle: Any, writer: int) -> None:
+        name = _SOCK_CALLBACKS.get(getattr(handle._callback, "__func__", None))
+        if name is None:
+            return
+        fut, sock = handle._args[0], handle._args[1]
+        fd = sock.fileno()
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            return
+        self._sock_waiters[fut] = (sock, fd, (st.st_dev, st.st_ino), handle,
+                                   writer, name)
+        fut.add_done_callback(self._sock_waiter_done)
+        if self._sock_sweeper is None:
+            self._sock_sweeper = self.call_later(self._sock_sweep_delay,
+                                                 self._sock_sweep)
+
+    def _sock_waiter_done(self, fut: Any) -> None:
+        # The sweeper stays armed: the next sweep stops it if nothing is
+        # pending then (no timer churn when operations come and go).
+        self._sock_waiters.pop(fut, None)
+
+    def _sock_sweep(self) -> None:
+        self._sock_sweeper = None
+        if not self._sock_waiters:
+            self._sock_sweep_delay = _SOCK_SWEEP_FIRST
+            return
+        for fut, (sock, fd, ident, handle, writer, name) in list(
+                self._sock_waiters.items()):
+            if not fut.done() and not _sock_still_open(sock, fd, ident):
+                self._sock_fail(fut, fd, handle, writer, name)
+        if self._sock_waiters and not self._closed:
+            self._sock_sweep_delay = min(self._sock_sweep_delay * 2,
+                                         _SOCK_SWEEP_MAX)
+            self._sock_sweeper = self.call_later(self._sock_sweep_delay,
+                                                 self._sock_sweep)
+
+    def _sock_fail(self, fut: Any, fd: int, handle: Any, writer: int,
+                   name: str) -> None:
+        # A cancelled handle was replaced by another add_reader() on the
+        # (reused) fd number: that watch is not ours to remove.
+        if not handle.cancelled():
+            handle.cancel()
+            if writer:
+                self._remove_writer(fd)
+            else:
+                self._remove_reader(fd)
+        fut.set_exception(OSError(
+            errno.EBADF,
+            f"the socket was closed while {name}() was waiting on it"))
 
     # -- signals ---------------------------------------------------------
 
@@ -646,12 +793,57 @@ _SEL = selector_events.BaseSelectorEventLoop.__dict__
 for _name in _SEL:
     if (_name.startswith(("sock_", "_sock_")) or _name in (
             "add_reader", "remove_reader", "add_writer", "remove_writer",
-            "_ensure_fd_no_transport")):
+            "_ensure_fd_no_transport")) and _name not in Loop.__dict__:
         setattr(Loop, _name, _SEL[_name])
 _UNIX = unix_events._UnixSelectorEventLoop.__dict__
 for _name in _UNIX:
     if _name.startswith(("_sock_sendfile", "_sock_add_cancellation")):
         setattr(Loop, _name, _UNIX[_name])
+# The sock_* methods' watches go through ext/sockops.c (see _sock_watch).
+Loop._add_reader = _core.LoopBase.__dict__["_sock_add_reader"]  # type: ignore[method-assign]
+Loop._add_writer = _core.LoopBase.__dict__["_sock_add_writer"]  # type: ignore[method-assign]
+# The loop's own sock_* readiness callbacks -> the public method's name.
+_SOCK_CALLBACKS = {
+    _SEL[_cb]: _public for _cb, _public in (
+        ("_sock_recv", "sock_recv"), ("_sock_recv_into", "sock_recv_into"),
+        ("_sock_recvfrom", "sock_recvfrom"),
+        ("_sock_recvfrom_into", "sock_recvfrom_into"),
+        ("_sock_sendall", "sock_sendall"), ("_sock_sendto", "sock_sendto"),
+        ("_sock_connect_cb", "sock_connect"), ("_sock_accept", "sock_accept"))
+    if _cb in _SEL}
+_SOCK_SWEEP_FIRST = 0.005
+_SOCK_SWEEP_MAX = 1.0
+
+
+def _sock_still_open(sock: Any, fd: int,
+                     ident: tuple[int, int] | None) -> bool:
+    """Whether `sock` still owns `fd` and `fd` is still the same file."""
+    if sock.fileno() != fd:
+        return False
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return False
+    return ident is None or (st.st_dev, st.st_ino) == ident
+
+
+(_SOP_RECV, _SOP_RECV_INTO, _SOP_SENDALL, _SOP_RECVFROM, _SOP_RECVFROM_INTO,
+ _SOP_SENDTO) = range(6)
+try:
+    import ssl as _ssl
+    _SSLSocket: Any = _ssl.SSLSocket
+except ImportError:  # pragma: no cover - Python built without ssl
+    _SSLSocket = None
+
+
+def _sock_check(loop: Loop, sock: Any) -> None:
+    """asyncio's checks at the start of every sock_* method."""
+    if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+    if loop._debug and sock.gettimeout() != 0:
+        raise ValueError("the socket must be non-blocking")
+
+
 for _name in ("sock_sendfile", "_sock_sendfile_fallback",
               "_check_sendfile_params", "_ensure_resolved"):
     if _name in _BaseEventLoop.__dict__ and _name not in Loop.__dict__:
