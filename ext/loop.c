@@ -11,11 +11,11 @@
  * record events in C.  So a blocking uv_run() runs with the GIL released
  * and the loop takes it back once, after the poll.
  *
- * Timers: our own binary heap keyed by the loop's clock (CLOCK_MONOTONIC,
- * the clock of time.monotonic()), with O(log n) removal on cancel, and
- * the backend's timer (backend.h) armed for the earliest deadline, never
- * earlier; a timer runs only once loop.time() >= its `when`, whatever
- * the backend's resolution. */
+ * Timers: our own binary heap (timers.c) keyed by the loop's clock
+ * (CLOCK_MONOTONIC, the clock of time.monotonic()), O(log n) removal on
+ * cancel, and the backend's timer (backend.h) armed for the earliest
+ * deadline, never earlier; a timer runs only once loop.time() >= its
+ * `when`, whatever the backend's resolution. */
 #include "tideloop.h"
 
 #include <errno.h>
@@ -107,120 +107,6 @@ rq_pop(LoopObject *self)
     self->rq_len--;
     self->ts_pending -= h->threadsafe;
     return h;
-}
-
-/* ---- timer heap ----------------------------------------------------- */
-
-static inline int
-timer_before(TimerHandleObject *a, TimerHandleObject *b)
-{
-    /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
-    double wa = isnan(a->when) ? -INFINITY : a->when;
-    double wb = isnan(b->when) ? -INFINITY : b->when;
-    if (wa != wb) {
-        return wa < wb;
-    }
-    return a->seq < b->seq;
-}
-
-static inline void
-heap_set(LoopObject *self, Py_ssize_t i, TimerHandleObject *t)
-{
-    self->heap[i] = t;
-    t->heap_index = i;
-}
-
-static void
-heap_sift_up(LoopObject *self, Py_ssize_t i)
-{
-    TimerHandleObject *t = self->heap[i];
-    while (i > 0) {
-        Py_ssize_t parent = (i - 1) / 2;
-        if (!timer_before(t, self->heap[parent])) {
-            break;
-        }
-        heap_set(self, i, self->heap[parent]);
-        i = parent;
-    }
-    heap_set(self, i, t);
-}
-
-static void
-heap_sift_down(LoopObject *self, Py_ssize_t i)
-{
-    TimerHandleObject *t = self->heap[i];
-    Py_ssize_t n = self->heap_len;
-    for (;;) {
-        Py_ssize_t child = 2 * i + 1;
-        if (child >= n) {
-            break;
-        }
-        if (child + 1 < n &&
-            timer_before(self->heap[child + 1], self->heap[child])) {
-            child++;
-        }
-        if (!timer_before(self->heap[child], t)) {
-            break;
-        }
-        heap_set(self, i, self->heap[child]);
-        i = child;
-    }
-    heap_set(self, i, t);
-}
-
-/* Takes a new reference to t. */
-static int
-heap_push(LoopObject *self, TimerHandleObject *t)
-{
-    if (self->heap_len == self->heap_cap) {
-        Py_ssize_t cap = self->heap_cap ? self->heap_cap * 2 : 64;
-        TimerHandleObject **n =
-            PyMem_Realloc(self->heap, cap * sizeof(*n));
-        if (n == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->heap = n;
-        self->heap_cap = cap;
-    }
-    Py_INCREF(t);
-    t->seq = self->timer_seq++;
-    self->heap[self->heap_len] = t;
-    t->heap_index = self->heap_len;
-    self->heap_len++;
-    heap_sift_up(self, self->heap_len - 1);
-    return 0;
-}
-
-/* Removes the timer at index i; returns the reference the heap held. */
-static TimerHandleObject *
-heap_remove(LoopObject *self, Py_ssize_t i)
-{
-    TimerHandleObject *t = self->heap[i];
-    Py_ssize_t last = --self->heap_len;
-    t->heap_index = -1;
-    if (i != last) {
-        heap_set(self, i, self->heap[last]);
-        if (i > 0 && timer_before(self->heap[i], self->heap[(i - 1) / 2])) {
-            heap_sift_up(self, i);
-        }
-        else {
-            heap_sift_down(self, i);
-        }
-    }
-    return t;
-}
-
-void
-tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
-{
-    Py_ssize_t i = t->heap_index;
-    if (i >= 0 && i < self->heap_len && self->heap[i] == t) {
-        TimerHandleObject *r = heap_remove(self, i);
-        self->n_timers_cancelled++;
-        /* The caller (cancel) holds its own reference. */
-        Py_DECREF(r);
-    }
 }
 
 /* ---- the backend's timer ------------------------------------------- */
@@ -363,7 +249,7 @@ loop_clear_queues(LoopObject *self)
             Py_DECREF(h);
         }
         while (self->heap_len > 0) {
-            TimerHandleObject *t = heap_remove(self, self->heap_len - 1);
+            TimerHandleObject *t = tl_timers_remove(self, self->heap_len - 1);
             Py_DECREF(t);
         }
     }
@@ -567,7 +453,7 @@ loop_call_at_impl(LoopObject *self, double when, PyObject *when_obj,
     if (t == NULL) {
         return NULL;
     }
-    if (heap_push(self, t) < 0) {
+    if (tl_timers_push(self, t) < 0) {
         Py_DECREF(t);
         return NULL;
     }
@@ -1038,7 +924,7 @@ loop_run_once(LoopObject *self)
     if (self->heap_len > 0) {
         double now = loop_now();
         while (self->heap_len > 0 && !(self->heap[0]->when > now)) {
-            TimerHandleObject *t = heap_remove(self, 0);
+            TimerHandleObject *t = tl_timers_remove(self, 0);
             self->n_timers_fired++;
             if (rq_push(self, (HandleObject *)t) < 0) {
                 return -1;

@@ -322,7 +322,14 @@ int tl_loop_push_ready(LoopObject *loop, HandleObject *h);
  * loop.create_future() returns. */
 PyObject *tl_loop_create_future(LoopObject *loop);
 
-/* loop.c: used by handle.c when a TimerHandle is cancelled. */
+/* timers.c: the loop's timer heap, ordered by (when, seq).  Push takes
+ * a new reference to t (and gives it its seq); 0, or -1 with
+ * MemoryError set. */
+int tl_timers_push(LoopObject *loop, TimerHandleObject *t);
+/* Remove the timer at index i; returns the reference the heap held. */
+TimerHandleObject *tl_timers_remove(LoopObject *loop, Py_ssize_t i);
+/* A TimerHandle was cancelled: take it out of the heap if it is there
+ * (handle.c). */
 void tl_loop_timer_cancelled(LoopObject *loop, TimerHandleObject *t);
 
 #endif /* TIDELOOP_H */
