@@ -844,6 +844,36 @@ loop_run_handle_debug(LoopObject *self, HandleObject *h)
     return r;
 }
 
+/* Whether a poll without blocking could report anything.  It cannot
+ * when no fd is watched (add_reader, transports), no DNS lookup is in
+ * flight and no signal handler was ever added: the poll would then only
+ * see the loop's own fds, and those need no poll while the loop runs
+ * callbacks (the timer heap is checked against the clock, and wake-ups
+ * are written only while the loop sleeps).  asyncio polls every
+ * iteration; skipping that epoll_wait() changes nothing observable and
+ * saves one syscall per iteration of a callback chain.  Only the epoll
+ * backend: the libuv backend's wait also runs DNS's libuv loop.  The
+ * scan is O(table size), bounded: a table grown past TL_SCAN_MAX fds is
+ * taken to be in use. */
+#define TL_SCAN_MAX 256
+
+static int
+loop_may_have_io(LoopObject *self)
+{
+    tl_uv *u = self->uv;
+    if (u->be->waits_in_uv || self->signals_watched ||
+        (u->dns != NULL && u->dns->count > 0) ||
+        self->npollers > TL_SCAN_MAX) {
+        return 1;
+    }
+    for (int i = 0; i < self->npollers; i++) {
+        if (self->pollers[i] != NULL) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int
 loop_run_once(LoopObject *self)
 {
@@ -876,9 +906,18 @@ loop_run_once(LoopObject *self)
 
     /* The poll: one backend wait, the GIL released only when it may
      * block. */
-    tl_event *evs;
+    tl_event *evs = NULL;
     int n;
-    if (block) {
+    if (!block && !loop_may_have_io(self)) {
+        /* Nothing the poll could report: skip its syscall.  Python's own
+         * signal handlers (Ctrl-C) still run here, as they would after
+         * the poll. */
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        n = 0;
+    }
+    else if (block) {
         self->sleeping = 1;
         Py_BEGIN_ALLOW_THREADS
         n = u->be->wait(u, 1, &evs);
@@ -1183,6 +1222,10 @@ static PyMethodDef Loop_methods[] = {
 static PyMemberDef Loop_members[] = {
     {"_closed", T_BOOL, offsetof(LoopObject, closed), 0, NULL},
     {"_stopping", T_BOOL, offsetof(LoopObject, stopping), 0, NULL},
+    /* Set by add_signal_handler(): the loop then polls every iteration
+     * for the signal socket (loop_may_have_io). */
+    {"_signals_watched", T_BOOL, offsetof(LoopObject, signals_watched), 0,
+     NULL},
 
     {"_thread_id", T_OBJECT, offsetof(LoopObject, thread_id), 0, NULL},
     {"_task_factory", T_OBJECT, offsetof(LoopObject, task_factory), 0,

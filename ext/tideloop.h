@@ -178,6 +178,8 @@ typedef struct LoopObject {
      * without the GIL, and whether wakefd was written since. */
     char sleeping;
     char wakeup_sent;
+    /* add_signal_handler() was called: poll every iteration (loop.c). */
+    char signals_watched;
 
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
