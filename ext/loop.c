@@ -267,7 +267,7 @@ Loop_traverse(LoopObject *self, visitproc visit, void *arg)
         Py_VISIT(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
     }
     for (Py_ssize_t i = 0; i < self->heap_len; i++) {
-        Py_VISIT(self->heap[i]);
+        Py_VISIT(self->heap[i].t);
     }
     return tl_poll_traverse(self, visit, arg);
 }
@@ -891,7 +891,7 @@ loop_run_once(LoopObject *self)
     if (self->heap_len > 0) {
         if (block) {
             int64_t now_ns = tl_monotonic_ns();
-            double when = self->heap[0]->when;
+            double when = self->heap[0].when;
             if (!(when > ns_to_sec(now_ns))) {
                 block = 0;
             }
@@ -962,7 +962,7 @@ loop_run_once(LoopObject *self)
 
     if (self->heap_len > 0) {
         double now = loop_now();
-        while (self->heap_len > 0 && !(self->heap[0]->when > now)) {
+        while (self->heap_len > 0 && !(self->heap[0].when > now)) {
             TimerHandleObject *t = tl_timers_remove(self, 0);
             self->n_timers_fired++;
             if (rq_push(self, (HandleObject *)t) < 0) {

@@ -147,6 +147,14 @@ typedef struct tl_uv {
     char timer_fired;            /* the armed deadline was reached */
 } tl_uv;
 
+/* timers.c: one entry of the loop's timer heap, the sort key kept next
+ * to the timer.  `when` is the timer's, with NaN as -inf (due at once). */
+typedef struct tl_timer_slot {
+    double when;
+    uint64_t seq;
+    TimerHandleObject *t;        /* strong */
+} tl_timer_slot;
+
 typedef struct LoopObject {
     PyObject_HEAD
     tl_state *st;
@@ -158,8 +166,8 @@ typedef struct LoopObject {
     Py_ssize_t rq_len;
     Py_ssize_t rq_cap;           /* power of two */
 
-    /* Timer heap ordered by (when, seq); strong references. */
-    TimerHandleObject **heap;
+    /* Timer heap ordered by (when, seq) (timers.c). */
+    tl_timer_slot *heap;
     Py_ssize_t heap_len;
     Py_ssize_t heap_cap;
     uint64_t timer_seq;

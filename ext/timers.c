@@ -4,49 +4,51 @@
  * a cancelled timer leaves the heap at once, as libuv's timers do, so
  * the heap never holds dead entries and needs no compaction.
  *
+ * The sort key lives in the heap's own array (tl_timer_slot), next to
+ * the pointer: sifting compares keys in one contiguous array instead of
+ * loading each timer object, which for a heap of 100,000 timers was a
+ * cache miss per level.  Only the moved timer's heap_index is written.
+ *
  * The heap holds a strong reference to each timer in it. */
 #include "tideloop.h"
 
 #include <math.h>
 
 static inline int
-timer_before(TimerHandleObject *a, TimerHandleObject *b)
+slot_before(const tl_timer_slot *a, const tl_timer_slot *b)
 {
-    /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
-    double wa = isnan(a->when) ? -INFINITY : a->when;
-    double wb = isnan(b->when) ? -INFINITY : b->when;
-    if (wa != wb) {
-        return wa < wb;
+    if (a->when != b->when) {
+        return a->when < b->when;
     }
     return a->seq < b->seq;
 }
 
 static inline void
-heap_set(LoopObject *self, Py_ssize_t i, TimerHandleObject *t)
+heap_set(LoopObject *self, Py_ssize_t i, tl_timer_slot s)
 {
-    self->heap[i] = t;
-    t->heap_index = i;
+    self->heap[i] = s;
+    s.t->heap_index = i;
 }
 
 static void
 heap_sift_up(LoopObject *self, Py_ssize_t i)
 {
-    TimerHandleObject *t = self->heap[i];
+    tl_timer_slot s = self->heap[i];
     while (i > 0) {
         Py_ssize_t parent = (i - 1) / 2;
-        if (!timer_before(t, self->heap[parent])) {
+        if (!slot_before(&s, &self->heap[parent])) {
             break;
         }
         heap_set(self, i, self->heap[parent]);
         i = parent;
     }
-    heap_set(self, i, t);
+    heap_set(self, i, s);
 }
 
 static void
 heap_sift_down(LoopObject *self, Py_ssize_t i)
 {
-    TimerHandleObject *t = self->heap[i];
+    tl_timer_slot s = self->heap[i];
     Py_ssize_t n = self->heap_len;
     for (;;) {
         Py_ssize_t child = 2 * i + 1;
@@ -54,26 +56,24 @@ heap_sift_down(LoopObject *self, Py_ssize_t i)
             break;
         }
         if (child + 1 < n &&
-            timer_before(self->heap[child + 1], self->heap[child])) {
+            slot_before(&self->heap[child + 1], &self->heap[child])) {
             child++;
         }
-        if (!timer_before(self->heap[child], t)) {
+        if (!slot_before(&self->heap[child], &s)) {
             break;
         }
         heap_set(self, i, self->heap[child]);
         i = child;
     }
-    heap_set(self, i, t);
+    heap_set(self, i, s);
 }
 
-/* Takes a new reference to t. */
 int
 tl_timers_push(LoopObject *self, TimerHandleObject *t)
 {
     if (self->heap_len == self->heap_cap) {
         Py_ssize_t cap = self->heap_cap ? self->heap_cap * 2 : 64;
-        TimerHandleObject **n =
-            PyMem_Realloc(self->heap, cap * sizeof(*n));
+        tl_timer_slot *n = PyMem_Realloc(self->heap, cap * sizeof(*n));
         if (n == NULL) {
             PyErr_NoMemory();
             return -1;
@@ -83,8 +83,9 @@ tl_timers_push(LoopObject *self, TimerHandleObject *t)
     }
     Py_INCREF(t);
     t->seq = self->timer_seq++;
-    self->heap[self->heap_len] = t;
-    t->heap_index = self->heap_len;
+    /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
+    tl_timer_slot s = {isnan(t->when) ? -INFINITY : t->when, t->seq, t};
+    self->heap[self->heap_len] = s;
     self->heap_len++;
     heap_sift_up(self, self->heap_len - 1);
     return 0;
@@ -94,12 +95,12 @@ tl_timers_push(LoopObject *self, TimerHandleObject *t)
 TimerHandleObject *
 tl_timers_remove(LoopObject *self, Py_ssize_t i)
 {
-    TimerHandleObject *t = self->heap[i];
+    TimerHandleObject *t = self->heap[i].t;
     Py_ssize_t last = --self->heap_len;
     t->heap_index = -1;
     if (i != last) {
         heap_set(self, i, self->heap[last]);
-        if (i > 0 && timer_before(self->heap[i], self->heap[(i - 1) / 2])) {
+        if (i > 0 && slot_before(&self->heap[i], &self->heap[(i - 1) / 2])) {
             heap_sift_up(self, i);
         }
         else {
@@ -113,7 +114,7 @@ void
 tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
 {
     Py_ssize_t i = t->heap_index;
-    if (i >= 0 && i < self->heap_len && self->heap[i] == t) {
+    if (i >= 0 && i < self->heap_len && self->heap[i].t == t) {
         TimerHandleObject *r = tl_timers_remove(self, i);
         self->n_timers_cancelled++;
         /* The caller (cancel) holds its own reference. */
