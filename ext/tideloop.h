@@ -87,6 +87,11 @@ typedef struct tl_state {
     PyObject *gaierror;          /* socket.gaierror */
 
     struct tl_ssl_state *ssl;    /* sslinit.c: the SSL protocol's state */
+
+    /* handle.c: freed Handle [0] and TimerHandle [1] objects kept for
+     * reuse, linked through their callback field. */
+    struct HandleObject *handle_free[2];
+    int handle_nfree[2];
 } tl_state;
 
 struct LoopObject;
@@ -262,6 +267,8 @@ TimerHandleObject *tl_timer_new(tl_state *st, LoopObject *loop, double when,
                                 PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *context);
 void tl_handle_clear_callback(HandleObject *h);
+/* Free the kept Handle objects (module free). */
+void tl_handle_free_lists(tl_state *st);
 /* Run a transport's protocol callback in its context: 1 if entered (pass
  * it to tl_context_leave()), 0 if already current or none. */
 int tl_context_join(PyObject *ctx);
