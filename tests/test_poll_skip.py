@@ -8,8 +8,7 @@ import threading
 
 import pytest
 
-from conftest import run_scenario
-from support import run_forever_guarded
+from support import run_forever_guarded, run_scenario
 
 
 def _chain(loop, trace, steps, at, action):
