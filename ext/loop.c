@@ -11,11 +11,11 @@
  * record events in C.  So a blocking uv_run() runs with the GIL released
  * and the loop takes it back once, after the poll.
  *
- * Timers: our own binary heap keyed by the loop's clock (CLOCK_MONOTONIC,
- * the clock of time.monotonic()), with O(log n) removal on cancel, and
- * the backend's timer (backend.h) armed for the earliest deadline, never
- * earlier; a timer runs only once loop.time() >= its `when`, whatever
- * the backend's resolution. */
+ * Timers: our own binary heap (timers.c) keyed by the loop's clock
+ * (CLOCK_MONOTONIC, the clock of time.monotonic()), O(log n) removal on
+ * cancel, and the backend's timer (backend.h) armed for the earliest
+ * deadline, never earlier; a timer runs only once loop.time() >= its
+ * `when`, whatever the backend's resolution. */
 #include "tideloop.h"
 #include "sockops.h"
 
@@ -108,120 +108,6 @@ rq_pop(LoopObject *self)
     self->rq_len--;
     self->ts_pending -= h->threadsafe;
     return h;
-}
-
-/* ---- timer heap ----------------------------------------------------- */
-
-static inline int
-timer_before(TimerHandleObject *a, TimerHandleObject *b)
-{
-    /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
-    double wa = isnan(a->when) ? -INFINITY : a->when;
-    double wb = isnan(b->when) ? -INFINITY : b->when;
-    if (wa != wb) {
-        return wa < wb;
-    }
-    return a->seq < b->seq;
-}
-
-static inline void
-heap_set(LoopObject *self, Py_ssize_t i, TimerHandleObject *t)
-{
-    self->heap[i] = t;
-    t->heap_index = i;
-}
-
-static void
-heap_sift_up(LoopObject *self, Py_ssize_t i)
-{
-    TimerHandleObject *t = self->heap[i];
-    while (i > 0) {
-        Py_ssize_t parent = (i - 1) / 2;
-        if (!timer_before(t, self->heap[parent])) {
-            break;
-        }
-        heap_set(self, i, self->heap[parent]);
-        i = parent;
-    }
-    heap_set(self, i, t);
-}
-
-static void
-heap_sift_down(LoopObject *self, Py_ssize_t i)
-{
-    TimerHandleObject *t = self->heap[i];
-    Py_ssize_t n = self->heap_len;
-    for (;;) {
-        Py_ssize_t child = 2 * i + 1;
-        if (child >= n) {
-            break;
-        }
-        if (child + 1 < n &&
-            timer_before(self->heap[child + 1], self->heap[child])) {
-            child++;
-        }
-        if (!timer_before(self->heap[child], t)) {
-            break;
-        }
-        heap_set(self, i, self->heap[child]);
-        i = child;
-    }
-    heap_set(self, i, t);
-}
-
-/* Takes a new reference to t. */
-static int
-heap_push(LoopObject *self, TimerHandleObject *t)
-{
-    if (self->heap_len == self->heap_cap) {
-        Py_ssize_t cap = self->heap_cap ? self->heap_cap * 2 : 64;
-        TimerHandleObject **n =
-            PyMem_Realloc(self->heap, cap * sizeof(*n));
-        if (n == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        self->heap = n;
-        self->heap_cap = cap;
-    }
-    Py_INCREF(t);
-    t->seq = self->timer_seq++;
-    self->heap[self->heap_len] = t;
-    t->heap_index = self->heap_len;
-    self->heap_len++;
-    heap_sift_up(self, self->heap_len - 1);
-    return 0;
-}
-
-/* Removes the timer at index i; returns the reference the heap held. */
-static TimerHandleObject *
-heap_remove(LoopObject *self, Py_ssize_t i)
-{
-    TimerHandleObject *t = self->heap[i];
-    Py_ssize_t last = --self->heap_len;
-    t->heap_index = -1;
-    if (i != last) {
-        heap_set(self, i, self->heap[last]);
-        if (i > 0 && timer_before(self->heap[i], self->heap[(i - 1) / 2])) {
-            heap_sift_up(self, i);
-        }
-        else {
-            heap_sift_down(self, i);
-        }
-    }
-    return t;
-}
-
-void
-tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
-{
-    Py_ssize_t i = t->heap_index;
-    if (i >= 0 && i < self->heap_len && self->heap[i] == t) {
-        TimerHandleObject *r = heap_remove(self, i);
-        self->n_timers_cancelled++;
-        /* The caller (cancel) holds its own reference. */
-        Py_DECREF(r);
-    }
 }
 
 /* ---- the backend's timer ------------------------------------------- */
@@ -364,7 +250,7 @@ loop_clear_queues(LoopObject *self)
             Py_DECREF(h);
         }
         while (self->heap_len > 0) {
-            TimerHandleObject *t = heap_remove(self, self->heap_len - 1);
+            TimerHandleObject *t = tl_timers_remove(self, self->heap_len - 1);
             Py_DECREF(t);
         }
     }
@@ -382,7 +268,7 @@ Loop_traverse(LoopObject *self, visitproc visit, void *arg)
         Py_VISIT(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
     }
     for (Py_ssize_t i = 0; i < self->heap_len; i++) {
-        Py_VISIT(self->heap[i]);
+        Py_VISIT(self->heap[i].t);
     }
     return tl_poll_traverse(self, visit, arg);
 }
@@ -568,7 +454,7 @@ loop_call_at_impl(LoopObject *self, double when, PyObject *when_obj,
     if (t == NULL) {
         return NULL;
     }
-    if (heap_push(self, t) < 0) {
+    if (tl_timers_push(self, t) < 0) {
         Py_DECREF(t);
         return NULL;
     }
@@ -959,6 +845,36 @@ loop_run_handle_debug(LoopObject *self, HandleObject *h)
     return r;
 }
 
+/* Whether a poll without blocking could report anything.  It cannot
+ * when no fd is watched (add_reader, transports), no DNS lookup is in
+ * flight and no signal handler was ever added: the poll would then only
+ * see the loop's own fds, and those need no poll while the loop runs
+ * callbacks (the timer heap is checked against the clock, and wake-ups
+ * are written only while the loop sleeps).  asyncio polls every
+ * iteration; skipping that epoll_wait() changes nothing observable and
+ * saves one syscall per iteration of a callback chain.  Only the epoll
+ * backend: the libuv backend's wait also runs DNS's libuv loop.  The
+ * scan is O(table size), bounded: a table grown past TL_SCAN_MAX fds is
+ * taken to be in use. */
+#define TL_SCAN_MAX 256
+
+static int
+loop_may_have_io(LoopObject *self)
+{
+    tl_uv *u = self->uv;
+    if (u->be->waits_in_uv || self->signals_watched ||
+        (u->dns != NULL && u->dns->count > 0) ||
+        self->npollers > TL_SCAN_MAX) {
+        return 1;
+    }
+    for (int i = 0; i < self->npollers; i++) {
+        if (self->pollers[i] != NULL) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 static int
 loop_run_once(LoopObject *self)
 {
@@ -976,7 +892,7 @@ loop_run_once(LoopObject *self)
     if (self->heap_len > 0) {
         if (block) {
             int64_t now_ns = tl_monotonic_ns();
-            double when = self->heap[0]->when;
+            double when = self->heap[0].when;
             if (!(when > ns_to_sec(now_ns))) {
                 block = 0;
             }
@@ -991,9 +907,18 @@ loop_run_once(LoopObject *self)
 
     /* The poll: one backend wait, the GIL released only when it may
      * block. */
-    tl_event *evs;
+    tl_event *evs = NULL;
     int n;
-    if (block) {
+    if (!block && !loop_may_have_io(self)) {
+        /* Nothing the poll could report: skip its syscall.  Python's own
+         * signal handlers (Ctrl-C) still run here, as they would after
+         * the poll. */
+        if (PyErr_CheckSignals() < 0) {
+            return -1;
+        }
+        n = 0;
+    }
+    else if (block) {
         self->sleeping = 1;
         Py_BEGIN_ALLOW_THREADS
         n = u->be->wait(u, 1, &evs);
@@ -1038,8 +963,8 @@ loop_run_once(LoopObject *self)
 
     if (self->heap_len > 0) {
         double now = loop_now();
-        while (self->heap_len > 0 && !(self->heap[0]->when > now)) {
-            TimerHandleObject *t = heap_remove(self, 0);
+        while (self->heap_len > 0 && !(self->heap[0].when > now)) {
+            TimerHandleObject *t = tl_timers_remove(self, 0);
             self->n_timers_fired++;
             if (rq_push(self, (HandleObject *)t) < 0) {
                 return -1;
@@ -1304,6 +1229,10 @@ static PyMethodDef Loop_methods[] = {
 static PyMemberDef Loop_members[] = {
     {"_closed", T_BOOL, offsetof(LoopObject, closed), 0, NULL},
     {"_stopping", T_BOOL, offsetof(LoopObject, stopping), 0, NULL},
+    /* Set by add_signal_handler(): the loop then polls every iteration
+     * for the signal socket (loop_may_have_io). */
+    {"_signals_watched", T_BOOL, offsetof(LoopObject, signals_watched), 0,
+     NULL},
 
     {"_thread_id", T_OBJECT, offsetof(LoopObject, thread_id), 0, NULL},
     {"_task_factory", T_OBJECT, offsetof(LoopObject, task_factory), 0,

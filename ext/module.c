@@ -285,6 +285,8 @@ static int
 tl_clear(PyObject *module)
 {
     tl_state *st = PyModule_GetState(module);
+    /* While their types live: freeing reads the type (pre-header). */
+    tl_handle_free_lists(st);
     Py_CLEAR(st->LoopBaseType);
     Py_CLEAR(st->HandleType);
     Py_CLEAR(st->TimerHandleType);

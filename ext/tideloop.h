@@ -87,6 +87,11 @@ typedef struct tl_state {
     PyObject *gaierror;          /* socket.gaierror */
 
     struct tl_ssl_state *ssl;    /* sslinit.c: the SSL protocol's state */
+
+    /* handle.c: freed Handle [0] and TimerHandle [1] objects kept for
+     * reuse, linked through their callback field. */
+    struct HandleObject *handle_free[2];
+    int handle_nfree[2];
 } tl_state;
 
 struct LoopObject;
@@ -147,6 +152,14 @@ typedef struct tl_uv {
     char timer_fired;            /* the armed deadline was reached */
 } tl_uv;
 
+/* timers.c: one entry of the loop's timer heap, the sort key kept next
+ * to the timer.  `when` is the timer's, with NaN as -inf (due at once). */
+typedef struct tl_timer_slot {
+    double when;
+    uint64_t seq;
+    TimerHandleObject *t;        /* strong */
+} tl_timer_slot;
+
 typedef struct LoopObject {
     PyObject_HEAD
     tl_state *st;
@@ -158,8 +171,8 @@ typedef struct LoopObject {
     Py_ssize_t rq_len;
     Py_ssize_t rq_cap;           /* power of two */
 
-    /* Timer heap ordered by (when, seq); strong references. */
-    TimerHandleObject **heap;
+    /* Timer heap ordered by (when, seq) (timers.c). */
+    tl_timer_slot *heap;
     Py_ssize_t heap_len;
     Py_ssize_t heap_cap;
     uint64_t timer_seq;
@@ -178,6 +191,8 @@ typedef struct LoopObject {
      * without the GIL, and whether wakefd was written since. */
     char sleeping;
     char wakeup_sent;
+    /* add_signal_handler() was called: poll every iteration (loop.c). */
+    char signals_watched;
 
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
@@ -252,6 +267,8 @@ TimerHandleObject *tl_timer_new(tl_state *st, LoopObject *loop, double when,
                                 PyObject *const *args, Py_ssize_t nargs,
                                 PyObject *context);
 void tl_handle_clear_callback(HandleObject *h);
+/* Free the kept Handle objects (module free). */
+void tl_handle_free_lists(tl_state *st);
 /* Run a transport's protocol callback in its context: 1 if entered (pass
  * it to tl_context_leave()), 0 if already current or none. */
 int tl_context_join(PyObject *ctx);
@@ -322,7 +339,14 @@ int tl_loop_push_ready(LoopObject *loop, HandleObject *h);
  * loop.create_future() returns. */
 PyObject *tl_loop_create_future(LoopObject *loop);
 
-/* loop.c: used by handle.c when a TimerHandle is cancelled. */
+/* timers.c: the loop's timer heap, ordered by (when, seq).  Push takes
+ * a new reference to t (and gives it its seq); 0, or -1 with
+ * MemoryError set. */
+int tl_timers_push(LoopObject *loop, TimerHandleObject *t);
+/* Remove the timer at index i; returns the reference the heap held. */
+TimerHandleObject *tl_timers_remove(LoopObject *loop, Py_ssize_t i);
+/* A TimerHandle was cancelled: take it out of the heap if it is there
+ * (handle.c). */
 void tl_loop_timer_cancelled(LoopObject *loop, TimerHandleObject *t);
 
 #endif /* TIDELOOP_H */

@@ -594,6 +594,9 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             handle._source_traceback[-1] = _asyncio_frame(
                 _UNIX["add_signal_handler"])
         self._signal_handlers[sig] = handle
+        # From now on the C loop polls every iteration for the signal
+        # socket, even with no fd watched.
+        self._signals_watched = True
         try:
             signal.signal(sig, _sighandler_noop)
             signal.siginterrupt(sig, False)
