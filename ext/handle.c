@@ -9,26 +9,6 @@
 #include <structmember.h>
 #include <time.h>
 
-/* Fetch the pending exception as one normalized object, with its
- * traceback attached (new reference). */
-PyObject *
-tl_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
 static PyObject *
 args_tuple(tl_state *st, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -141,19 +121,6 @@ tl_handle_clear_callback(HandleObject *h)
 {
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
-}
-
-/* Set `exc` as the pending exception; steals the reference. */
-void
-tl_restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyObject *type = (PyObject *)Py_TYPE(exc);
-    Py_INCREF(type);
-    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
-#endif
 }
 
 /* Enter `ctx`, the contextvars.Context of a transport, around a protocol

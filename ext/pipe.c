@@ -164,31 +164,6 @@ wb_consume(tl_pipe *t, Py_ssize_t n)
 
 /* ---- small helpers -------------------------------------------------- */
 
-static PyObject *
-oserror_from_errno(int err)
-{
-    errno = err;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return NULL;
-}
-
-static int
-is_loop_stopping(void)
-{
-    return PyErr_ExceptionMatches(PyExc_SystemExit) ||
-           PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-}
-
-/* What asyncio raises where it does self._loop.<name>(...) after the
- * connection was lost (self._loop is None then). */
-static PyObject *
-none_has_no(const char *name)
-{
-    PyErr_Format(PyExc_AttributeError,
-                 "'NoneType' object has no attribute '%s'", name);
-    return NULL;
-}
-
 static int
 call_helper(PyObject *fn, PyObject *a, PyObject *b, PyObject *c)
 {
@@ -354,11 +329,7 @@ Pipe_call_connection_lost(PyObject *self, PyObject *exc)
     Py_DECREF(pipe);
     if (r == NULL) {
         /* An exception in `finally` replaces the first, chained to it. */
-        if (saved != NULL) {
-            PyObject *exc2 = tl_fetch_exception();
-            PyException_SetContext(exc2, saved);  /* steals saved */
-            tl_restore_exception(exc2);
-        }
+        tl_err_chain(saved);
         return NULL;
     }
     Py_DECREF(r);
@@ -394,7 +365,7 @@ ReadPipe_close_impl(PyObject *self, PyObject *exc)
     tl_pipe *t = PP(self);
     t->closing = 1;
     if (t->loop == NULL) {
-        return none_has_no("_remove_reader");
+        return tl_err_none_has_no("_remove_reader");
     }
     if (pipe_watch(self, 0, 0) < 0) {
         return NULL;
@@ -514,7 +485,7 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (err == EAGAIN || err == EWOULDBLOCK) {
             Py_RETURN_NONE;
         }
-        oserror_from_errno(err);
+        tl_err_from_errno(err);
         if (pipe_fatal(self, NULL, "Fatal read error on pipe transport") <
             0) {
             return NULL;
@@ -609,7 +580,7 @@ ReadPipe_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
 #endif
     if (t->loop == NULL) {
-        return none_has_no("_add_reader");
+        return tl_err_none_has_no("_add_reader");
     }
     if (pipe_watch(self, 0, 1) < 0) {
         return NULL;
@@ -638,7 +609,7 @@ WritePipe_close_impl(PyObject *self, PyObject *exc)
     t->closing = 1;
     if (t->wb_len > 0) {
         if (t->loop == NULL) {
-            return none_has_no("_remove_writer");
+            return tl_err_none_has_no("_remove_writer");
         }
         if (pipe_watch(self, 1, 0) < 0) {
             return NULL;
@@ -646,7 +617,7 @@ WritePipe_close_impl(PyObject *self, PyObject *exc)
     }
     wb_clear(t);
     if (t->loop == NULL) {
-        return none_has_no("_remove_reader");
+        return tl_err_none_has_no("_remove_reader");
     }
     if (pipe_watch(self, 0, 0) < 0) {
         return NULL;
@@ -716,7 +687,7 @@ static PyObject *
 write_unbufferable(PyObject *self, PyObject *data)
 {
     tl_pipe *t = PP(self);
-    if (is_loop_stopping()) {
+    if (tl_err_stops_loop()) {
         return NULL;
     }
     PyObject *exc = tl_fetch_exception();
@@ -820,9 +791,9 @@ WritePipe_write(PyObject *self, PyObject *data)
             }
             else {
                 if (n == -1) {
-                    oserror_from_errno(errno);
+                    tl_err_from_errno(errno);
                 }
-                else if (is_loop_stopping()) {
+                else if (tl_err_stops_loop()) {
                     goto error;
                 }
                 if (have_view) {
@@ -916,7 +887,7 @@ WritePipe_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             break;
         }
         if (PyErr_CheckSignals() < 0) {
-            if (is_loop_stopping()) {
+            if (tl_err_stops_loop()) {
                 return NULL;
             }
             n = -2;
@@ -932,7 +903,7 @@ WritePipe_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             if (err == EAGAIN || err == EWOULDBLOCK) {
                 Py_RETURN_NONE;
             }
-            oserror_from_errno(err);
+            tl_err_from_errno(err);
         }
         PyObject *exc = tl_fetch_exception();
         wb_clear(t);
@@ -964,7 +935,7 @@ WritePipe_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_DECREF(r);
         if (t->closing) {
             if (t->loop == NULL) {
-                return none_has_no("_remove_reader");
+                return tl_err_none_has_no("_remove_reader");
             }
             if (pipe_watch(self, 0, 0) < 0) {
                 return NULL;
@@ -992,7 +963,7 @@ WritePipe_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
     t->closing = 1;
     if (t->wb_len == 0) {
         if (t->loop == NULL) {
-            return none_has_no("_remove_reader");
+            return tl_err_none_has_no("_remove_reader");
         }
         if (pipe_watch(self, 0, 0) < 0) {
             return NULL;
@@ -1039,7 +1010,7 @@ WritePipe_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     tl_pipe *t = PP(self);
     if (t->loop == NULL) {
-        return none_has_no("_add_reader");
+        return tl_err_none_has_no("_add_reader");
     }
     if (pipe_watch(self, 0, 1) < 0) {
         return NULL;

@@ -234,11 +234,24 @@ tl_dns_answered(tl_uv *u)
     return u->dns != NULL && u->dns->done != NULL;
 }
 
-/* handle.c */
+/* errors.c: errno and exception helpers. */
 /* The pending exception, normalized with its traceback (new reference). */
 PyObject *tl_fetch_exception(void);
 /* Make `exc` the pending exception; steals the reference. */
 void tl_restore_exception(PyObject *exc);
+/* Set OSError (the right subclass) for errno `err`; returns NULL. */
+PyObject *tl_err_from_errno(int err);
+/* Whether the pending exception must stop the loop rather than close a
+ * transport (SystemExit, KeyboardInterrupt). */
+int tl_err_stops_loop(void);
+/* What asyncio raises where it calls self._loop.<name>() after the
+ * connection was lost (self._loop is None): AttributeError; NULL. */
+PyObject *tl_err_none_has_no(const char *name);
+/* An exception raised in a `finally` block: the pending one gets `first`
+ * (stolen; NULL: nothing to do) as its __context__. */
+void tl_err_chain(PyObject *first);
+
+/* handle.c */
 int tl_handle_init_types(PyObject *module, tl_state *st);
 /* Run one handle.  Returns 0, or -1 with a BaseException set that must
  * stop the loop (SystemExit, KeyboardInterrupt, or a failing handler). */

@@ -595,22 +595,6 @@ tr_fatal(PyObject *self, PyObject *exc, const char *message)
     return r;
 }
 
-/* True for exceptions that must stop the loop rather than close us. */
-static int
-is_loop_stopping(void)
-{
-    return PyErr_ExceptionMatches(PyExc_SystemExit) ||
-           PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
-}
-
-static PyObject *
-oserror_from_errno(int err)
-{
-    errno = err;
-    PyErr_SetFromErrno(PyExc_OSError);
-    return NULL;
-}
-
 static int tr_debug_log(PyObject *self, const char *fmt);
 
 /* ---- connection teardown ------------------------------------------- */
@@ -766,7 +750,7 @@ tr_on_eof(PyObject *self)
     }
     PyObject *keep = PyObject_CallMethod(t->protocol, "eof_received", NULL);
     if (keep == NULL) {
-        if (is_loop_stopping()) {
+        if (tl_err_stops_loop()) {
             return NULL;
         }
         if (tr_fatal(self, NULL,
@@ -828,7 +812,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
                 Py_RETURN_NONE;
             }
-            oserror_from_errno(err);
+            tl_err_from_errno(err);
             if (tr_fatal(self, NULL, "Fatal read error on socket transport")
                 < 0) {
                 return NULL;
@@ -842,7 +826,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         PyObject *r = PyObject_CallMethod(t->protocol, "buffer_updated", "n",
                                           (Py_ssize_t)n);
         if (r == NULL) {
-            if (is_loop_stopping()) {
+            if (tl_err_stops_loop()) {
                 return NULL;
             }
             if (tr_fatal(self, NULL,
@@ -856,7 +840,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
 
     get_buffer_failed:
-        if (is_loop_stopping()) {
+        if (tl_err_stops_loop()) {
             return NULL;
         }
         if (tr_fatal(self, NULL,
@@ -879,7 +863,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
             Py_RETURN_NONE;
         }
-        oserror_from_errno(err);
+        tl_err_from_errno(err);
         if (tr_fatal(self, NULL, "Fatal read error on socket transport") <
             0) {
             return NULL;
@@ -900,7 +884,7 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(data);
     if (r == NULL) {
-        if (is_loop_stopping()) {
+        if (tl_err_stops_loop()) {
             return NULL;
         }
         if (tr_fatal(self, NULL,
@@ -947,9 +931,9 @@ tr_flush(PyObject *self)
     }
     if (n < 0) {
         if (n == TL_WB_OSERROR) {
-            oserror_from_errno(errno);
+            tl_err_from_errno(errno);
         }
-        else if (is_loop_stopping()) {
+        else if (tl_err_stops_loop()) {
             return NULL;
         }
         PyObject *exc = tl_fetch_exception();
@@ -995,7 +979,7 @@ tr_flush(PyObject *self)
             return Transport_call_connection_lost(self, Py_None);
         }
         if (t->eof && shutdown(t->fd, SHUT_WR) < 0) {
-            return oserror_from_errno(errno);
+            return tl_err_from_errno(errno);
         }
     }
     Py_RETURN_NONE;
@@ -1078,7 +1062,7 @@ Transport_write(PyObject *self, PyObject *data)
             int err = errno;
             if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
                 PyBuffer_Release(&view);
-                oserror_from_errno(err);
+                tl_err_from_errno(err);
                 if (tr_fatal(self, NULL,
                              "Fatal write error on socket transport") < 0) {
                     return NULL;
@@ -1198,7 +1182,7 @@ Transport_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     t->eof = 1;
     if (t->wb_len == 0 && shutdown(t->fd, SHUT_WR) < 0) {
-        return oserror_from_errno(errno);
+        return tl_err_from_errno(errno);
     }
     Py_RETURN_NONE;
 }
@@ -1803,7 +1787,7 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
                 Py_RETURN_NONE;
             }
-            oserror_from_errno(err);
+            tl_err_from_errno(err);
             return dgram_error_received(t);
         }
         loop->n_bytes_read += (uint64_t)n;
@@ -1849,7 +1833,7 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
                 return dgram_error_received(t);
             }
-            if (is_loop_stopping()) {
+            if (tl_err_stops_loop()) {
                 return NULL;
             }
             if (tr_fatal(self, NULL,
@@ -1908,7 +1892,7 @@ dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
                 return 0;
             }
-            oserror_from_errno(err);
+            tl_err_from_errno(err);
             return -1;
         }
         tr_count_written(t, view->len);
@@ -2005,7 +1989,7 @@ Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
                 return dgram_error_received(t);
             }
-            if (is_loop_stopping()) {
+            if (tl_err_stops_loop()) {
                 return NULL;
             }
             if (tr_fatal(self, NULL,
@@ -2059,7 +2043,7 @@ Dgram_sendto_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
                 return dgram_error_received(t);
             }
-            if (is_loop_stopping()) {
+            if (tl_err_stops_loop()) {
                 return NULL;
             }
             if (tr_fatal(self, NULL,
