@@ -45,35 +45,43 @@ typedef struct tl_state {
     PyObject *str_create_task_py; /* interned "_create_task_py" */
     PyObject *set_running_loop;  /* asyncio.events._set_running_loop */
 
-    /* Python helpers installed by tideloop/_loop.py through
-     * _core._set_helpers(); each may be NULL before that call. */
-    PyObject *report_exception;  /* (handle, exc) -> None */
-    PyObject *extract_stack;     /* () -> list (debug source traceback) */
-    PyObject *log_slow;          /* (loop, handle, seconds) -> None */
-    PyObject *check_debug;       /* (loop, callback, method) -> None */
-    PyObject *handle_repr;       /* (handle) -> str */
-    PyObject *fd_origin;         /* (source_traceback, writer) -> None */
+    /* The Python helpers the C code calls on rare paths: one table,
+     * installed once by _core._set_helpers(name=function, ...) from
+     * tideloop/_loop.py, _transports.py and _pipes.py (each entry NULL
+     * before that), traversed and cleared as one array.  The names are
+     * the keywords of _set_helpers() (module.c). */
+    union {
+        struct {
+            PyObject *report_exception;  /* (handle, exc) -> None */
+            PyObject *extract_stack;     /* () -> list (debug traceback) */
+            PyObject *log_slow;          /* (loop, handle, seconds) */
+            PyObject *check_debug;       /* (loop, callback, method) */
+            PyObject *handle_repr;       /* (handle) -> str */
+            PyObject *fd_origin;         /* (source_traceback, writer) */
+            PyObject *tr_fatal_error;    /* (transport, exc, message) */
+            PyObject *tr_server_detach;  /* (server, transport) */
+            PyObject *tr_debug_log;      /* (transport, format) */
+            PyObject *tr_warn_send;      /* (transport,): after close */
+            PyObject *tr_finalize;       /* (transport,): unclosed */
+            PyObject *tr_repr;           /* (transport,) -> str */
+            PyObject *pipe_fatal_error;  /* (transport, exc, message) */
+            PyObject *pipe_log;          /* (level, msg, transport|None) */
+            PyObject *pipe_finalize;     /* (transport,): unclosed */
+            PyObject *pipe_repr;         /* (transport,) -> str */
+        };
+        PyObject *helpers[16];
+    };
 
-    /* transport.c */
+    /* The C transports (stream.c; transport.c, udp.c, pipe.c). */
     PyTypeObject *SocketTransportType;
     PyTypeObject *DatagramTransportType;
+    PyTypeObject *ReadPipeType;
+    PyTypeObject *WritePipeType;
     PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
     PyObject *str_data_received;
     PyObject *str_datagram_received;
-    PyObject *tr_fatal_error;    /* (transport, exc, message) */
-    PyObject *tr_server_detach;  /* (server, transport) */
-    PyObject *tr_debug_log;      /* (transport, format) */
-    PyObject *tr_warn_send;      /* (transport,): writes after close */
-    PyObject *tr_finalize;       /* (transport,): unclosed warning */
-    PyObject *tr_repr;           /* (transport,) -> str */
-
-    /* pipe.c */
-    PyTypeObject *ReadPipeType;
-    PyTypeObject *WritePipeType;
-    PyObject *pipe_fatal_error;  /* (transport, exc, message) */
-    PyObject *pipe_log;          /* (level, msg, transport or None) */
-    PyObject *pipe_finalize;     /* (transport,): unclosed warning */
-    PyObject *pipe_repr;         /* (transport,) -> str */
+    PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
+    PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
 
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
@@ -88,6 +96,16 @@ typedef struct tl_state {
 
     struct tl_ssl_state *ssl;    /* sslinit.c: the SSL protocol's state */
 } tl_state;
+
+/* Indexes of tl_state.helpers, in the order of its named fields. */
+enum tl_helper_id {
+    TL_H_REPORT_EXCEPTION, TL_H_EXTRACT_STACK, TL_H_LOG_SLOW,
+    TL_H_CHECK_DEBUG, TL_H_HANDLE_REPR, TL_H_FD_ORIGIN,
+    TL_H_TR_FATAL, TL_H_TR_SERVER_DETACH, TL_H_TR_DEBUG_LOG,
+    TL_H_TR_WARN_SEND, TL_H_TR_FINALIZE, TL_H_TR_REPR,
+    TL_H_PIPE_FATAL, TL_H_PIPE_LOG, TL_H_PIPE_FINALIZE, TL_H_PIPE_REPR,
+    TL_H_COUNT
+};
 
 struct LoopObject;
 
@@ -295,9 +313,11 @@ void tl_tsafe_drained(LoopObject *loop);
 void tl_tsafe_release(LoopObject *loop);
 void tl_tsafe_free(LoopObject *loop);
 
-/* transport.c */
+/* transport.c, udp.c (more in stream.h, transport.h) */
 int tl_transport_init_types(PyObject *module, tl_state *st);
-/* Visit / clear the __slots__ of the asyncio bases of a C transport. */
+int tl_udp_init_types(PyObject *module, tl_state *st);
+/* stream.c: visit / clear the __slots__ of the asyncio bases of a C
+ * transport. */
 int tl_base_slots_visit(PyObject *self, visitproc visit, void *arg);
 void tl_base_slots_clear(PyObject *self);
 
