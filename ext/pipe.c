@@ -33,7 +33,6 @@
 #define TL_PIPE_SMALL (8 * 1024)       /* ... unless the last read was small */
 
 /* logging levels passed to the log helper */
-#define TL_LOG_DEBUG 10
 #define TL_LOG_INFO 20
 #define TL_LOG_WARNING 30
 
@@ -56,51 +55,68 @@ static PyObject *WritePipe_read_ready(PyObject *self, PyObject *unused);
 static PyObject *WritePipe_write_ready(PyObject *self, PyObject *unused);
 static PyObject *WritePipe_close_impl(PyObject *self, PyObject *exc);
 
-/* A pipe has no fields of its own to visit (s.file is the core's). */
+/* EOF closes a pipe (no half-close); fatal errors close with _close(). */
+static tl_stream_kind rpipe_kind = {
+    TL_H_PIPE_FATAL, TL_H_PIPE_FINALIZE, TL_H_PIPE_REPR, ReadPipe_close_impl,
+    NULL, NULL,
+    TL_STREAM_METHODS(Pipe_call_connection_lost, ReadPipe_read_ready, NULL)};
+
+/* Watched for reading too: the reader going away makes it readable. */
+static tl_stream_kind wpipe_kind = {
+    TL_H_PIPE_FATAL, TL_H_PIPE_FINALIZE, TL_H_PIPE_REPR, WritePipe_close_impl,
+    NULL, NULL,
+    TL_STREAM_METHODS(Pipe_call_connection_lost, WritePipe_read_ready,
+                      WritePipe_write_ready)};
+
+/* asyncio's self._loop._remove_reader(self._fileno), through None once
+ * the connection is lost.  0, or -1 with an exception set. */
 static int
-pipe_traverse(PyObject *self, visitproc visit, void *arg)
+pipe_unread(PyObject *self)
 {
-    return 0;
+    if (PP(self)->s.loop == NULL) {
+        tl_err_none_has_no("_remove_reader");
+        return -1;
+    }
+    return tl_stream_watch(self, 0, 0);
 }
 
-static void
-pipe_clear(PyObject *self)
+/* The end of _close(exc) and of write_eof(): stop reading and schedule
+ * connection_lost(exc) (exc borrowed, NULL: None). */
+static PyObject *
+pipe_unread_and_lose(PyObject *self, PyObject *exc)
 {
+    if (pipe_unread(self) < 0 || tl_stream_call_soon_lost(self, exc) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
-static PyMethodDef pipe_m_lost = {
-    "_call_connection_lost", (PyCFunction)Pipe_call_connection_lost, METH_O,
-    NULL};
-static PyMethodDef rpipe_m_read_ready = {
-    "_read_ready", (PyCFunction)ReadPipe_read_ready, METH_NOARGS, NULL};
-static PyMethodDef wpipe_m_read_ready = {
-    "_read_ready", (PyCFunction)WritePipe_read_ready, METH_NOARGS, NULL};
-static PyMethodDef wpipe_m_write_ready = {
-    "_write_ready", (PyCFunction)WritePipe_write_ready, METH_NOARGS, NULL};
+/* asyncio's self._loop._add_reader(self._fileno, self._read_ready),
+ * through None once the connection is lost. */
+static PyObject *
+pipe_add_reader(PyObject *self)
+{
+    if (PP(self)->s.loop == NULL) {
+        return tl_err_none_has_no("_add_reader");
+    }
+    if (tl_stream_watch(self, 0, 1) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
 
-static const tl_stream_kind rpipe_kind = {
-    .h_fatal = TL_H_PIPE_FATAL,
-    .h_finalize = TL_H_PIPE_FINALIZE,
-    .h_repr = TL_H_PIPE_REPR,
-    .fatal_close = ReadPipe_close_impl,
-    .traverse = pipe_traverse,
-    .clear = pipe_clear,
-    .m_lost = &pipe_m_lost,
-    .m_read_ready = &rpipe_m_read_ready,
-    .m_write_ready = NULL,       /* never watched for writing */
-};
-
-static const tl_stream_kind wpipe_kind = {
-    .h_fatal = TL_H_PIPE_FATAL,
-    .h_finalize = TL_H_PIPE_FINALIZE,
-    .h_repr = TL_H_PIPE_REPR,
-    .fatal_close = WritePipe_close_impl,
-    .traverse = pipe_traverse,
-    .clear = pipe_clear,
-    .m_lost = &pipe_m_lost,
-    .m_read_ready = &wpipe_m_read_ready,
-    .m_write_ready = &wpipe_m_write_ready,
-};
+/* _close(exc): ReadPipeTransport's takes exc, WritePipeTransport's has
+ * None for default (asyncio's signatures). */
+static PyObject *
+Pipe_close_method(PyObject *self, PyObject *args)
+{
+    PyObject *exc = Py_None;
+    if (!PyArg_UnpackTuple(args, "_close", PP(self)->is_write ? 0 : 1, 1,
+                           &exc)) {
+        return NULL;
+    }
+    return tl_stream_of(self)->kind->fatal_close(self, exc);
+}
 
 /* logger.log(level, msg, self) when the loop is in debug mode (or always
  * with `always`), as asyncio's `if self._loop.get_debug(): logger...`. */
@@ -119,7 +135,8 @@ pipe_log(PyObject *self, int level, const char *msg, int always)
     PyObject *m = PyUnicode_FromString(msg);
     int r = -1;
     if (lv != NULL && m != NULL) {
-        r = tl_stream_helper(st, TL_H_PIPE_LOG, lv, m, always ? Py_None : self);
+        r = tl_stream_helper(st, TL_H_PIPE_LOG, lv, m,
+                             always ? Py_None : self);
     }
     Py_XDECREF(lv);
     Py_XDECREF(m);
@@ -178,38 +195,12 @@ Pipe_call_connection_lost(PyObject *self, PyObject *exc)
 
 /* ---- ReadPipeTransport ---------------------------------------------- */
 
-static int
-read_is_reading(tl_pipe *t)
-{
-    return !t->s.paused && !t->s.closing;
-}
-
 /* _close(exc): stop reading and schedule connection_lost(exc). */
 static PyObject *
 ReadPipe_close_impl(PyObject *self, PyObject *exc)
 {
-    tl_pipe *t = PP(self);
-    t->s.closing = 1;
-    if (t->s.loop == NULL) {
-        return tl_err_none_has_no("_remove_reader");
-    }
-    if (tl_stream_watch(self, 0, 0) < 0) {
-        return NULL;
-    }
-    if (tl_stream_call_soon_lost(self, exc) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-ReadPipe_close_method(PyObject *self, PyObject *args)
-{
-    PyObject *exc = Py_None;
-    if (!PyArg_UnpackTuple(args, "_close", 1, 1, &exc)) {
-        return NULL;
-    }
-    return ReadPipe_close_impl(self, exc);
+    PP(self)->s.closing = 1;
+    return pipe_unread_and_lose(self, exc);
 }
 
 /* One read of up to max_size bytes, as asyncio's os.read(fd, max_size).
@@ -294,18 +285,15 @@ static PyObject *
 ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     tl_pipe *t = PP(self);
-    /* asyncio cancels its reader handle when it stops reading; a call
+    /* asyncio cancels its reader handle when it stops reading: a call
      * queued before that must not run. */
-    if (!t->s.reading || t->s.loop == NULL) {
+    LoopObject *loop = t->s.loop;
+    if (!t->s.reading || loop == NULL) {
         Py_RETURN_NONE;
     }
-    LoopObject *loop = t->s.loop;
-    if (loop->rbuf == NULL &&
-        (loop->rbuf = PyMem_Malloc(TL_PIPE_READ_SIZE)) == NULL) {
-        return PyErr_NoMemory();
-    }
     PyObject *data;
-    ssize_t n = pipe_read(t, loop->rbuf, &data);
+    char *rbuf = tl_stream_rbuf(&t->s);
+    ssize_t n = rbuf == NULL ? -2 : pipe_read(t, rbuf, &data);
     if (n == -2) {
         return NULL;
     }
@@ -315,11 +303,7 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             Py_RETURN_NONE;
         }
         tl_err_from_errno(err);
-        if (tl_stream_fatal(self, NULL, "Fatal read error on pipe transport") <
-            0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+        return tl_stream_fail(self, "Fatal read error on pipe transport");
     }
     if (n > 0) {
         /* Exceptions of data_received() reach the handle's report, as in
@@ -360,43 +344,6 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     Py_RETURN_NONE;
 }
 
-#if PY_VERSION_HEX >= 0x030B0000
-static PyObject *
-ReadPipe_is_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(read_is_reading(PP(self)));
-}
-#endif
-
-static PyObject *
-ReadPipe_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    tl_pipe *t = PP(self);
-    if (!read_is_reading(t)) {
-        Py_RETURN_NONE;
-    }
-    t->s.paused = 1;
-    if (tl_stream_watch(self, 0, 0) < 0 ||
-        pipe_log(self, TL_LOG_DEBUG, "%r pauses reading", 0) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-ReadPipe_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    tl_pipe *t = PP(self);
-    if (t->s.closing || !t->s.paused) {
-        Py_RETURN_NONE;
-    }
-    t->s.paused = 0;
-    if (tl_stream_watch(self, 0, 1) < 0 ||
-        pipe_log(self, TL_LOG_DEBUG, "%r resumes reading", 0) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
 
 /* The first watch, scheduled with call_soon() at creation so that reading
  * starts after connection_made().  3.11+ skip it when the protocol paused
@@ -407,17 +354,11 @@ ReadPipe_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     tl_pipe *t = PP(self);
 #if PY_VERSION_HEX >= 0x030B0000
-    if (!read_is_reading(t)) {
+    if (!tl_stream_reading_wanted(&t->s)) {
         Py_RETURN_NONE;
     }
 #endif
-    if (t->s.loop == NULL) {
-        return tl_err_none_has_no("_add_reader");
-    }
-    if (tl_stream_watch(self, 0, 1) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return pipe_add_reader(self);
 }
 
 static PyObject *
@@ -448,26 +389,7 @@ WritePipe_close_impl(PyObject *self, PyObject *exc)
         }
     }
     tl_wb_clear(&t->s);
-    if (t->s.loop == NULL) {
-        return tl_err_none_has_no("_remove_reader");
-    }
-    if (tl_stream_watch(self, 0, 0) < 0) {
-        return NULL;
-    }
-    if (tl_stream_call_soon_lost(self, exc) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-WritePipe_close_method(PyObject *self, PyObject *args)
-{
-    PyObject *exc = Py_None;
-    if (!PyArg_UnpackTuple(args, "_close", 0, 1, &exc)) {
-        return NULL;
-    }
-    return WritePipe_close_impl(self, exc);
+    return pipe_unread_and_lose(self, exc);
 }
 
 /* The pipe became readable: the reader went away. */
@@ -704,31 +626,14 @@ WritePipe_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     /* asyncio writes its whole buffer with one os.write(); a vectored
      * write of the chunks is the same for the kernel. */
-    Py_ssize_t n = tl_wb_send(&t->s);
-    if (n == TL_WB_AGAIN) {
-        Py_RETURN_NONE;
-    }
-    if (n < 0) {
-        if (n == TL_WB_OSERROR) {
-            tl_err_from_errno(errno);
-        }
-        else if (tl_err_stops_loop()) {
+    PyObject *exc;
+    Py_ssize_t n = tl_stream_send(self, "Fatal write error on pipe transport",
+                                  1, &exc);
+    if (n == TL_WB_RAISED) {
+        if (exc == NULL) {
             return NULL;
         }
-        PyObject *exc = tl_fetch_exception();
-        tl_wb_clear(&t->s);
-        t->s.conn_lost++;
-        /* Remove the writer here: _fatal_error() doesn't, the buffer
-         * being empty. */
-        if (tl_stream_watch(self, 1, 0) < 0) {
-            Py_DECREF(exc);
-            return NULL;
-        }
-        int r = tl_stream_fatal(self, exc, "Fatal write error on pipe transport");
         Py_DECREF(exc);
-        if (r < 0) {
-            return NULL;
-        }
         Py_RETURN_NONE;
     }
     if (t->s.wb_len == 0) {
@@ -741,10 +646,7 @@ WritePipe_write_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             return NULL;
         }
         if (t->s.closing) {
-            if (t->s.loop == NULL) {
-                return tl_err_none_has_no("_remove_reader");
-            }
-            if (tl_stream_watch(self, 0, 0) < 0) {
+            if (pipe_unread(self) < 0) {
                 return NULL;
             }
             return Pipe_call_connection_lost(self, Py_None);
@@ -767,16 +669,7 @@ WritePipe_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     t->s.closing = 1;
     if (t->s.wb_len == 0) {
-        if (t->s.loop == NULL) {
-            return tl_err_none_has_no("_remove_reader");
-        }
-        if (tl_stream_watch(self, 0, 0) < 0) {
-            return NULL;
-        }
-        if (tl_stream_call_soon_lost(self, NULL) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+        return pipe_unread_and_lose(self, NULL);
     }
     Py_RETURN_NONE;
 }
@@ -816,14 +709,7 @@ WritePipe_get_write_buffer_size(PyObject *self,
 static PyObject *
 WritePipe_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    tl_pipe *t = PP(self);
-    if (t->s.loop == NULL) {
-        return tl_err_none_has_no("_add_reader");
-    }
-    if (tl_stream_watch(self, 0, 1) < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return pipe_add_reader(self);
 }
 
 /* _new(loop, pipe, fileno, protocol[, context]): the C part of
@@ -833,13 +719,10 @@ WritePipe_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 Pipe_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 4 && nargs != 5) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_new(loop, pipe, fileno, protocol[, context])");
-        return NULL;
-    }
     PyObject *ctx;
-    if (tl_context_arg(nargs == 5 ? args[4] : NULL, &ctx) < 0) {
+    if (tl_stream_new_args(args, nargs, 4,
+                           "_new(loop, pipe, fileno, protocol[, context])",
+                           &ctx) < 0) {
         return NULL;
     }
     PyTypeObject *tp = (PyTypeObject *)cls;
@@ -847,17 +730,13 @@ Pipe_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
     if (st == NULL) {
         return NULL;
     }
-    long fd = PyLong_AsLong(args[2]);
-    if (fd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+    int fd;
+    if (tl_stream_fd_arg(Py_NewRef(args[2]), &fd) < 0) {
         return NULL;
     }
     int is_write = tp == st->WritePipeType;
     PyObject *self = tl_stream_alloc(tp, is_write ? &wpipe_kind : &rpipe_kind,
-                                     args[0], args[1], (int)fd, ctx);
+                                     args[0], args[1], fd, ctx);
     if (self == NULL) {
         return NULL;
     }
@@ -929,15 +808,15 @@ static PyMethodDef ReadPipe_methods[] = {
 #if PY_VERSION_HEX >= 0x030B0000
     /* 3.9/3.10 inherit ReadTransport.is_reading(), which raises
      * NotImplementedError. */
-    {"is_reading", (PyCFunction)ReadPipe_is_reading, METH_NOARGS, NULL},
+    {"is_reading", (PyCFunction)tl_stream_is_reading, METH_NOARGS, NULL},
 #endif
-    {"pause_reading", (PyCFunction)ReadPipe_pause_reading, METH_NOARGS,
+    {"pause_reading", (PyCFunction)tl_stream_pause_reading, METH_NOARGS,
      NULL},
-    {"resume_reading", (PyCFunction)ReadPipe_resume_reading, METH_NOARGS,
+    {"resume_reading", (PyCFunction)tl_stream_resume_reading, METH_NOARGS,
      NULL},
     {"close", (PyCFunction)ReadPipe_close, METH_NOARGS, NULL},
     {"_read_ready", (PyCFunction)ReadPipe_read_ready, METH_NOARGS, NULL},
-    {"_close", (PyCFunction)ReadPipe_close_method, METH_VARARGS, NULL},
+    {"_close", (PyCFunction)Pipe_close_method, METH_VARARGS, NULL},
     {"_start_reading", (PyCFunction)ReadPipe_start_reading, METH_NOARGS,
      NULL},
     {NULL}};
@@ -955,57 +834,31 @@ static PyMethodDef WritePipe_methods[] = {
     {"abort", (PyCFunction)WritePipe_abort, METH_NOARGS, NULL},
     {"_read_ready", (PyCFunction)WritePipe_read_ready, METH_NOARGS, NULL},
     {"_write_ready", (PyCFunction)WritePipe_write_ready, METH_NOARGS, NULL},
-    {"_close", (PyCFunction)WritePipe_close_method, METH_VARARGS, NULL},
+    {"_close", (PyCFunction)Pipe_close_method, METH_VARARGS, NULL},
     {"_start_reading", (PyCFunction)WritePipe_start_reading, METH_NOARGS,
      NULL},
     {NULL}};
 
+static const tl_stream_spec rpipe_spec = {
+    "tideloop._core.ReadPipeTransport", {"ReadTransport", NULL},
+    ReadPipe_methods, ReadPipe_getset,
+    "The read end of a pipe, socket or character device, in C.",
+    sizeof(tl_pipe), 1};
+
+static const tl_stream_spec wpipe_spec = {
+    "tideloop._core.WritePipeTransport",
+    {"_FlowControlMixin", "WriteTransport"}, WritePipe_methods,
+    WritePipe_getset,
+    "The write end of a pipe, socket or character device, in C.",
+    sizeof(tl_pipe), 0};
+
 int
 tl_pipe_init_types(PyObject *module, tl_state *st)
 {
-    PyObject *transports = PyImport_ImportModule("asyncio.transports");
-    PyObject *rbase = NULL, *mixin = NULL, *wbase = NULL, *bases = NULL;
-    int rc = -1;
-    if (transports == NULL) {
-        goto done;
-    }
-    rbase = PyObject_GetAttrString(transports, "ReadTransport");
-    mixin = PyObject_GetAttrString(transports, "_FlowControlMixin");
-    wbase = PyObject_GetAttrString(transports, "WriteTransport");
-    if (rbase == NULL || mixin == NULL || wbase == NULL) {
-        goto done;
-    }
-    bases = PyTuple_Pack(1, rbase);
-    if (bases == NULL) {
-        goto done;
-    }
-    st->ReadPipeType = tl_stream_make_type(
-        module, "tideloop._core.ReadPipeTransport", "ReadPipeTransport",
-        bases, ReadPipe_methods, ReadPipe_getset,
-        "The read end of a pipe, socket or character device, in C.",
-        sizeof(tl_pipe), 1);
+    st->ReadPipeType = tl_stream_make_type(module, &rpipe_spec);
     if (st->ReadPipeType == NULL) {
-        goto done;
+        return -1;
     }
-    Py_DECREF(bases);
-    bases = PyTuple_Pack(2, mixin, wbase);
-    if (bases == NULL) {
-        goto done;
-    }
-    st->WritePipeType = tl_stream_make_type(
-        module, "tideloop._core.WritePipeTransport", "WritePipeTransport",
-        bases, WritePipe_methods, WritePipe_getset,
-        "The write end of a pipe, socket or character device, in C.",
-        sizeof(tl_pipe), 0);
-    if (st->WritePipeType == NULL) {
-        goto done;
-    }
-    rc = 0;
-done:
-    Py_XDECREF(transports);
-    Py_XDECREF(rbase);
-    Py_XDECREF(mixin);
-    Py_XDECREF(wbase);
-    Py_XDECREF(bases);
-    return rc;
+    st->WritePipeType = tl_stream_make_type(module, &wpipe_spec);
+    return st->WritePipeType == NULL ? -1 : 0;
 }

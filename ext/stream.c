@@ -10,7 +10,9 @@
 #include "stream.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stddef.h>
+#include <string.h>
 #include <structmember.h>
 #include <sys/uio.h>
 
@@ -401,9 +403,8 @@ stream_handle(PyObject *self, int writer)
         Py_CLEAR(*slot);
     }
     if (*slot == NULL) {
-        PyMethodDef *def =
-            writer ? s->kind->m_write_ready : s->kind->m_read_ready;
-        PyObject *m = PyCFunction_New(def, self);
+        PyObject *m = PyCFunction_New(
+            &s->kind->m[writer ? TL_M_WRITE_READY : TL_M_READ_READY], self);
         if (m == NULL) {
             return NULL;
         }
@@ -463,7 +464,7 @@ int
 tl_stream_call_soon_lost(PyObject *self, PyObject *exc)
 {
     tl_stream *s = tl_stream_of(self);
-    PyObject *m = PyCFunction_New(s->kind->m_lost, self);
+    PyObject *m = PyCFunction_New(&s->kind->m[TL_M_LOST], self);
     if (m == NULL) {
         return -1;
     }
@@ -523,6 +524,121 @@ tl_stream_fatal(PyObject *self, PyObject *exc, const char *message)
 }
 
 int
+tl_stream_debug_log(PyObject *self, const char *fmt)
+{
+    tl_stream *s = tl_stream_of(self);
+    if (s->loop == NULL || !s->loop->debug) {
+        return 0;
+    }
+    PyObject *f = PyUnicode_FromString(fmt);
+    if (f == NULL) {
+        return -1;
+    }
+    int r = tl_stream_helper(s->loop->st, TL_H_TR_DEBUG_LOG, self, f, NULL);
+    Py_DECREF(f);
+    return r;
+}
+
+PyObject *
+tl_wb_send_error(Py_ssize_t n)
+{
+    if (n == TL_WB_OSERROR) {
+        tl_err_from_errno(errno);
+    }
+    else if (tl_err_stops_loop()) {
+        return NULL;
+    }
+    return tl_fetch_exception();
+}
+
+PyObject *
+tl_stream_write_error(PyObject *self, Py_ssize_t n, const char *message,
+                      int count_lost)
+{
+    tl_stream *s = tl_stream_of(self);
+    PyObject *exc = tl_wb_send_error(n);
+    if (exc == NULL) {
+        return NULL;
+    }
+    tl_wb_clear(s);
+    s->conn_lost += count_lost;
+    /* Remove the writer here: the kind's close does not, the buffer being
+     * empty. */
+    if (tl_stream_watch(self, 1, 0) < 0 ||
+        tl_stream_fatal(self, exc, message) < 0) {
+        Py_DECREF(exc);
+        return NULL;
+    }
+    return exc;
+}
+
+Py_ssize_t
+tl_stream_send(PyObject *self, const char *message, int count_lost,
+               PyObject **exc)
+{
+    *exc = NULL;
+    Py_ssize_t n = tl_wb_send(tl_stream_of(self));
+    if (n >= 0 || n == TL_WB_AGAIN) {
+        return n;
+    }
+    *exc = tl_stream_write_error(self, n, message, count_lost);
+    return TL_WB_RAISED;
+}
+
+/* ---- reading state (both socket kinds and read pipes) --------------- */
+
+int
+tl_stream_reading_wanted(tl_stream *s)
+{
+    return !s->closing && !s->paused;
+}
+
+PyObject *
+tl_stream_is_reading(PyObject *self, PyObject *Py_UNUSED(unused))
+{
+    return PyBool_FromLong(tl_stream_reading_wanted(tl_stream_of(self)));
+}
+
+PyObject *
+tl_stream_pause_reading(PyObject *self, PyObject *Py_UNUSED(unused))
+{
+    tl_stream *s = tl_stream_of(self);
+    if (!tl_stream_reading_wanted(s)) {
+        Py_RETURN_NONE;
+    }
+    s->paused = 1;
+    if (tl_stream_watch(self, 0, 0) < 0 ||
+        tl_stream_debug_log(self, "%r pauses reading") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+tl_stream_resume_reading(PyObject *self, PyObject *Py_UNUSED(unused))
+{
+    tl_stream *s = tl_stream_of(self);
+    if (s->closing || !s->paused) {
+        Py_RETURN_NONE;
+    }
+    s->paused = 0;
+    if (tl_stream_watch(self, 0, 1) < 0 ||
+        tl_stream_debug_log(self, "%r resumes reading") < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *
+tl_stream_fail(PyObject *self, const char *message)
+{
+    if (tl_err_stops_loop() || tl_stream_fatal(self, NULL, message) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+int
 tl_stream_call_in_context(PyObject *self, PyObject *fn)
 {
     PyObject *ctx = tl_stream_of(self)->context;
@@ -548,8 +664,38 @@ tl_stream_release_loop(tl_stream *s)
     }
 }
 
+int
+tl_stream_new_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t n,
+                   const char *usage, PyObject **ctx)
+{
+    if (nargs != n && nargs != n + 1) {
+        PyErr_SetString(PyExc_TypeError, usage);
+        return -1;
+    }
+    return tl_context_arg(nargs > n ? args[n] : NULL, ctx);
+}
+
+int
+tl_stream_fd_arg(PyObject *num, int *fd)
+{
+    if (num == NULL) {
+        return -1;
+    }
+    long v = PyLong_AsLong(num);
+    Py_DECREF(num);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v < 0 || v > INT_MAX) {
+        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", v);
+        return -1;
+    }
+    *fd = (int)v;
+    return 0;
+}
+
 PyObject *
-tl_stream_alloc(PyTypeObject *tp, const tl_stream_kind *kind,
+tl_stream_alloc(PyTypeObject *tp, tl_stream_kind *kind,
                 PyObject *loop, PyObject *file, int fd, PyObject *ctx)
 {
     tl_state *st = tl_state_from_type(tp);
@@ -576,9 +722,10 @@ tl_stream_alloc(PyTypeObject *tp, const tl_stream_kind *kind,
 
 /* ---- GC, finalize, dealloc, repr ------------------------------------ */
 
-/* The base classes' __slots__ (asyncio's _extra, _loop, ...). */
-int
-tl_base_slots_visit(PyObject *self, visitproc visit, void *arg)
+/* The base classes' __slots__ (asyncio's _extra, _loop, ...): visit
+ * them, or clear them when visit is NULL. */
+static int
+base_slots(PyObject *self, visitproc visit, void *arg)
 {
     for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
          tp = tp->tp_base) {
@@ -586,28 +733,31 @@ tl_base_slots_visit(PyObject *self, visitproc visit, void *arg)
             continue;
         }
         for (PyMemberDef *m = tp->tp_members; m->name != NULL; m++) {
-            if (m->type == T_OBJECT_EX) {
-                Py_VISIT(*(PyObject **)((char *)self + m->offset));
+            if (m->type != T_OBJECT_EX) {
+                continue;
+            }
+            PyObject **slot = (PyObject **)((char *)self + m->offset);
+            if (visit == NULL) {
+                Py_CLEAR(*slot);
+            }
+            else {
+                Py_VISIT(*slot);
             }
         }
     }
     return 0;
 }
 
+int
+tl_base_slots_visit(PyObject *self, visitproc visit, void *arg)
+{
+    return base_slots(self, visit, arg);
+}
+
 void
 tl_base_slots_clear(PyObject *self)
 {
-    for (PyTypeObject *tp = Py_TYPE(self)->tp_base; tp != NULL;
-         tp = tp->tp_base) {
-        if (!(tp->tp_flags & Py_TPFLAGS_HEAPTYPE) || tp->tp_members == NULL) {
-            continue;
-        }
-        for (PyMemberDef *m = tp->tp_members; m->name != NULL; m++) {
-            if (m->type == T_OBJECT_EX) {
-                Py_CLEAR(*(PyObject **)((char *)self + m->offset));
-            }
-        }
-    }
+    (void)base_slots(self, NULL, NULL);
 }
 
 static int
@@ -626,7 +776,7 @@ Stream_traverse(PyObject *self, visitproc visit, void *arg)
         Py_VISIT(tl_wb_at(s, i)->obj);
         Py_VISIT(tl_wb_at(s, i)->addr);
     }
-    if (s->kind != NULL) {
+    if (s->kind != NULL && s->kind->traverse != NULL) {
         int r = s->kind->traverse(self, visit, arg);
         if (r != 0) {
             return r;
@@ -647,7 +797,7 @@ Stream_clear(PyObject *self)
     Py_CLEAR(s->write_handle);
     Py_CLEAR(s->protocol);
     Py_CLEAR(s->context);
-    if (s->kind != NULL) {
+    if (s->kind != NULL && s->kind->clear != NULL) {
         s->kind->clear(self);
     }
     Py_CLEAR(s->file);
@@ -781,12 +931,52 @@ tl_stream_set_protocol_attr(PyObject *self, PyObject *v, void *c)
 
 /* ---- the type factory ----------------------------------------------- */
 
-PyTypeObject *
-tl_stream_make_type(PyObject *module, const char *name,
-                    const char *short_name, PyObject *bases,
-                    PyMethodDef *methods, PyGetSetDef *getset,
-                    const char *doc, size_t size, int max_size)
+/* The tuple of the asyncio.transports classes named. */
+static PyObject *
+spec_bases(const tl_stream_spec *spec)
 {
+    PyObject *mod = PyImport_ImportModule("asyncio.transports");
+    if (mod == NULL) {
+        return NULL;
+    }
+    int n = spec->bases[1] != NULL ? 2 : 1;
+    PyObject *bases = PyTuple_New(n);
+    for (int i = 0; bases != NULL && i < n; i++) {
+        PyObject *b = PyObject_GetAttrString(mod, spec->bases[i]);
+        if (b == NULL) {
+            Py_CLEAR(bases);
+            break;
+        }
+        PyTuple_SET_ITEM(bases, i, b);
+    }
+    Py_DECREF(mod);
+    return bases;
+}
+
+/* Set the max_size class attribute and add the type to the module. */
+static int
+type_publish(PyObject *module, PyTypeObject *tp, const tl_stream_spec *spec)
+{
+    if (spec->max_size) {
+        PyObject *n = PyLong_FromLong(TL_READ_SIZE);
+        int r = n == NULL ? -1
+                          : PyObject_SetAttrString((PyObject *)tp,
+                                                   "max_size", n);
+        Py_XDECREF(n);
+        if (r < 0) {
+            return -1;
+        }
+    }
+    return PyModule_AddObjectRef(module, tp->tp_name, (PyObject *)tp);
+}
+
+PyTypeObject *
+tl_stream_make_type(PyObject *module, const tl_stream_spec *spec)
+{
+    PyObject *bases = spec_bases(spec);
+    if (bases == NULL) {
+        return NULL;
+    }
     PyTypeObject *base = (PyTypeObject *)PyTuple_GET_ITEM(bases, 0);
     Py_ssize_t base_size = base->tp_basicsize;
     PyMemberDef members[] = {
@@ -802,40 +992,35 @@ tl_stream_make_type(PyObject *module, const char *name,
         {Py_tp_clear, Stream_clear},
         {Py_tp_finalize, Stream_finalize},
         {Py_tp_repr, Stream_repr},
-        {Py_tp_methods, methods},
-        {Py_tp_getset, getset},
+        {Py_tp_methods, spec->methods},
+        {Py_tp_getset, spec->getset},
         {Py_tp_members, members},
-        {Py_tp_doc, (void *)doc},
+        {Py_tp_doc, (void *)spec->doc},
         {0, NULL}};
     /* No Py_TPFLAGS_BASETYPE: tl_stream_of() relies on Py_TYPE(self)
      * being this type. */
-    PyType_Spec spec = {
-        .name = name,
-        .basicsize = (int)(base_size + size),
+    PyType_Spec tspec = {
+        .name = spec->name,
+        .basicsize = (int)(base_size + spec->size),
         .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
         .slots = slots,
     };
     PyTypeObject *tp =
-        (PyTypeObject *)PyType_FromModuleAndSpec(module, &spec, bases);
+        (PyTypeObject *)PyType_FromModuleAndSpec(module, &tspec, bases);
+    if (tp != NULL && tp->tp_base != base) {
+        PyErr_Format(PyExc_SystemError, "%s: layout base is not %s",
+                     spec->name, base->tp_name);
+        Py_CLEAR(tp);
+    }
+    Py_DECREF(bases);
     if (tp == NULL) {
         return NULL;
     }
-    if (tp->tp_base != base) {
-        PyErr_Format(PyExc_SystemError, "%s: layout base is not %s",
-                     name, base->tp_name);
+    /* The short name, as asyncio's classes show theirs. */
+    tp->tp_name = strrchr(spec->name, '.') + 1;
+    if (type_publish(module, tp, spec) < 0) {
         Py_DECREF(tp);
         return NULL;
     }
-    tp->tp_name = short_name;
-    PyObject *maxsize = max_size ? PyLong_FromLong(TL_READ_SIZE) : NULL;
-    if ((max_size && (maxsize == NULL ||
-                      PyObject_SetAttrString((PyObject *)tp, "max_size",
-                                             maxsize) < 0)) ||
-        PyModule_AddObjectRef(module, short_name, (PyObject *)tp) < 0) {
-        Py_XDECREF(maxsize);
-        Py_DECREF(tp);
-        return NULL;
-    }
-    Py_XDECREF(maxsize);
     return tp;
 }

@@ -61,25 +61,32 @@ struct tl_stream;
 
 /* What one transport type does its own way. */
 typedef struct tl_stream_kind {
-    /* Python helpers (tl_helper_id) of the rare paths. */
-    int h_fatal;                 /* (transport, exc, message): report */
-    int h_finalize;              /* (transport,): the unclosed warning */
-    int h_repr;                  /* (transport,) -> str */
+    /* Python helpers (enum tl_helper_id) of the rare paths:
+     * (transport, exc, message) reports a fatal error; (transport,) warns
+     * about an unclosed transport; (transport,) -> its repr. */
+    int h_fatal;
+    int h_finalize;
+    int h_repr;
     /* After the report of a fatal error: close with exc (borrowed).
      * None or NULL with an exception set. */
     PyObject *(*fatal_close)(PyObject *self, PyObject *exc);
-    /* The kind's own object fields: visit them, drop them. */
+    /* The kind's own object fields, if any: visit them, drop them. */
     int (*traverse)(PyObject *self, visitproc visit, void *arg);
     void (*clear)(PyObject *self);
-    /* The method table entries of _call_connection_lost, _read_ready
-     * and _write_ready (the callables of our handles). */
-    PyMethodDef *m_lost;
-    PyMethodDef *m_read_ready;
-    PyMethodDef *m_write_ready;
+    /* _call_connection_lost(exc), _read_ready(), _write_ready(): what
+     * stream.c binds to the transport (no lookup by name) for
+     * connection_lost() and as the callables of our two handles. */
+    PyMethodDef m[3];
 } tl_stream_kind;
 
+enum { TL_M_LOST, TL_M_READ_READY, TL_M_WRITE_READY };
+#define TL_STREAM_METHODS(lost, read_ready, write_ready)                    \
+    {{"_call_connection_lost", (PyCFunction)(lost), METH_O, NULL},          \
+     {"_read_ready", (PyCFunction)(read_ready), METH_NOARGS, NULL},         \
+     {"_write_ready", (PyCFunction)(write_ready), METH_NOARGS, NULL}}
+
 typedef struct tl_stream {
-    const tl_stream_kind *kind;
+    tl_stream_kind *kind;
     LoopObject *loop;            /* strong until connection lost */
     PyObject *file;              /* strong: the socket or pipe object;
                                     NULL once closed */
@@ -204,6 +211,10 @@ int tl_stream_call_soon_lost(PyObject *self, PyObject *exc);
 /* Report a fatal error through the kind's helper, then fatal_close().
  * Consumes the pending exception if exc is NULL.  0, or -1. */
 int tl_stream_fatal(PyObject *self, PyObject *exc, const char *message);
+/* The pending exception of a failed step: returned (NULL) if it must
+ * stop the loop, else reported by tl_stream_fatal(message) and None
+ * returned (NULL if that failed). */
+PyObject *tl_stream_fail(PyObject *self, const char *message);
 /* Call one Python helper (tl_helper_id) with up to three arguments
  * (NULL-terminated).  0, or -1 with an exception set. */
 int tl_stream_helper(tl_state *st, int id, PyObject *a, PyObject *b,
@@ -214,11 +225,52 @@ int tl_stream_helper(tl_state *st, int id, PyObject *a, PyObject *b,
 int tl_stream_call_in_context(PyObject *self, PyObject *fn);
 /* Drop the loop reference: the transport no longer counts as live. */
 void tl_stream_release_loop(tl_stream *s);
+/* _new(...)'s arguments: n of them, then an optional context (a
+ * contextvars.Context or None: *ctx borrowed or NULL).  0, or -1 with
+ * TypeError(usage). */
+int tl_stream_new_args(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t n,
+                       const char *usage, PyObject **ctx);
+/* The fd number `num` (stolen; NULL: an exception is set) in *fd.  0, or
+ * -1 with an exception set (ValueError for a negative or too large
+ * one). */
+int tl_stream_fd_arg(PyObject *num, int *fd);
 /* The first part of _new(): check the loop, allocate, fill the core.
  * New reference, or NULL with an exception set. */
-PyObject *tl_stream_alloc(PyTypeObject *tp, const tl_stream_kind *kind,
+PyObject *tl_stream_alloc(PyTypeObject *tp, tl_stream_kind *kind,
                           PyObject *loop, PyObject *file, int fd,
                           PyObject *ctx);
+
+/* After tl_wb_send() failed (n < 0, not TL_WB_AGAIN): the exception to
+ * report (new reference, none left pending), or NULL with the pending
+ * exception that must stop the loop. */
+PyObject *tl_wb_send_error(Py_ssize_t n);
+/* The write path failed (n from tl_wb_send()): drop the ring, count a
+ * lost connection if count_lost (pipes, as asyncio's do), stop watching
+ * for writing, report (tl_stream_fatal) and close.  Returns the exception
+ * reported (new reference), or NULL with an exception set (one that must
+ * stop the loop, or a failure of the report). */
+PyObject *tl_stream_write_error(PyObject *self, Py_ssize_t n,
+                                const char *message, int count_lost);
+/* One step of the write path: tl_wb_send(), and on failure
+ * tl_stream_write_error().  Returns the bytes sent (>= 0), TL_WB_AGAIN
+ * (nothing sent: wait until writable) or TL_WB_RAISED, *exc then the
+ * exception reported (new reference) or NULL with an exception set.
+ * *exc is NULL in the other cases. */
+Py_ssize_t tl_stream_send(PyObject *self, const char *message,
+                          int count_lost, PyObject **exc);
+/* logger.debug(fmt, self) when the loop is in debug mode, as asyncio's
+ * `if self._loop.get_debug(): logger.debug(...)`.  0, or -1. */
+int tl_stream_debug_log(PyObject *self, const char *fmt);
+
+/* ---- reading state --------------------------------------------------- */
+
+/* asyncio's is_reading(): not closing and not paused. */
+int tl_stream_reading_wanted(tl_stream *s);
+PyObject *tl_stream_is_reading(PyObject *self, PyObject *unused);
+/* pause_reading(), resume_reading(): stop or start watching the read
+ * side (logged in debug mode). */
+PyObject *tl_stream_pause_reading(PyObject *self, PyObject *unused);
+PyObject *tl_stream_resume_reading(PyObject *self, PyObject *unused);
 
 /* ---- shared attributes and the type factory ------------------------- */
 
@@ -229,20 +281,28 @@ int tl_stream_set_protocol_attr(PyObject *self, PyObject *v, void *c);
 
 /* Getters of tl_stream_getattr(): which field. */
 enum {
-    TL_SA_LOOP, TL_SA_FILE, TL_SA_PROTOCOL, TL_SA_CONTEXT, TL_SA_FD, TL_SA_CLOSING,
-    TL_SA_PAUSED, TL_SA_CONN_LOST, TL_SA_READING, TL_SA_WRITING
+    TL_SA_LOOP, TL_SA_FILE, TL_SA_PROTOCOL, TL_SA_CONTEXT, TL_SA_FD,
+    TL_SA_CLOSING, TL_SA_PAUSED, TL_SA_CONN_LOST, TL_SA_READING, TL_SA_WRITING
 };
 #define TL_STREAM_GET(name, which) \
     {name, (getter)tl_stream_getattr, NULL, NULL, (void *)(which)}
 
-/* A transport type over `bases` (asyncio classes; the first one is the
- * layout base), whose C struct (starting with a tl_stream) is `size`
- * bytes, with asyncio's max_size class attribute if `max_size`.  Added to
- * the module under short_name.  New reference. */
-PyTypeObject *tl_stream_make_type(PyObject *module, const char *name,
-                                  const char *short_name, PyObject *bases,
-                                  PyMethodDef *methods, PyGetSetDef *getset,
-                                  const char *doc, size_t size,
-                                  int max_size);
+/* What tl_stream_make_type() makes. */
+typedef struct tl_stream_spec {
+    const char *name;            /* "tideloop._core.<short name>" */
+    /* The asyncio.transports classes it extends; the first one is the
+     * layout base, the second may be NULL. */
+    const char *bases[2];
+    PyMethodDef *methods;
+    PyGetSetDef *getset;
+    const char *doc;
+    size_t size;                 /* our C struct, starting with tl_stream */
+    int max_size;                /* set asyncio's max_size class attribute */
+} tl_stream_spec;
+
+/* A transport type, added to the module under its short name.  New
+ * reference, or NULL with an exception set. */
+PyTypeObject *tl_stream_make_type(PyObject *module,
+                                  const tl_stream_spec *spec);
 
 #endif /* TL_STREAM_H */

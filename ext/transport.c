@@ -21,28 +21,9 @@
 
 static PyObject *Transport_read_ready(PyObject *self, PyObject *unused);
 static PyObject *Transport_write_ready(PyObject *self, PyObject *unused);
-static int tr_debug_log(PyObject *self, const char *fmt);
 
-/* The callables of our handles and of connection_lost() (no lookup by
- * name: stream.c binds them to the transport). */
-static PyMethodDef tcp_m_read_ready = {
-    "_read_ready", (PyCFunction)Transport_read_ready, METH_NOARGS, NULL};
-static PyMethodDef tcp_m_write_ready = {
-    "_write_ready", (PyCFunction)Transport_write_ready, METH_NOARGS, NULL};
-static PyMethodDef tr_m_lost = {
-    "_call_connection_lost", (PyCFunction)tl_transport_lost, METH_O, NULL};
-
-static const tl_stream_kind tcp_kind = {
-    .h_fatal = TL_H_TR_FATAL,
-    .h_finalize = TL_H_TR_FINALIZE,
-    .h_repr = TL_H_TR_REPR,
-    .fatal_close = tl_transport_force_close,
-    .traverse = tl_transport_traverse,
-    .clear = tl_transport_clear,
-    .m_lost = &tr_m_lost,
-    .m_read_ready = &tcp_m_read_ready,
-    .m_write_ready = &tcp_m_write_ready,
-};
+static tl_stream_kind tcp_kind =
+    TL_TRANSPORT_KIND(Transport_read_ready, Transport_write_ready);
 
 /* ---- GC of the socket fields (both types) ---------------------------- */
 
@@ -138,7 +119,8 @@ tl_transport_lost(PyObject *self, PyObject *exc)
     PyObject *server = t->server;
     t->server = NULL;
     if (server != NULL) {
-        if (tl_stream_helper(st, TL_H_TR_SERVER_DETACH, server, self, NULL) < 0) {
+        if (tl_stream_helper(st, TL_H_TR_SERVER_DETACH, server, self,
+                             NULL) < 0) {
             PyErr_Clear();
         }
         Py_DECREF(server);
@@ -204,20 +186,13 @@ tr_on_eof(PyObject *self)
     tl_transport *t = TR(self);
     tl_state *st = tr_state(self);
     (void)st;
-    if (tr_debug_log(self, "%r received EOF") < 0) {
+    if (tl_stream_debug_log(self, "%r received EOF") < 0) {
         return NULL;
     }
     PyObject *keep = PyObject_CallMethod(t->s.protocol, "eof_received", NULL);
     if (keep == NULL) {
-        if (tl_err_stops_loop()) {
-            return NULL;
-        }
-        if (tl_stream_fatal(self, NULL,
-                     "Fatal error: protocol.eof_received() call failed.")
-            < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+        return tl_stream_fail(
+            self, "Fatal error: protocol.eof_received() call failed.");
     }
     int k = PyObject_IsTrue(keep);
     Py_DECREF(keep);
@@ -231,6 +206,22 @@ tr_on_eof(PyObject *self)
         Py_RETURN_NONE;
     }
     return tl_transport_close(self, NULL);
+}
+
+/* recv() returned n <= 0 (errno err): EOF, would block (EINTR too: the
+ * fd stays readable, the signal handlers run before the next wait), or
+ * a read error. */
+static PyObject *
+tr_recv_ended(PyObject *self, ssize_t n, int err)
+{
+    if (n == 0) {
+        return tr_on_eof(self);
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+        Py_RETURN_NONE;
+    }
+    tl_err_from_errno(err);
+    return tl_stream_fail(self, "Fatal read error on socket transport");
 }
 
 static PyObject *
@@ -261,76 +252,35 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
                             "get_buffer() returned an empty buffer");
             goto get_buffer_failed;
         }
-        do {
-            n = recv(t->s.fd, view.buf, view.len, 0);
-        } while (0);
+        n = recv(t->s.fd, view.buf, view.len, 0);
         int err = errno;
         PyBuffer_Release(&view);
         Py_DECREF(buf);
-        if (n < 0) {
-            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
-                Py_RETURN_NONE;
-            }
-            tl_err_from_errno(err);
-            if (tl_stream_fatal(self, NULL, "Fatal read error on socket transport")
-                < 0) {
-                return NULL;
-            }
-            Py_RETURN_NONE;
-        }
-        if (n == 0) {
-            return tr_on_eof(self);
+        if (n <= 0) {
+            return tr_recv_ended(self, n, err);
         }
         tl_stream_count_read(&t->s, n);
         PyObject *r = PyObject_CallMethod(t->s.protocol, "buffer_updated", "n",
                                           (Py_ssize_t)n);
         if (r == NULL) {
-            if (tl_err_stops_loop()) {
-                return NULL;
-            }
-            if (tl_stream_fatal(self, NULL,
-                         "Fatal error: protocol.buffer_updated() call "
-                         "failed.") < 0) {
-                return NULL;
-            }
-            Py_RETURN_NONE;
+            return tl_stream_fail(
+                self, "Fatal error: protocol.buffer_updated() call failed.");
         }
         Py_DECREF(r);
         Py_RETURN_NONE;
 
     get_buffer_failed:
-        if (tl_err_stops_loop()) {
-            return NULL;
-        }
-        if (tl_stream_fatal(self, NULL,
-                     "Fatal error: protocol.get_buffer() call failed.") < 0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+        return tl_stream_fail(
+            self, "Fatal error: protocol.get_buffer() call failed.");
     }
 
     LoopObject *loop = t->s.loop;
-    if (loop->rbuf == NULL) {
-        loop->rbuf = PyMem_Malloc(TL_READ_SIZE);
-        if (loop->rbuf == NULL) {
-            return PyErr_NoMemory();
-        }
+    if (tl_stream_rbuf(&t->s) == NULL) {
+        return NULL;
     }
     n = recv(t->s.fd, loop->rbuf, TL_READ_SIZE, 0);
-    if (n < 0) {
-        int err = errno;
-        if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
-            Py_RETURN_NONE;
-        }
-        tl_err_from_errno(err);
-        if (tl_stream_fatal(self, NULL, "Fatal read error on socket transport") <
-            0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
-    }
-    if (n == 0) {
-        return tr_on_eof(self);
+    if (n <= 0) {
+        return tr_recv_ended(self, n, errno);
     }
     loop->n_bytes_read += (uint64_t)n;
     PyObject *data = PyBytes_FromStringAndSize(loop->rbuf, n);
@@ -343,15 +293,8 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(data);
     if (r == NULL) {
-        if (tl_err_stops_loop()) {
-            return NULL;
-        }
-        if (tl_stream_fatal(self, NULL,
-                     "Fatal error: protocol.data_received() call failed.") <
-            0) {
-            return NULL;
-        }
-        Py_RETURN_NONE;
+        return tl_stream_fail(
+            self, "Fatal error: protocol.data_received() call failed.");
     }
     Py_DECREF(r);
     Py_RETURN_NONE;
@@ -367,26 +310,14 @@ tr_flush(PyObject *self)
     if (t->s.conn_lost || t->s.wb_len == 0) {
         Py_RETURN_NONE;
     }
-    Py_ssize_t n = tl_wb_send(&t->s);
+    PyObject *exc;
+    Py_ssize_t n = tl_stream_send(
+        self, "Fatal write error on socket transport", 0, &exc);
     if (n == TL_WB_AGAIN) {
         Py_RETURN_NONE;
     }
-    if (n < 0) {
-        if (n == TL_WB_OSERROR) {
-            tl_err_from_errno(errno);
-        }
-        else if (tl_err_stops_loop()) {
-            return NULL;
-        }
-        PyObject *exc = tl_fetch_exception();
-        if (tl_stream_watch(self, 1, 0) < 0) {
-            Py_DECREF(exc);
-            return NULL;
-        }
-        tl_wb_clear(&t->s);
-        if (tl_stream_fatal(self, exc, "Fatal write error on socket transport") <
-            0) {
-            Py_DECREF(exc);
+    if (n == TL_WB_RAISED) {
+        if (exc == NULL) {
             return NULL;
         }
         if (t->empty_waiter != NULL) {
@@ -458,6 +389,23 @@ tl_transport_check_bytes_like(PyObject *data, const char *msg)
     return -1;
 }
 
+/* asyncio's checks of write() and writelines() (`what`). */
+static int
+tr_check_writable(tl_transport *t, const char *what)
+{
+    if (t->eof) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "Cannot call %s() after write_eof()", what);
+        return -1;
+    }
+    if (t->empty_waiter != NULL) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "unable to %s; sendfile is in progress", what);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *
 Transport_write(PyObject *self, PyObject *data)
 {
@@ -465,14 +413,7 @@ Transport_write(PyObject *self, PyObject *data)
     if (tl_transport_check_bytes_like(data, TL_WRITE_NOT_BYTES_LIKE) < 0) {
         return NULL;
     }
-    if (t->eof) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Cannot call write() after write_eof()");
-        return NULL;
-    }
-    if (t->empty_waiter != NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "unable to write; sendfile is in progress");
+    if (tr_check_writable(t, "write") < 0) {
         return NULL;
     }
     Py_buffer view;
@@ -485,14 +426,7 @@ Transport_write(PyObject *self, PyObject *data)
     }
     if (t->s.conn_lost) {
         PyBuffer_Release(&view);
-        if (t->s.conn_lost >= TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-            tl_state *st = tr_state(self);
-            if (tl_stream_helper(st, TL_H_TR_WARN_SEND, self, NULL, NULL) < 0) {
-                return NULL;
-            }
-        }
-        t->s.conn_lost++;
-        Py_RETURN_NONE;
+        return tl_transport_drop_write(self);
     }
     Py_ssize_t off = 0;
     if (t->s.wb_len == 0) {
@@ -502,11 +436,8 @@ Transport_write(PyObject *self, PyObject *data)
             if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR) {
                 PyBuffer_Release(&view);
                 tl_err_from_errno(err);
-                if (tl_stream_fatal(self, NULL,
-                             "Fatal write error on socket transport") < 0) {
-                    return NULL;
-                }
-                Py_RETURN_NONE;
+                return tl_stream_fail(
+                    self, "Fatal write error on socket transport");
             }
             n = 0;
         }
@@ -550,14 +481,7 @@ Transport_writelines(PyObject *self, PyObject *list)
     return res;
 #else
     tl_transport *t = TR(self);
-    if (t->eof) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "Cannot call writelines() after write_eof()");
-        return NULL;
-    }
-    if (t->empty_waiter != NULL) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "unable to writelines; sendfile is in progress");
+    if (tr_check_writable(t, "writelines") < 0) {
         return NULL;
     }
     PyObject *it = PyObject_GetIter(list);
@@ -605,7 +529,8 @@ Transport_writelines(PyObject *self, PyObject *list)
         return NULL;
     }
     Py_DECREF(r);
-    if (t->s.wb_len > 0 && !t->s.conn_lost && tl_stream_watch(self, 1, 1) < 0) {
+    if (t->s.wb_len > 0 && !t->s.conn_lost &&
+        tl_stream_watch(self, 1, 1) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -633,6 +558,19 @@ Transport_can_write_eof(PyObject *self, PyObject *Py_UNUSED(ignored))
 }
 
 PyObject *
+tl_transport_drop_write(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    if (t->s.conn_lost >= TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES &&
+        tl_stream_helper(tr_state(self), TL_H_TR_WARN_SEND, self, NULL,
+                         NULL) < 0) {
+        return NULL;
+    }
+    t->s.conn_lost++;
+    Py_RETURN_NONE;
+}
+
+PyObject *
 tl_transport_get_write_buffer_size(PyObject *self,
                                 PyObject *Py_UNUSED(ignored))
 {
@@ -641,72 +579,13 @@ tl_transport_get_write_buffer_size(PyObject *self,
 
 /* ---- reading state -------------------------------------------------- */
 
-static int
-tr_is_reading(tl_transport *t)
-{
-    return !t->s.closing && !t->s.paused;
-}
-
-PyObject *
-tl_transport_is_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    return PyBool_FromLong(tr_is_reading(TR(self)));
-}
-
-static int
-tr_debug_log(PyObject *self, const char *fmt)
-{
-    tl_transport *t = TR(self);
-    if (t->s.loop == NULL || !t->s.loop->debug) {
-        return 0;
-    }
-    tl_state *st = tr_state(self);
-    PyObject *f = PyUnicode_FromString(fmt);
-    if (f == NULL) {
-        return -1;
-    }
-    int r = tl_stream_helper(st, TL_H_TR_DEBUG_LOG, self, f, NULL);
-    Py_DECREF(f);
-    return r;
-}
-
-PyObject *
-tl_transport_pause_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    tl_transport *t = TR(self);
-    if (!tr_is_reading(t)) {
-        Py_RETURN_NONE;
-    }
-    t->s.paused = 1;
-    if (tl_stream_watch(self, 0, 0) < 0 ||
-        tr_debug_log(self, "%r pauses reading") < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-PyObject *
-tl_transport_resume_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
-{
-    tl_transport *t = TR(self);
-    if (t->s.closing || !t->s.paused) {
-        Py_RETURN_NONE;
-    }
-    t->s.paused = 0;
-    if (tl_stream_watch(self, 0, 1) < 0 ||
-        tr_debug_log(self, "%r resumes reading") < 0) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
 /* The first watch, scheduled with call_soon() at creation like asyncio's
  * call_soon(self._add_reader, ...): only if still reading then. */
 PyObject *
 tl_transport_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     tl_transport *t = TR(self);
-    if (tr_is_reading(t) && tl_stream_watch(self, 0, 1) < 0) {
+    if (tl_stream_reading_wanted(&t->s) && tl_stream_watch(self, 0, 1) < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -777,31 +656,20 @@ tl_transport_new(PyTypeObject *tp, PyObject *loop, PyObject *sock,
     if (st == NULL) {
         return NULL;
     }
-    PyObject *fdo = PyObject_CallMethod(sock, "fileno", NULL);
-    if (fdo == NULL) {
-        return NULL;
-    }
-    long fd = PyLong_AsLong(fdo);
-    Py_DECREF(fdo);
-    if (fd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (fd < 0 || fd > INT_MAX) {
-        PyErr_Format(PyExc_ValueError, "Invalid file descriptor: %ld", fd);
+    int fd;
+    if (tl_stream_fd_arg(PyObject_CallMethod(sock, "fileno", NULL), &fd) <
+        0) {
         return NULL;
     }
     PyObject *famo = PyObject_GetAttrString(sock, "family");
-    if (famo == NULL) {
-        return NULL;
-    }
-    long family = PyLong_AsLong(famo);
-    Py_DECREF(famo);
+    long family = famo == NULL ? -1 : PyLong_AsLong(famo);
+    Py_XDECREF(famo);
     if (family == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    const tl_stream_kind *kind =
+    tl_stream_kind *kind =
         tp == st->DatagramTransportType ? &tl_udp_kind : &tcp_kind;
-    PyObject *self = tl_stream_alloc(tp, kind, loop, sock, (int)fd, ctx);
+    PyObject *self = tl_stream_alloc(tp, kind, loop, sock, fd, ctx);
     if (self == NULL) {
         return NULL;
     }
@@ -826,13 +694,10 @@ PyObject *
 tl_transport_new_method(PyObject *cls, PyObject *const *args,
                         Py_ssize_t nargs)
 {
-    if (nargs != 3 && nargs != 4) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_new(loop, sock, protocol[, context])");
-        return NULL;
-    }
     PyObject *ctx;
-    if (tl_context_arg(nargs == 4 ? args[3] : NULL, &ctx) < 0) {
+    if (tl_stream_new_args(args, nargs, 3,
+                           "_new(loop, sock, protocol[, context])",
+                           &ctx) < 0) {
         return NULL;
     }
     return tl_transport_new((PyTypeObject *)cls, args[0], args[1], args[2],
@@ -903,45 +768,45 @@ static PyMethodDef Transport_methods[] = {
      METH_NOARGS, NULL},
     {NULL}};
 
+static const tl_stream_spec tcp_spec = {
+    "tideloop._core.SocketTransport", {"_FlowControlMixin", NULL},
+    Transport_methods, Transport_getset,
+    "A socket transport (TCP or Unix) in C.", sizeof(tl_transport), 1};
+
 int
 tl_transport_init_types(PyObject *module, tl_state *st)
 {
-    PyObject *transports = PyImport_ImportModule("asyncio.transports");
     PyObject *protocols = PyImport_ImportModule("asyncio.protocols");
-    PyObject *mixin = NULL, *bases = NULL;
-    int rc = -1;
-    if (transports == NULL || protocols == NULL) {
-        goto done;
+    PyObject *transports = PyImport_ImportModule("asyncio.transports");
+    if (protocols == NULL || transports == NULL) {
+        goto error;
     }
-    mixin = PyObject_GetAttrString(transports, "_FlowControlMixin");
     st->BufferedProtocolType =
         PyObject_GetAttrString(protocols, "BufferedProtocol");
-    if (mixin == NULL || st->BufferedProtocolType == NULL) {
-        goto done;
-    }
     /* asyncio's flow control, called as functions (no lookup). */
-    st->maybe_pause = PyObject_GetAttrString(mixin, "_maybe_pause_protocol");
-    st->maybe_resume =
-        PyObject_GetAttrString(mixin, "_maybe_resume_protocol");
-    bases = PyTuple_Pack(1, mixin);
-    if (st->maybe_pause == NULL || st->maybe_resume == NULL ||
-        bases == NULL) {
-        goto done;
+    PyObject *mixin = PyObject_GetAttrString(transports, "_FlowControlMixin");
+    if (mixin != NULL) {
+        st->maybe_pause = PyObject_GetAttrString(mixin,
+                                                 "_maybe_pause_protocol");
+        st->maybe_resume = PyObject_GetAttrString(mixin,
+                                                  "_maybe_resume_protocol");
+        Py_DECREF(mixin);
     }
-    st->SocketTransportType = tl_stream_make_type(
-        module, "tideloop._core.SocketTransport", "SocketTransport", bases,
-        Transport_methods, Transport_getset,
-        "A socket transport (TCP or Unix) in C.", sizeof(tl_transport), 1);
+    if (st->BufferedProtocolType == NULL || st->maybe_pause == NULL ||
+        st->maybe_resume == NULL) {
+        goto error;
+    }
+    st->SocketTransportType = tl_stream_make_type(module, &tcp_spec);
     if (st->SocketTransportType == NULL ||
         PyObject_SetAttrString((PyObject *)st->SocketTransportType,
                                "_start_tls_compatible", Py_True) < 0) {
-        goto done;
+        goto error;
     }
-    rc = 0;
-done:
-    Py_XDECREF(transports);
+    Py_DECREF(protocols);
+    Py_DECREF(transports);
+    return 0;
+error:
     Py_XDECREF(protocols);
-    Py_XDECREF(mixin);
-    Py_XDECREF(bases);
-    return rc;
+    Py_XDECREF(transports);
+    return -1;
 }

@@ -65,9 +65,6 @@ PyObject *tl_transport_close(PyObject *self, PyObject *unused);  /* close */
 PyObject *tl_transport_abort(PyObject *self, PyObject *unused);  /* abort */
 PyObject *tl_transport_force_close(PyObject *self, PyObject *exc);
 PyObject *tl_transport_lost(PyObject *self, PyObject *exc);
-PyObject *tl_transport_is_reading(PyObject *self, PyObject *unused);
-PyObject *tl_transport_pause_reading(PyObject *self, PyObject *unused);
-PyObject *tl_transport_resume_reading(PyObject *self, PyObject *unused);
 PyObject *tl_transport_start_reading(PyObject *self, PyObject *unused);
 PyObject *tl_transport_set_protocol(PyObject *self, PyObject *protocol);
 PyObject *tl_transport_get_write_buffer_size(PyObject *self,
@@ -77,6 +74,9 @@ PyObject *tl_transport_new_method(PyObject *cls, PyObject *const *args,
 PyObject *tl_transport_get_server(PyObject *self, void *c);
 int tl_transport_set_server(PyObject *self, PyObject *v, void *c);
 PyObject *tl_transport_get_protocol_connected(PyObject *self, void *c);
+/* A write after the connection was lost: dropped, counted and, from the
+ * LOG_THRESHOLD_FOR_CONNLOST_WRITES-th on, logged.  None, or NULL. */
+PyObject *tl_transport_drop_write(PyObject *self);
 /* tl_stream_kind hooks of both types. */
 PyObject *tl_transport_fatal_close(PyObject *self, PyObject *exc);
 int tl_transport_traverse(PyObject *self, visitproc visit, void *arg);
@@ -89,11 +89,11 @@ void tl_transport_clear(PyObject *self);
     {"abort", (PyCFunction)tl_transport_abort, METH_NOARGS,                 \
      "Close the transport immediately, dropping buffered data."},           \
     {"is_closing", (PyCFunction)tl_stream_is_closing, METH_NOARGS, NULL},   \
-    {"is_reading", (PyCFunction)tl_transport_is_reading, METH_NOARGS,       \
+    {"is_reading", (PyCFunction)tl_stream_is_reading, METH_NOARGS,       \
      NULL},                                                                 \
-    {"pause_reading", (PyCFunction)tl_transport_pause_reading,              \
+    {"pause_reading", (PyCFunction)tl_stream_pause_reading,              \
      METH_NOARGS, NULL},                                                    \
-    {"resume_reading", (PyCFunction)tl_transport_resume_reading,            \
+    {"resume_reading", (PyCFunction)tl_stream_resume_reading,            \
      METH_NOARGS, NULL},                                                    \
     {"set_protocol", (PyCFunction)tl_transport_set_protocol, METH_O, NULL}, \
     {"get_protocol", (PyCFunction)tl_stream_get_protocol, METH_NOARGS,      \
@@ -124,7 +124,13 @@ void tl_transport_clear(PyObject *self);
     {"_protocol_connected", (getter)tl_transport_get_protocol_connected,    \
      NULL, NULL, NULL}
 
+/* The kind of both types, with their own _read_ready/_write_ready. */
+#define TL_TRANSPORT_KIND(read_ready, write_ready)                          \
+    {TL_H_TR_FATAL, TL_H_TR_FINALIZE, TL_H_TR_REPR,                         \
+     tl_transport_force_close, tl_transport_traverse, tl_transport_clear,   \
+     TL_STREAM_METHODS(tl_transport_lost, read_ready, write_ready)}
+
 /* udp.c: the datagram transport's kind. */
-extern const tl_stream_kind tl_udp_kind;
+extern tl_stream_kind tl_udp_kind;
 
 #endif /* TL_TRANSPORT_H */

@@ -20,24 +20,8 @@
 static PyObject *Dgram_read_ready(PyObject *self, PyObject *unused);
 static PyObject *Dgram_sendto_ready(PyObject *self, PyObject *unused);
 
-static PyMethodDef udp_m_read_ready = {
-    "_read_ready", (PyCFunction)Dgram_read_ready, METH_NOARGS, NULL};
-static PyMethodDef udp_m_write_ready = {
-    "_write_ready", (PyCFunction)Dgram_sendto_ready, METH_NOARGS, NULL};
-static PyMethodDef udp_m_lost = {
-    "_call_connection_lost", (PyCFunction)tl_transport_lost, METH_O, NULL};
-
-const tl_stream_kind tl_udp_kind = {
-    .h_fatal = TL_H_TR_FATAL,
-    .h_finalize = TL_H_TR_FINALIZE,
-    .h_repr = TL_H_TR_REPR,
-    .fatal_close = tl_transport_force_close,
-    .traverse = tl_transport_traverse,
-    .clear = tl_transport_clear,
-    .m_lost = &udp_m_lost,
-    .m_read_ready = &udp_m_read_ready,
-    .m_write_ready = &udp_m_write_ready,
-};
+tl_stream_kind tl_udp_kind =
+    TL_TRANSPORT_KIND(Dgram_read_ready, Dgram_sendto_ready);
 
 /* The address of a received datagram, as socket.recvfrom() returns it
  * (CPython's makesockaddr) for the families handled here. */
@@ -105,9 +89,8 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (t->family == AF_INET || t->family == AF_INET6 ||
         t->family == AF_UNIX) {
         LoopObject *loop = t->s.loop;
-        if (loop->rbuf == NULL &&
-            (loop->rbuf = PyMem_Malloc(TL_READ_SIZE)) == NULL) {
-            return PyErr_NoMemory();
+        if (tl_stream_rbuf(&t->s) == NULL) {
+            return NULL;
         }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
@@ -165,14 +148,8 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
                 return dgram_error_received(t);
             }
-            if (tl_err_stops_loop()) {
-                return NULL;
-            }
-            if (tl_stream_fatal(self, NULL,
-                         "Fatal read error on datagram transport") < 0) {
-                return NULL;
-            }
-            Py_RETURN_NONE;
+            return tl_stream_fail(self,
+                                  "Fatal read error on datagram transport");
         }
         if (!PyArg_ParseTuple(r, "OO", &data, &addr)) {
             Py_DECREF(r);
@@ -301,14 +278,7 @@ Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
     }
     if (t->s.conn_lost && t->address != NULL) {
         PyBuffer_Release(&view);
-        if (t->s.conn_lost >= TL_LOG_THRESHOLD_FOR_CONNLOST_WRITES) {
-            tl_state *st = tr_state(self);
-            if (tl_stream_helper(st, TL_H_TR_WARN_SEND, self, NULL, NULL) < 0) {
-                return NULL;
-            }
-        }
-        t->s.conn_lost++;
-        Py_RETURN_NONE;
+        return tl_transport_drop_write(self);
     }
     if (t->s.wb_len == 0) {
         int r = dgram_send_one(t, data, &view, addr);
@@ -321,14 +291,8 @@ Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
                 return dgram_error_received(t);
             }
-            if (tl_err_stops_loop()) {
-                return NULL;
-            }
-            if (tl_stream_fatal(self, NULL,
-                         "Fatal write error on datagram transport") < 0) {
-                return NULL;
-            }
-            Py_RETURN_NONE;
+            return tl_stream_fail(self,
+                                  "Fatal write error on datagram transport");
         }
         if (tl_stream_watch(self, 1, 1) < 0) {
             PyBuffer_Release(&view);
@@ -375,14 +339,8 @@ Dgram_sendto_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
                 return dgram_error_received(t);
             }
-            if (tl_err_stops_loop()) {
-                return NULL;
-            }
-            if (tl_stream_fatal(self, NULL,
-                         "Fatal write error on datagram transport") < 0) {
-                return NULL;
-            }
-            Py_RETURN_NONE;
+            return tl_stream_fail(self,
+                                  "Fatal write error on datagram transport");
         }
     }
     if (tl_stream_call_in_context(self, tr_state(self)->maybe_resume) < 0) {
@@ -447,37 +405,17 @@ static PyMethodDef Dgram_methods[] = {
     {"_dgram_setup", (PyCFunction)Dgram_setup, METH_VARARGS, NULL},
     {NULL}};
 
+/* A datagram transport is an asyncio.DatagramTransport (uvloop's is
+ * not, its users filed bugs). */
+static const tl_stream_spec udp_spec = {
+    "tideloop._core.DatagramTransport",
+    {"_FlowControlMixin", "DatagramTransport"}, Dgram_methods, Dgram_getset,
+    "A datagram transport (UDP or Unix datagram) in C.",
+    sizeof(tl_transport), 1};
+
 int
 tl_udp_init_types(PyObject *module, tl_state *st)
 {
-    PyObject *transports = PyImport_ImportModule("asyncio.transports");
-    PyObject *mixin = NULL, *dgbase = NULL, *bases = NULL;
-    int rc = -1;
-    if (transports == NULL) {
-        goto done;
-    }
-    mixin = PyObject_GetAttrString(transports, "_FlowControlMixin");
-    dgbase = PyObject_GetAttrString(transports, "DatagramTransport");
-    if (mixin == NULL || dgbase == NULL) {
-        goto done;
-    }
-    bases = PyTuple_Pack(2, mixin, dgbase);
-    if (bases == NULL) {
-        goto done;
-    }
-    st->DatagramTransportType = tl_stream_make_type(
-        module, "tideloop._core.DatagramTransport", "DatagramTransport",
-        bases, Dgram_methods, Dgram_getset,
-        "A datagram transport (UDP or Unix datagram) in C.",
-        sizeof(tl_transport), 1);
-    if (st->DatagramTransportType == NULL) {
-        goto done;
-    }
-    rc = 0;
-done:
-    Py_XDECREF(transports);
-    Py_XDECREF(mixin);
-    Py_XDECREF(dgbase);
-    Py_XDECREF(bases);
-    return rc;
+    st->DatagramTransportType = tl_stream_make_type(module, &udp_spec);
+    return st->DatagramTransportType == NULL ? -1 : 0;
 }
