@@ -177,26 +177,6 @@ tl_context_leave(PyObject *ctx, int joined)
     }
 }
 
-/* loop.call_soon(callback, arg, context=ctx): what asyncio 3.15's
- * transports do with their _call_soon().  `ctx` NULL means none (a copy
- * of the current context).  New reference to the handle. */
-PyObject *
-tl_call_soon_in(LoopObject *loop, PyObject *callback, PyObject *arg,
-                PyObject *ctx)
-{
-    tl_state *st = loop->st;
-    PyObject *args[4] = {(PyObject *)loop, callback, NULL, NULL};
-    size_t n = 2;
-    if (arg != NULL) {
-        args[n++] = arg;
-    }
-    /* The keyword's value follows the positional arguments. */
-    args[n] = ctx;
-    return PyObject_VectorcallMethod(
-        st->str_call_soon, args, n | PY_VECTORCALL_ARGUMENTS_OFFSET,
-        ctx != NULL ? st->kw_context : NULL);
-}
-
 static PyObject *
 context_run_slow(PyObject *ctx, PyObject *cb, PyObject *args)
 {

@@ -124,9 +124,7 @@ tl_exec(PyObject *module)
     }
     st->kw_loop = PyTuple_Pack(1, st->str_loop);
     st->kw_context = PyTuple_Pack(1, st->str_context);
-    st->str_call_soon = PyUnicode_InternFromString("call_soon");
-    if (st->kw_loop == NULL || st->kw_context == NULL ||
-        st->str_call_soon == NULL) {
+    if (st->kw_loop == NULL || st->kw_context == NULL) {
         return -1;
     }
     PyObject *socket_mod = PyImport_ImportModule("_socket");
@@ -266,7 +264,6 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->str_loop);
     Py_CLEAR(st->kw_loop);
     Py_CLEAR(st->kw_context);
-    Py_CLEAR(st->str_call_soon);
     Py_CLEAR(st->kw_loop_name);
     Py_CLEAR(st->kw_loop_name_context);
     Py_CLEAR(st->str_handle_signal);

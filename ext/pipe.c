@@ -332,7 +332,7 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (eof == NULL) {
         return NULL;
     }
-    PyObject *r = tl_call_soon_in(t->s.loop, eof, NULL, t->s.context);
+    PyObject *r = tl_loop_call_soon(t->s.loop, eof, NULL, t->s.context);
     Py_DECREF(eof);
     if (r == NULL) {
         return NULL;

@@ -468,8 +468,8 @@ tl_stream_call_soon_lost(PyObject *self, PyObject *exc)
     if (m == NULL) {
         return -1;
     }
-    PyObject *r = tl_call_soon_in(s->loop, m, exc ? exc : Py_None,
-                                  s->context);
+    PyObject *r = tl_loop_call_soon(s->loop, m, exc ? exc : Py_None,
+                                    s->context);
     Py_DECREF(m);
     if (r == NULL) {
         return -1;

@@ -87,7 +87,6 @@ typedef struct tl_state {
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
     PyObject *kw_context;        /* ("context",) for call_soon() */
-    PyObject *str_call_soon;     /* interned "call_soon" */
     PyObject *kw_loop_name;      /* ("loop", "name") for Task() */
     PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
     PyObject *str_handle_signal; /* interned "_handle_signal" */
@@ -289,10 +288,6 @@ int tl_context_join(PyObject *ctx);
 /* A transport's optional context argument: Context or None (*ctx NULL). */
 int tl_context_arg(PyObject *arg, PyObject **ctx);
 void tl_context_leave(PyObject *ctx, int joined);
-/* loop.call_soon(callback[, arg], context=ctx); ctx may be NULL.  New
- * reference. */
-PyObject *tl_call_soon_in(LoopObject *loop, PyObject *callback,
-                          PyObject *arg, PyObject *ctx);
 
 /* threadsafe.c: a call_soon_threadsafe producer waits (GIL released) while
  * TL_TSAFE_HIGH threadsafe handles are queued on a running loop, until the
@@ -351,6 +346,12 @@ PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
  * exception set on failure, the reference then dropped); no wake-up, so
  * only from the loop's own thread. */
 int tl_loop_push_ready(LoopObject *loop, HandleObject *h);
+/* loop.call_soon(callback[, arg], context=ctx) from C, without looking
+ * the method up (what asyncio 3.15's transports do with their
+ * _call_soon()): `arg` and `ctx` may be NULL (none; a copy of the current
+ * context).  New reference to the handle. */
+PyObject *tl_loop_call_soon(LoopObject *loop, PyObject *callback,
+                            PyObject *arg, PyObject *ctx);
 /* New reference to an asyncio.Future attached to `loop`, as
  * loop.create_future() returns. */
 PyObject *tl_loop_create_future(LoopObject *loop);
