@@ -9,26 +9,6 @@
 #include <structmember.h>
 #include <time.h>
 
-/* Fetch the pending exception as one normalized object, with its
- * traceback attached (new reference). */
-PyObject *
-tl_fetch_exception(void)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    return PyErr_GetRaisedException();
-#else
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL) {
-        PyException_SetTraceback(value, tb);
-    }
-    Py_XDECREF(type);
-    Py_XDECREF(tb);
-    return value;
-#endif
-}
-
 static PyObject *
 args_tuple(tl_state *st, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -199,19 +179,6 @@ tl_handle_clear_callback(HandleObject *h)
     Py_CLEAR(h->args);
 }
 
-/* Set `exc` as the pending exception; steals the reference. */
-void
-tl_restore_exception(PyObject *exc)
-{
-#if PY_VERSION_HEX >= 0x030C0000
-    PyErr_SetRaisedException(exc);
-#else
-    PyObject *type = (PyObject *)Py_TYPE(exc);
-    Py_INCREF(type);
-    PyErr_Restore(type, exc, PyException_GetTraceback(exc));
-#endif
-}
-
 /* Enter `ctx`, the contextvars.Context of a transport, around a protocol
  * callback that does not run from one of the transport's own handles
  * (pause_writing() from write(), error_received() from sendto()).
@@ -264,26 +231,6 @@ tl_context_leave(PyObject *ctx, int joined)
         /* Cannot happen: tl_context_join() entered it. */
         PyErr_Clear();
     }
-}
-
-/* loop.call_soon(callback, arg, context=ctx): what asyncio 3.15's
- * transports do with their _call_soon().  `ctx` NULL means none (a copy
- * of the current context).  New reference to the handle. */
-PyObject *
-tl_call_soon_in(LoopObject *loop, PyObject *callback, PyObject *arg,
-                PyObject *ctx)
-{
-    tl_state *st = loop->st;
-    PyObject *args[4] = {(PyObject *)loop, callback, NULL, NULL};
-    size_t n = 2;
-    if (arg != NULL) {
-        args[n++] = arg;
-    }
-    /* The keyword's value follows the positional arguments. */
-    args[n] = ctx;
-    return PyObject_VectorcallMethod(
-        st->str_call_soon, args, n | PY_VECTORCALL_ARGUMENTS_OFFSET,
-        ctx != NULL ? st->kw_context : NULL);
 }
 
 static PyObject *

@@ -436,6 +436,22 @@ Loop_call_soon(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
     return loop_call_soon_impl(self, args, nargs, kwnames, "call_soon", 0);
 }
 
+PyObject *
+tl_loop_call_soon(LoopObject *self, PyObject *callback, PyObject *arg,
+                  PyObject *ctx)
+{
+    PyObject *args[3] = {callback, NULL, NULL};
+    Py_ssize_t n = 1;
+    if (arg != NULL) {
+        args[n++] = arg;
+    }
+    /* The keyword's value follows the positional arguments. */
+    args[n] = ctx;
+    return loop_call_soon_impl(self, args, n,
+                               ctx != NULL ? self->st->kw_context : NULL,
+                               "call_soon", 0);
+}
+
 static PyObject *
 Loop_call_soon_threadsafe(LoopObject *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames)

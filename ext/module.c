@@ -28,71 +28,43 @@ tl_state_from_type(PyTypeObject *type)
     return NULL;
 }
 
+/* The keywords of _set_helpers(), in the order of enum tl_helper_id. */
+static const char *const helper_names[TL_H_COUNT] = {
+    "report_exception", "extract_stack", "log_slow", "check_debug",
+    "handle_repr", "fd_origin", "tr_fatal_error", "tr_server_detach",
+    "tr_debug_log", "tr_warn_send", "tr_finalize", "tr_repr",
+    "pipe_fatal_error", "pipe_log", "pipe_finalize", "pipe_repr"};
+
+/* _set_helpers(name=function, ...): install entries of the one helper
+ * table (tl_state.helpers). */
 static PyObject *
 tl_set_helpers(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"report_exception", "extract_stack",
-                             "log_slow", "check_debug", "handle_repr",
-                             "fd_origin", NULL};
-    PyObject *a, *b, *c, *d, *e, *f = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|O:_set_helpers",
-                                     kwlist, &a, &b, &c, &d, &e, &f)) {
+    if (PyTuple_GET_SIZE(args) != 0) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_set_helpers() takes keyword arguments only");
         return NULL;
     }
     tl_state *st = PyModule_GetState(module);
-    Py_INCREF(a);
-    Py_XSETREF(st->report_exception, a);
-    Py_INCREF(b);
-    Py_XSETREF(st->extract_stack, b);
-    Py_INCREF(c);
-    Py_XSETREF(st->log_slow, c);
-    Py_INCREF(d);
-    Py_XSETREF(st->check_debug, d);
-    Py_INCREF(e);
-    Py_XSETREF(st->handle_repr, e);
-    Py_XINCREF(f);
-    Py_XSETREF(st->fd_origin, f);
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-tl_set_transport_helpers(PyObject *module, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"fatal_error", "server_detach", "debug_log",
-                             "warn_send", "finalize", "repr", NULL};
-    PyObject *o[6];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds,
-                                     "OOOOOO:_set_transport_helpers", kwlist,
-                                     &o[0], &o[1], &o[2], &o[3], &o[4],
-                                     &o[5])) {
-        return NULL;
-    }
-    tl_state *st = PyModule_GetState(module);
-    PyObject **dst[6] = {&st->tr_fatal_error, &st->tr_server_detach,
-                         &st->tr_debug_log, &st->tr_warn_send,
-                         &st->tr_finalize, &st->tr_repr};
-    for (int i = 0; i < 6; i++) {
-        Py_INCREF(o[i]);
-        Py_XSETREF(*dst[i], o[i]);
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-tl_set_pipe_helpers(PyObject *module, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"fatal_error", "log", "finalize", "repr", NULL};
-    PyObject *o[4];
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO:_set_pipe_helpers",
-                                     kwlist, &o[0], &o[1], &o[2], &o[3])) {
-        return NULL;
-    }
-    tl_state *st = PyModule_GetState(module);
-    PyObject **dst[4] = {&st->pipe_fatal_error, &st->pipe_log,
-                         &st->pipe_finalize, &st->pipe_repr};
-    for (int i = 0; i < 4; i++) {
-        Py_INCREF(o[i]);
-        Py_XSETREF(*dst[i], o[i]);
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (kwds != NULL && PyDict_Next(kwds, &pos, &key, &value)) {
+        int i = 0;
+        while (i < TL_H_COUNT &&
+               PyUnicode_CompareWithASCIIString(key, helper_names[i]) != 0) {
+            i++;
+        }
+        if (i == TL_H_COUNT) {
+            PyErr_Format(PyExc_TypeError,
+                         "_set_helpers() got an unexpected keyword argument "
+                         "'%U'", key);
+            return NULL;
+        }
+        Py_INCREF(value);
+        Py_XSETREF(st->helpers[i], value == Py_None ? NULL : value);
+        if (value == Py_None) {
+            Py_DECREF(value);
+        }
     }
     Py_RETURN_NONE;
 }
@@ -112,14 +84,8 @@ tl_monotonic(PyObject *module, PyObject *Py_UNUSED(ignored))
 static PyMethodDef tl_functions[] = {
     {"_set_helpers", (PyCFunction)(void (*)(void))tl_set_helpers,
      METH_VARARGS | METH_KEYWORDS,
-     "Install the Python helpers the C core calls on slow paths."},
-    {"_set_transport_helpers",
-     (PyCFunction)(void (*)(void))tl_set_transport_helpers,
-     METH_VARARGS | METH_KEYWORDS,
-     "Install the Python helpers of the C transports."},
-    {"_set_pipe_helpers", (PyCFunction)(void (*)(void))tl_set_pipe_helpers,
-     METH_VARARGS | METH_KEYWORDS,
-     "Install the Python helpers of the C pipe transports."},
+     "Install entries of the table of Python helpers the C core calls\n"
+     "on its rare paths: _set_helpers(name=function, ...)."},
     {"libuv_version", tl_libuv_version, METH_NOARGS,
      "Version of the libuv tideloop runs on, e.g. '1.44.2'."},
     {"monotonic_ns", tl_monotonic, METH_NOARGS,
@@ -158,9 +124,7 @@ tl_exec(PyObject *module)
     }
     st->kw_loop = PyTuple_Pack(1, st->str_loop);
     st->kw_context = PyTuple_Pack(1, st->str_context);
-    st->str_call_soon = PyUnicode_InternFromString("call_soon");
-    if (st->kw_loop == NULL || st->kw_context == NULL ||
-        st->str_call_soon == NULL) {
+    if (st->kw_loop == NULL || st->kw_context == NULL) {
         return -1;
     }
     PyObject *socket_mod = PyImport_ImportModule("_socket");
@@ -231,6 +195,7 @@ tl_exec(PyObject *module)
     if (tl_handle_init_types(module, st) < 0 ||
         tl_loop_init_types(module, st) < 0 ||
         tl_transport_init_types(module, st) < 0 ||
+        tl_udp_init_types(module, st) < 0 ||
         tl_pipe_init_types(module, st) < 0 ||
         tl_ssl_init_types(module, st) < 0 ||
         module_add_backends(module) < 0) {
@@ -257,27 +222,16 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->tasks_dict);
     Py_VISIT(st->set_running_loop);
     Py_VISIT(st->gaierror);
-    Py_VISIT(st->report_exception);
-    Py_VISIT(st->extract_stack);
-    Py_VISIT(st->log_slow);
-    Py_VISIT(st->check_debug);
-    Py_VISIT(st->handle_repr);
-    Py_VISIT(st->fd_origin);
+    for (int i = 0; i < TL_H_COUNT; i++) {
+        Py_VISIT(st->helpers[i]);
+    }
     Py_VISIT(st->SocketTransportType);
     Py_VISIT(st->DatagramTransportType);
     Py_VISIT(st->BufferedProtocolType);
-    Py_VISIT(st->tr_fatal_error);
-    Py_VISIT(st->tr_server_detach);
-    Py_VISIT(st->tr_debug_log);
-    Py_VISIT(st->tr_warn_send);
-    Py_VISIT(st->tr_finalize);
-    Py_VISIT(st->tr_repr);
+    Py_VISIT(st->maybe_pause);
+    Py_VISIT(st->maybe_resume);
     Py_VISIT(st->ReadPipeType);
     Py_VISIT(st->WritePipeType);
-    Py_VISIT(st->pipe_fatal_error);
-    Py_VISIT(st->pipe_log);
-    Py_VISIT(st->pipe_finalize);
-    Py_VISIT(st->pipe_repr);
     return tl_ssl_traverse(st, visit, arg);
 }
 
@@ -296,34 +250,22 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->str_name);
     Py_CLEAR(st->str_create_task_py);
     Py_CLEAR(st->set_running_loop);
-    Py_CLEAR(st->report_exception);
-    Py_CLEAR(st->extract_stack);
-    Py_CLEAR(st->log_slow);
-    Py_CLEAR(st->check_debug);
-    Py_CLEAR(st->handle_repr);
-    Py_CLEAR(st->fd_origin);
+    for (int i = 0; i < TL_H_COUNT; i++) {
+        Py_CLEAR(st->helpers[i]);
+    }
     Py_CLEAR(st->SocketTransportType);
     Py_CLEAR(st->DatagramTransportType);
     Py_CLEAR(st->BufferedProtocolType);
+    Py_CLEAR(st->maybe_pause);
+    Py_CLEAR(st->maybe_resume);
     Py_CLEAR(st->str_data_received);
     Py_CLEAR(st->str_datagram_received);
-    Py_CLEAR(st->tr_fatal_error);
-    Py_CLEAR(st->tr_server_detach);
-    Py_CLEAR(st->tr_debug_log);
-    Py_CLEAR(st->tr_warn_send);
-    Py_CLEAR(st->tr_finalize);
-    Py_CLEAR(st->tr_repr);
     Py_CLEAR(st->ReadPipeType);
     Py_CLEAR(st->WritePipeType);
-    Py_CLEAR(st->pipe_fatal_error);
-    Py_CLEAR(st->pipe_log);
-    Py_CLEAR(st->pipe_finalize);
-    Py_CLEAR(st->pipe_repr);
     Py_CLEAR(st->str_context);
     Py_CLEAR(st->str_loop);
     Py_CLEAR(st->kw_loop);
     Py_CLEAR(st->kw_context);
-    Py_CLEAR(st->str_call_soon);
     Py_CLEAR(st->kw_loop_name);
     Py_CLEAR(st->kw_loop_name_context);
     Py_CLEAR(st->str_handle_signal);

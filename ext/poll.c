@@ -70,14 +70,13 @@ poller_create(LoopObject *loop, int fd)
     /* The loop's own fds cannot be watched: they are watched already. */
     tl_uv *u = loop->uv;
     if (fd == u->sig_rfd || u->be->owns_fd(u, fd)) {
-        errno = EINVAL;
-        PyErr_SetFromErrno(PyExc_OSError);
+        tl_err_from_errno(EINVAL);
         return NULL;
     }
     if (fd >= loop->npollers) {
         /* Only open fds (below RLIMIT_NOFILE) may grow the table. */
         if (fcntl(fd, F_GETFD) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
+            tl_err_from_errno(errno);
             return NULL;
         }
         size_t n = loop->npollers ? (size_t)loop->npollers : 64;
@@ -121,7 +120,7 @@ poller_update(LoopObject *loop, tl_poller *p)
     if (want != p->watched) {
         tl_uv *u = loop->uv;
         if (u->be->watch(u, p->fd, want, p->watched) < 0) {
-            PyErr_SetFromErrno(PyExc_OSError);
+            tl_err_from_errno(errno);
             if (p->watched) {
                 poller_destroy(loop, p);
                 return -2;

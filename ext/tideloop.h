@@ -45,41 +45,48 @@ typedef struct tl_state {
     PyObject *str_create_task_py; /* interned "_create_task_py" */
     PyObject *set_running_loop;  /* asyncio.events._set_running_loop */
 
-    /* Python helpers installed by tideloop/_loop.py through
-     * _core._set_helpers(); each may be NULL before that call. */
-    PyObject *report_exception;  /* (handle, exc) -> None */
-    PyObject *extract_stack;     /* () -> list (debug source traceback) */
-    PyObject *log_slow;          /* (loop, handle, seconds) -> None */
-    PyObject *check_debug;       /* (loop, callback, method) -> None */
-    PyObject *handle_repr;       /* (handle) -> str */
-    PyObject *fd_origin;         /* (source_traceback, writer) -> None */
+    /* The Python helpers the C code calls on rare paths: one table,
+     * installed once by _core._set_helpers(name=function, ...) from
+     * tideloop/_loop.py, _transports.py and _pipes.py (each entry NULL
+     * before that), traversed and cleared as one array.  The names are
+     * the keywords of _set_helpers() (module.c). */
+    union {
+        struct {
+            PyObject *report_exception;  /* (handle, exc) -> None */
+            PyObject *extract_stack;     /* () -> list (debug traceback) */
+            PyObject *log_slow;          /* (loop, handle, seconds) */
+            PyObject *check_debug;       /* (loop, callback, method) */
+            PyObject *handle_repr;       /* (handle) -> str */
+            PyObject *fd_origin;         /* (source_traceback, writer) */
+            PyObject *tr_fatal_error;    /* (transport, exc, message) */
+            PyObject *tr_server_detach;  /* (server, transport) */
+            PyObject *tr_debug_log;      /* (transport, format) */
+            PyObject *tr_warn_send;      /* (transport,): after close */
+            PyObject *tr_finalize;       /* (transport,): unclosed */
+            PyObject *tr_repr;           /* (transport,) -> str */
+            PyObject *pipe_fatal_error;  /* (transport, exc, message) */
+            PyObject *pipe_log;          /* (level, msg, transport|None) */
+            PyObject *pipe_finalize;     /* (transport,): unclosed */
+            PyObject *pipe_repr;         /* (transport,) -> str */
+        };
+        PyObject *helpers[16];
+    };
 
-    /* transport.c */
+    /* The C transports (stream.c; transport.c, udp.c, pipe.c). */
     PyTypeObject *SocketTransportType;
     PyTypeObject *DatagramTransportType;
+    PyTypeObject *ReadPipeType;
+    PyTypeObject *WritePipeType;
     PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
     PyObject *str_data_received;
     PyObject *str_datagram_received;
-    PyObject *tr_fatal_error;    /* (transport, exc, message) */
-    PyObject *tr_server_detach;  /* (server, transport) */
-    PyObject *tr_debug_log;      /* (transport, format) */
-    PyObject *tr_warn_send;      /* (transport,): writes after close */
-    PyObject *tr_finalize;       /* (transport,): unclosed warning */
-    PyObject *tr_repr;           /* (transport,) -> str */
-
-    /* pipe.c */
-    PyTypeObject *ReadPipeType;
-    PyTypeObject *WritePipeType;
-    PyObject *pipe_fatal_error;  /* (transport, exc, message) */
-    PyObject *pipe_log;          /* (level, msg, transport or None) */
-    PyObject *pipe_finalize;     /* (transport,): unclosed warning */
-    PyObject *pipe_repr;         /* (transport,) -> str */
+    PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
+    PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
 
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
     PyObject *kw_context;        /* ("context",) for call_soon() */
-    PyObject *str_call_soon;     /* interned "call_soon" */
     PyObject *kw_loop_name;      /* ("loop", "name") for Task() */
     PyObject *kw_loop_name_context; /* ("loop", "name", "context") */
     PyObject *str_handle_signal; /* interned "_handle_signal" */
@@ -93,6 +100,16 @@ typedef struct tl_state {
     struct HandleObject *handle_free[2];
     int handle_nfree[2];
 } tl_state;
+
+/* Indexes of tl_state.helpers, in the order of its named fields. */
+enum tl_helper_id {
+    TL_H_REPORT_EXCEPTION, TL_H_EXTRACT_STACK, TL_H_LOG_SLOW,
+    TL_H_CHECK_DEBUG, TL_H_HANDLE_REPR, TL_H_FD_ORIGIN,
+    TL_H_TR_FATAL, TL_H_TR_SERVER_DETACH, TL_H_TR_DEBUG_LOG,
+    TL_H_TR_WARN_SEND, TL_H_TR_FINALIZE, TL_H_TR_REPR,
+    TL_H_PIPE_FATAL, TL_H_PIPE_LOG, TL_H_PIPE_FINALIZE, TL_H_PIPE_REPR,
+    TL_H_COUNT
+};
 
 struct LoopObject;
 
@@ -249,11 +266,24 @@ tl_dns_answered(tl_uv *u)
     return u->dns != NULL && u->dns->done != NULL;
 }
 
-/* handle.c */
+/* errors.c: errno and exception helpers. */
 /* The pending exception, normalized with its traceback (new reference). */
 PyObject *tl_fetch_exception(void);
 /* Make `exc` the pending exception; steals the reference. */
 void tl_restore_exception(PyObject *exc);
+/* Set OSError (the right subclass) for errno `err`; returns NULL. */
+PyObject *tl_err_from_errno(int err);
+/* Whether the pending exception must stop the loop rather than close a
+ * transport (SystemExit, KeyboardInterrupt). */
+int tl_err_stops_loop(void);
+/* What asyncio raises where it calls self._loop.<name>() after the
+ * connection was lost (self._loop is None): AttributeError; NULL. */
+PyObject *tl_err_none_has_no(const char *name);
+/* An exception raised in a `finally` block: the pending one gets `first`
+ * (stolen; NULL: nothing to do) as its __context__. */
+void tl_err_chain(PyObject *first);
+
+/* handle.c */
 int tl_handle_init_types(PyObject *module, tl_state *st);
 /* Run one handle.  Returns 0, or -1 with a BaseException set that must
  * stop the loop (SystemExit, KeyboardInterrupt, or a failing handler). */
@@ -275,10 +305,6 @@ int tl_context_join(PyObject *ctx);
 /* A transport's optional context argument: Context or None (*ctx NULL). */
 int tl_context_arg(PyObject *arg, PyObject **ctx);
 void tl_context_leave(PyObject *ctx, int joined);
-/* loop.call_soon(callback[, arg], context=ctx); ctx may be NULL.  New
- * reference. */
-PyObject *tl_call_soon_in(LoopObject *loop, PyObject *callback,
-                          PyObject *arg, PyObject *ctx);
 
 /* threadsafe.c: a call_soon_threadsafe producer waits (GIL released) while
  * TL_TSAFE_HIGH threadsafe handles are queued on a running loop, until the
@@ -299,9 +325,11 @@ void tl_tsafe_drained(LoopObject *loop);
 void tl_tsafe_release(LoopObject *loop);
 void tl_tsafe_free(LoopObject *loop);
 
-/* transport.c */
+/* transport.c, udp.c (more in stream.h, transport.h) */
 int tl_transport_init_types(PyObject *module, tl_state *st);
-/* Visit / clear the __slots__ of the asyncio bases of a C transport. */
+int tl_udp_init_types(PyObject *module, tl_state *st);
+/* stream.c: visit / clear the __slots__ of the asyncio bases of a C
+ * transport. */
 int tl_base_slots_visit(PyObject *self, visitproc visit, void *arg);
 void tl_base_slots_clear(PyObject *self);
 
@@ -335,6 +363,12 @@ PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
  * exception set on failure, the reference then dropped); no wake-up, so
  * only from the loop's own thread. */
 int tl_loop_push_ready(LoopObject *loop, HandleObject *h);
+/* loop.call_soon(callback[, arg], context=ctx) from C, without looking
+ * the method up (what asyncio 3.15's transports do with their
+ * _call_soon()): `arg` and `ctx` may be NULL (none; a copy of the current
+ * context).  New reference to the handle. */
+PyObject *tl_loop_call_soon(LoopObject *loop, PyObject *callback,
+                            PyObject *arg, PyObject *ctx);
 /* New reference to an asyncio.Future attached to `loop`, as
  * loop.create_future() returns. */
 PyObject *tl_loop_create_future(LoopObject *loop);

@@ -50,30 +50,26 @@ def libuv_version() -> str: ...
 # Linux, ("libuv",) in a portable build.
 BACKENDS: tuple[str, ...]
 def monotonic_ns() -> int: ...
+# One table of Python helpers for the C core's rare paths; each call
+# installs the entries it names.
 def _set_helpers(
     *,
-    report_exception: Callable[[Handle, BaseException], object],
-    extract_stack: Callable[[], Any],
-    log_slow: Callable[[Any, Handle, float], object],
-    check_debug: Callable[[Any, Callable[..., object], str, bool], object],
-    handle_repr: Callable[[Handle], str],
+    report_exception: Callable[[Handle, BaseException], object] = ...,
+    extract_stack: Callable[[], Any] = ...,
+    log_slow: Callable[[Any, Handle, float], object] = ...,
+    check_debug: Callable[[Any, Callable[..., object], str, bool], object] = ...,
+    handle_repr: Callable[[Handle], str] = ...,
     fd_origin: Callable[[list[Any], bool], object] | None = ...,
-) -> None: ...
-def _set_transport_helpers(
-    *,
-    fatal_error: Callable[[Any, BaseException, str], object],
-    server_detach: Callable[[Any, Any], object],
-    debug_log: Callable[[Any, str], object],
-    warn_send: Callable[[Any], object],
-    finalize: Callable[[Any], object],
-    repr: Callable[[Any], str],
-) -> None: ...
-def _set_pipe_helpers(
-    *,
-    fatal_error: Callable[[Any, BaseException, str], object],
-    log: Callable[[int, str, Any], object],
-    finalize: Callable[[Any], object],
-    repr: Callable[[Any], str],
+    tr_fatal_error: Callable[[Any, BaseException, str], object] = ...,
+    tr_server_detach: Callable[[Any, Any], object] = ...,
+    tr_debug_log: Callable[[Any, str], object] = ...,
+    tr_warn_send: Callable[[Any], object] = ...,
+    tr_finalize: Callable[[Any], object] = ...,
+    tr_repr: Callable[[Any], str] = ...,
+    pipe_fatal_error: Callable[[Any, BaseException, str], object] = ...,
+    pipe_log: Callable[[int, str, Any], object] = ...,
+    pipe_finalize: Callable[[Any], object] = ...,
+    pipe_repr: Callable[[Any], str] = ...,
 ) -> None: ...
 
 @disjoint_base

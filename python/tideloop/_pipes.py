@@ -183,7 +183,7 @@ def _fatal_error(tr: _PipeTransport, exc: BaseException,
             "transport": tr,
             "protocol": tr._protocol,
         })
-    tr._close(exc)
+    # The C caller closes the transport (_close(exc)) next.
 
 
 def _log(level: int, msg: str, tr: _PipeTransport | None) -> None:
@@ -226,5 +226,5 @@ def _repr(tr: Any) -> str:
     return "<{}>".format(" ".join(info))
 
 
-_core._set_pipe_helpers(fatal_error=_fatal_error, log=_log,
-                        finalize=_finalize, repr=_repr)
+_core._set_helpers(pipe_fatal_error=_fatal_error, pipe_log=_log,
+                   pipe_finalize=_finalize, pipe_repr=_repr)

@@ -139,7 +139,7 @@ def _fatal_error(tr: Any, exc: BaseException, message: str) -> None:
             "transport": tr,
             "protocol": tr._protocol,
         })
-    tr._force_close(exc)
+    # The C caller closes the transport (_force_close(exc)) next.
 
 
 def _server_detach(server: Any, tr: Any) -> None:
@@ -182,9 +182,9 @@ def _repr(tr: Any) -> str:
     return "<{}>".format(" ".join(info))
 
 
-_core._set_transport_helpers(fatal_error=_fatal_error,
-                             server_detach=_server_detach,
-                             debug_log=_debug_log,
-                             warn_send=_warn_send,
-                             finalize=_finalize,
-                             repr=_repr)
+_core._set_helpers(tr_fatal_error=_fatal_error,
+                   tr_server_detach=_server_detach,
+                   tr_debug_log=_debug_log,
+                   tr_warn_send=_warn_send,
+                   tr_finalize=_finalize,
+                   tr_repr=_repr)

@@ -1,0 +1,421 @@
+/* DatagramTransport: asyncio's _SelectorDatagramTransport (UDP and Unix
+ * datagram sockets), in C, on the stream core (stream.c) and sharing
+ * close/abort/reading/construction with the socket transport
+ * (transport.c, transport.h).
+ *
+ * A datagram transport is an asyncio.DatagramTransport (uvloop's is not,
+ * its users filed bugs).  The write ring holds one datagram per item
+ * (its destination in item->addr); a datagram goes whole or not at
+ * all. */
+#include "transport.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+static PyObject *Dgram_read_ready(PyObject *self, PyObject *unused);
+static PyObject *Dgram_sendto_ready(PyObject *self, PyObject *unused);
+
+tl_stream_kind tl_udp_kind =
+    TL_TRANSPORT_KIND(Dgram_read_ready, Dgram_sendto_ready);
+
+/* The address of a received datagram, as socket.recvfrom() returns it
+ * (CPython's makesockaddr) for the families handled here. */
+static PyObject *
+dgram_make_addr(struct sockaddr_storage *ss, socklen_t len)
+{
+    if (len == 0) {
+        Py_RETURN_NONE;
+    }
+    char host[NI_MAXHOST];
+    switch (ss->ss_family) {
+    case AF_INET: {
+        struct sockaddr_in *a = (struct sockaddr_in *)ss;
+        if (getnameinfo((struct sockaddr *)ss, len, host, sizeof(host), NULL,
+                        0, NI_NUMERICHOST) != 0) {
+            break;
+        }
+        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
+    }
+    case AF_INET6: {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
+        if (getnameinfo((struct sockaddr *)ss, len, host, sizeof(host), NULL,
+                        0, NI_NUMERICHOST) != 0) {
+            break;
+        }
+        return Py_BuildValue("(siII)", host, ntohs(a->sin6_port),
+                             ntohl(a->sin6_flowinfo), a->sin6_scope_id);
+    }
+    case AF_UNIX: {
+        struct sockaddr_un *a = (struct sockaddr_un *)ss;
+        size_t n = len - offsetof(struct sockaddr_un, sun_path);
+        if (len > offsetof(struct sockaddr_un, sun_path) &&
+            a->sun_path[0] == 0) {
+            return PyBytes_FromStringAndSize(a->sun_path, n);
+        }
+        return PyUnicode_DecodeFSDefault(a->sun_path);
+    }
+    }
+    PyErr_SetString(PyExc_OSError, "unsupported address family");
+    return NULL;
+}
+
+/* Calls protocol.error_received(exc) with the pending OSError. */
+static PyObject *
+dgram_error_received(tl_transport *t)
+{
+    PyObject *exc = tl_fetch_exception();
+    /* From sendto() too: in the transport's context. */
+    int joined = tl_context_join(t->s.context);
+    PyObject *r = PyObject_CallMethod(t->s.protocol, "error_received", "O",
+                                      exc);
+    tl_context_leave(t->s.context, joined);
+    Py_DECREF(exc);
+    return r;
+}
+
+static PyObject *
+Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (t->s.conn_lost || !t->s.reading || t->s.protocol == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *data, *addr;
+    if (t->family == AF_INET || t->family == AF_INET6 ||
+        t->family == AF_UNIX) {
+        LoopObject *loop = t->s.loop;
+        if (tl_stream_rbuf(&t->s) == NULL) {
+            return NULL;
+        }
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        memset(&ss, 0, sizeof(ss));
+        ssize_t n = recvfrom(t->s.fd, loop->rbuf, TL_READ_SIZE, 0,
+                             (struct sockaddr *)&ss, &sl);
+        if (n < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+                Py_RETURN_NONE;
+            }
+            tl_err_from_errno(err);
+            return dgram_error_received(t);
+        }
+        loop->n_bytes_read += (uint64_t)n;
+        data = PyBytes_FromStringAndSize(loop->rbuf, n);
+        if (data == NULL) {
+            return NULL;
+        }
+        tl_udp_peer *peer = t->peer;
+        if (peer != NULL && peer->len == sl &&
+            memcmp(&peer->ss, &ss, sl) == 0) {
+            addr = peer->addr;
+            Py_INCREF(addr);
+        }
+        else {
+            addr = dgram_make_addr(&ss, sl);
+            if (addr == NULL) {
+                Py_DECREF(data);
+                return NULL;
+            }
+            if (ss.ss_family == AF_INET || ss.ss_family == AF_INET6) {
+                if (peer == NULL) {
+                    peer = t->peer = PyMem_Calloc(1, sizeof(tl_udp_peer));
+                }
+                if (peer != NULL) {
+                    Py_INCREF(addr);
+                    Py_XSETREF(peer->addr, addr);
+                    peer->len = sl;
+                    memcpy(&peer->ss, &ss, sl);
+                }
+            }
+        }
+    }
+    else {
+        /* Other families: let the socket module decode the address. */
+        PyObject *r = PyObject_CallMethod(t->s.file, "recvfrom", "i",
+                                          TL_READ_SIZE);
+        if (r == NULL) {
+            if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+                PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+                PyErr_Clear();
+                Py_RETURN_NONE;
+            }
+            if (PyErr_ExceptionMatches(PyExc_OSError)) {
+                return dgram_error_received(t);
+            }
+            return tl_stream_fail(self,
+                                  "Fatal read error on datagram transport");
+        }
+        if (!PyArg_ParseTuple(r, "OO", &data, &addr)) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        Py_INCREF(data);
+        Py_INCREF(addr);
+        Py_DECREF(r);
+        if (PyBytes_Check(data)) {
+            tl_stream_count_read(&t->s, PyBytes_GET_SIZE(data));
+        }
+    }
+    PyObject *cargs[3] = {t->s.protocol, data, addr};
+    PyObject *res = PyObject_VectorcallMethod(
+        tr_state(self)->str_datagram_received, cargs,
+        3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(data);
+    Py_DECREF(addr);
+    if (res == NULL) {
+        return NULL;  /* asyncio lets it reach the handle's report */
+    }
+    Py_DECREF(res);
+    Py_RETURN_NONE;
+}
+
+/* One send of a datagram.  Returns 1 sent, 0 would block, -1 with an
+ * exception set. */
+static int
+dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
+               PyObject *addr)
+{
+    /* Sent here with sendto(2): to the connected peer, or to the address
+     * object datagram_received() was given, whose sockaddr is known.
+     * Any other address goes through socket.sendto(), which parses it. */
+    const struct sockaddr *to = NULL;
+    socklen_t tolen = 0;
+    tl_udp_peer *peer = t->peer;
+    if (!t->has_peer && addr != NULL && peer != NULL && addr == peer->addr) {
+        /* socket.sendto() would raise this audit event. */
+        if (PySys_Audit("socket.sendto", "OO", t->s.file, addr) < 0) {
+            return -1;
+        }
+        to = (const struct sockaddr *)&peer->ss;
+        tolen = peer->len;
+    }
+    if (t->has_peer || to != NULL) {
+        if (sendto(t->s.fd, view->buf, view->len, 0, to, tolen) < 0) {
+            int err = errno;
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+                return 0;
+            }
+            tl_err_from_errno(err);
+            return -1;
+        }
+        tl_stream_count_written(&t->s, view->len);
+        return 1;
+    }
+    PyObject *r = PyObject_CallMethod(t->s.file, "sendto", "OO", data,
+                                      addr ? addr : Py_None);
+    if (r == NULL) {
+        if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
+            PyErr_ExceptionMatches(PyExc_InterruptedError)) {
+            PyErr_Clear();
+            return 0;
+        }
+        return -1;
+    }
+    Py_DECREF(r);
+    /* A datagram goes whole or not at all. */
+    tl_stream_count_written(&t->s, view->len);
+    return 1;
+}
+
+#if PY_VERSION_HEX >= 0x030D0000
+#define TL_DGRAM_HEADER 8        /* 3.13 counts 8 header bytes per item */
+#else
+#define TL_DGRAM_HEADER 0
+#endif
+/* 3.13 does not take the header bytes off again when a datagram goes;
+ * 3.14 does. */
+#if PY_VERSION_HEX >= 0x030E0000
+#define TL_DGRAM_HEADER_SENT TL_DGRAM_HEADER
+#else
+#define TL_DGRAM_HEADER_SENT 0
+#endif
+
+static PyObject *
+Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"data", "addr", NULL};
+    PyObject *data, *addr = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:sendto", kwlist,
+                                     &data, &addr)) {
+        return NULL;
+    }
+    tl_transport *t = TR(self);
+    if (tl_transport_check_bytes_like(data, TL_NOT_BYTES_LIKE) < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030D0000
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        Py_RETURN_NONE;
+    }
+#endif
+    if (t->address != NULL) {
+        int ok = addr == Py_None;
+        if (!ok) {
+            ok = PyObject_RichCompareBool(addr, t->address, Py_EQ);
+            if (ok < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+        }
+        if (!ok) {
+            PyBuffer_Release(&view);
+            PyErr_Format(PyExc_ValueError,
+                         "Invalid address: must be None or %S", t->address);
+            return NULL;
+        }
+        addr = t->address;
+    }
+    if (t->s.conn_lost && t->address != NULL) {
+        PyBuffer_Release(&view);
+        return tl_transport_drop_write(self);
+    }
+    if (t->s.wb_len == 0) {
+        int r = dgram_send_one(t, data, &view, addr);
+        if (r == 1) {
+            PyBuffer_Release(&view);
+            Py_RETURN_NONE;
+        }
+        if (r < 0) {
+            PyBuffer_Release(&view);
+            if (PyErr_ExceptionMatches(PyExc_OSError)) {
+                return dgram_error_received(t);
+            }
+            return tl_stream_fail(self,
+                                  "Fatal write error on datagram transport");
+        }
+        if (tl_stream_watch(self, 1, 1) < 0) {
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+    }
+    /* Queue a copy, as asyncio does (bytes(data)). */
+    PyObject *copy = PyBytes_FromStringAndSize(view.buf, view.len);
+    PyBuffer_Release(&view);
+    if (copy == NULL) {
+        return NULL;
+    }
+    int r = tl_wb_push_object(&t->s, copy, 0);
+    Py_DECREF(copy);
+    if (r < 0) {
+        return NULL;
+    }
+    tl_wb_item *it = &t->s.wb[(t->s.wb_head + t->s.wb_len - 1) % t->s.wb_cap];
+    Py_INCREF(addr);
+    it->addr = addr;
+    t->s.wb_bytes += TL_DGRAM_HEADER;
+    if (tl_stream_call_in_context(self, tr_state(self)->maybe_pause) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Dgram_sendto_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
+{
+    tl_transport *t = TR(self);
+    if (!t->s.writing) {
+        Py_RETURN_NONE;
+    }
+    while (t->s.wb_len > 0) {
+        tl_wb_item *it = &t->s.wb[t->s.wb_head];
+        int r = dgram_send_one(t, it->obj, &it->view, it->addr);
+        if (r == 0) {
+            break;  /* try again later */
+        }
+        t->s.wb_bytes -= it->view.len + TL_DGRAM_HEADER_SENT;
+        tl_wb_pop(&t->s);
+        if (r < 0) {
+            if (PyErr_ExceptionMatches(PyExc_OSError)) {
+                return dgram_error_received(t);
+            }
+            return tl_stream_fail(self,
+                                  "Fatal write error on datagram transport");
+        }
+    }
+    if (tl_stream_call_in_context(self, tr_state(self)->maybe_resume) < 0) {
+        return NULL;
+    }
+    if (t->s.wb_len == 0) {
+        if (tl_stream_watch(self, 1, 0) < 0) {
+            return NULL;
+        }
+        if (t->s.closing) {
+            return tl_transport_lost(self, Py_None);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+/* _dgram_setup(address, has_peer): the rest of construction. */
+static PyObject *
+Dgram_setup(PyObject *self, PyObject *args)
+{
+    PyObject *address;
+    int has_peer;
+    if (!PyArg_ParseTuple(args, "Op:_dgram_setup", &address, &has_peer)) {
+        return NULL;
+    }
+    tl_transport *t = TR(self);
+    int truth = PyObject_IsTrue(address);
+    if (truth < 0) {
+        return NULL;
+    }
+    /* asyncio tests `if self._address:`: a falsy address is none. */
+    Py_XSETREF(t->address, truth ? Py_NewRef(address) : NULL);
+    t->has_peer = (char)has_peer;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Dgram_get_address(PyObject *self, void *c)
+{
+    PyObject *a = TR(self)->address;
+    if (a == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_INCREF(a);
+    return a;
+}
+
+
+static PyGetSetDef Dgram_getset[] = {
+    TL_TRANSPORT_COMMON_GETSET,
+    {"_address", (getter)Dgram_get_address, NULL, NULL, NULL},
+    {NULL}};
+
+static PyMethodDef Dgram_methods[] = {
+    TL_TRANSPORT_COMMON_METHODS,
+    {"sendto", (PyCFunction)(void (*)(void))Dgram_sendto,
+     METH_VARARGS | METH_KEYWORDS,
+     "Send data to addr (or the connected address); never blocks."},
+    {"_read_ready", (PyCFunction)Dgram_read_ready, METH_NOARGS, NULL},
+    {"_write_ready", (PyCFunction)Dgram_sendto_ready, METH_NOARGS, NULL},
+    {"_sendto_ready", (PyCFunction)Dgram_sendto_ready, METH_NOARGS, NULL},
+    {"_dgram_setup", (PyCFunction)Dgram_setup, METH_VARARGS, NULL},
+    {NULL}};
+
+/* A datagram transport is an asyncio.DatagramTransport (uvloop's is
+ * not, its users filed bugs). */
+static const tl_stream_spec udp_spec = {
+    "tideloop._core.DatagramTransport",
+    {"_FlowControlMixin", "DatagramTransport"}, Dgram_methods, Dgram_getset,
+    "A datagram transport (UDP or Unix datagram) in C.",
+    sizeof(tl_transport), 1};
+
+int
+tl_udp_init_types(PyObject *module, tl_state *st)
+{
+    st->DatagramTransportType = tl_stream_make_type(module, &udp_spec);
+    return st->DatagramTransportType == NULL ? -1 : 0;
+}
