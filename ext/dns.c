@@ -359,6 +359,10 @@ dns_submit(LoopObject *loop, tl_dns_req *r)
         dns_free(r);
         return NULL;
     }
+    /* By name, not tl_loop_create_future(): asyncio's getaddrinfo() goes
+     * through run_in_executor() and wrap_future(), which call
+     * loop.create_future(), so a subclass's create_future() is honoured
+     * there; keep that.  (Once a lookup, not a hot path.) */
     PyObject *fut = PyObject_CallMethod((PyObject *)loop, "create_future",
                                         NULL);
     if (fut == NULL) {

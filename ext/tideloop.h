@@ -242,7 +242,7 @@ tl_state *tl_state_from_type(PyTypeObject *type);
 /* loop.c */
 int tl_loop_init_types(PyObject *module, tl_state *st);
 int64_t tl_monotonic_ns(void);
-/* Parse a lone context= keyword as call_soon() does; *ctx is borrowed or
+/* schedule.c: parse a lone context= keyword as call_soon() does; *ctx is borrowed or
  * NULL. */
 int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames,
@@ -358,7 +358,7 @@ PyObject *tl_poll_watchers(LoopObject *self, PyObject *Py_UNUSED(ignored));
 int tl_poll_after_fork(LoopObject *self);
 PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
 
-/* loop.c: the loop's C entry points for the other files.  Queue `h` on
+/* schedule.c: the loop's C entry points for the other files.  Queue `h` on
  * the ready queue, as call_soon() does (steals the reference; -1 with an
  * exception set on failure, the reference then dropped); no wake-up, so
  * only from the loop's own thread. */
