@@ -34,6 +34,35 @@ class _EchoServer(asyncio.Protocol):
             self.stats["errors"].append(f"server connection_lost({exc!r})")
 
 
+class _BufferedEchoServer(asyncio.BufferedProtocol):
+    """The echo server with the BufferedProtocol API: receives into its
+    own buffer (get_buffer/buffer_updated), writes back each chunk."""
+
+    def __init__(self, stats):
+        self.stats = stats
+        self.tr = None
+        self.buf = bytearray(256 * KIB)
+        self.view = memoryview(self.buf)
+
+    def connection_made(self, tr):
+        self.tr = tr
+        self.stats["conns"] += 1
+
+    def get_buffer(self, sizehint):
+        return self.view
+
+    def buffer_updated(self, nbytes):
+        self.stats["bytes"] += nbytes
+        self.tr.write(self.buf[:nbytes])
+
+    def eof_received(self):
+        return False  # close our side too
+
+    def connection_lost(self, exc):
+        if exc is not None:
+            self.stats["errors"].append(f"server connection_lost({exc!r})")
+
+
 class _EchoClient(asyncio.Protocol):
     """Sends msgs[i % k], waits for exactly that many bytes back, compares,
     repeats `rounds` times; everything driven from data_received."""
@@ -85,8 +114,10 @@ class _EchoClient(asyncio.Protocol):
             self._fail(f"client connection lost after {self.i} round trips ({exc!r})")
 
 
-async def _proto_echo(loop, n, size, clients=1, unix=False, tls=False):
+async def _proto_echo(loop, n, size, clients=1, unix=False, tls=False,
+                      buffered=False):
     msgs = _payloads(size)
+    server_proto = _BufferedEchoServer if buffered else _EchoServer
     # TLS: certificate made before the server starts; the client verifies it
     sctx = tls_server_context() if tls else None
     cctx = tls_client_context() if tls else None
@@ -96,10 +127,11 @@ async def _proto_echo(loop, n, size, clients=1, unix=False, tls=False):
     if unix:
         tmpdir = tempfile.mkdtemp(prefix="tideloop-bench-")
         path = os.path.join(tmpdir, "echo.sock")
-        server = await loop.create_unix_server(lambda: _EchoServer(stats), path)
+        server = await loop.create_unix_server(lambda: server_proto(stats), path)
         connect = lambda f: loop.create_unix_connection(f, path)  # noqa: E731
     else:
-        server = await loop.create_server(lambda: _EchoServer(stats), LOOPBACK, 0, ssl=sctx)
+        server = await loop.create_server(lambda: server_proto(stats), LOOPBACK, 0,
+                                         ssl=sctx)
         port = server.sockets[0].getsockname()[1]
         kw = {"ssl": cctx, "server_hostname": TLS_HOSTNAME} if tls else {}
         connect = lambda f: loop.create_connection(f, LOOPBACK, port, **kw)  # noqa: E731
@@ -142,7 +174,8 @@ async def _proto_echo(loop, n, size, clients=1, unix=False, tls=False):
     return elapsed, {"round_trips": total, "clients": clients, "msg_bytes": size}
 
 
-def _proto_bench(name, size, n, clients=1, unix=False, tls=False):
+def _proto_bench(name, size, n, clients=1, unix=False, tls=False,
+                 buffered=False):
     where = "Unix socket in a temp dir" if unix else "127.0.0.1"
     if tls:
         where += (" over TLS (self-signed certificate made at run time, verified by "
@@ -150,12 +183,14 @@ def _proto_bench(name, size, n, clients=1, unix=False, tls=False):
     who = f"{clients} concurrent clients, n/{clients} round trips each" if clients > 1 \
         else "one client, n round trips"
     desc = (f"Protocol API echo over {where}, {size // KIB} KiB messages, {who}; "
-            f"server writes back each chunk from data_received; client compares "
+            f"server writes back each chunk from "
+            f"{'buffer_updated (BufferedProtocol)' if buffered else 'data_received'}; "
+            f"client compares "
             f"every echo byte for byte; server byte count checked")
 
     @bench(name, n, desc, unit="round trips", group="net")
     async def b(loop, n_):
-        return await _proto_echo(loop, n_, size, clients, unix, tls)
+        return await _proto_echo(loop, n_, size, clients, unix, tls, buffered)
     return b
 
 
@@ -166,6 +201,7 @@ _proto_bench("tcp_proto_1k_c10", 1 * KIB, 30_000, clients=10)
 _proto_bench("tcp_proto_10k_c10", 10 * KIB, 15_000, clients=10)
 _proto_bench("tcp_proto_100k_c10", 100 * KIB, 2_500, clients=10)
 _proto_bench("unix_proto_1k", 1 * KIB, 20_000, unix=True)
+_proto_bench("tcp_bufproto_1k", 1 * KIB, 20_000, buffered=True)
 _proto_bench("tls_proto_1k", 1 * KIB, 10_000, tls=True)
 _proto_bench("tls_proto_100k", 100 * KIB, 1_000, tls=True)
 

@@ -108,6 +108,26 @@ module_add_backends(PyObject *module)
     return r;
 }
 
+/* In the order of tl_state's str_data_received ... str_sendto. */
+static const char *const tl_method_names[] = {
+    "data_received", "datagram_received", "get_buffer", "buffer_updated",
+    "eof_received", "connection_lost", "error_received", "sendto",
+};
+
+static int
+module_intern_method_names(tl_state *st)
+{
+    Py_BUILD_ASSERT(Py_ARRAY_LENGTH(tl_method_names) ==
+                    Py_ARRAY_LENGTH(st->method_names));
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(tl_method_names); i++) {
+        st->method_names[i] = PyUnicode_InternFromString(tl_method_names[i]);
+        if (st->method_names[i] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int
 tl_exec(PyObject *module)
 {
@@ -183,13 +203,7 @@ tl_exec(PyObject *module)
     if (st->set_running_loop == NULL) {
         goto error;
     }
-    st->str_data_received = PyUnicode_InternFromString("data_received");
-    if (st->str_data_received == NULL) {
-        goto error;
-    }
-    st->str_datagram_received =
-        PyUnicode_InternFromString("datagram_received");
-    if (st->str_datagram_received == NULL) {
+    if (module_intern_method_names(st) < 0) {
         goto error;
     }
     if (tl_handle_init_types(module, st) < 0 ||
@@ -258,8 +272,9 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->maybe_pause);
     Py_CLEAR(st->maybe_resume);
-    Py_CLEAR(st->str_data_received);
-    Py_CLEAR(st->str_datagram_received);
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(st->method_names); i++) {
+        Py_CLEAR(st->method_names[i]);
+    }
     Py_CLEAR(st->ReadPipeType);
     Py_CLEAR(st->WritePipeType);
     Py_CLEAR(st->str_context);

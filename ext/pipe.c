@@ -151,10 +151,11 @@ static PyObject *
 Pipe_call_connection_lost(PyObject *self, PyObject *exc)
 {
     tl_pipe *t = PP(self);
-    PyObject *proto = t->s.protocol ? t->s.protocol : Py_None;
-    Py_INCREF(proto);
-    PyObject *res = PyObject_CallMethod(proto, "connection_lost", "O", exc);
-    Py_DECREF(proto);
+    tl_state *st = tl_state_from_type(Py_TYPE(self));
+    PyObject *args[2] = {t->s.protocol ? t->s.protocol : Py_None, exc};
+    Py_INCREF(args[0]);
+    PyObject *res = tl_call_method(st->str_connection_lost, args, 2);
+    Py_DECREF(args[0]);
     PyObject *saved = res == NULL ? tl_fetch_exception() : NULL;
     Py_XDECREF(res);
 
@@ -328,7 +329,7 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         return NULL;
     }
     PyObject *proto = t->s.protocol ? t->s.protocol : Py_None;
-    PyObject *eof = PyObject_GetAttrString(proto, "eof_received");
+    PyObject *eof = PyObject_GetAttr(proto, loop->st->str_eof_received);
     if (eof == NULL) {
         return NULL;
     }

@@ -78,8 +78,23 @@ typedef struct tl_state {
     PyTypeObject *ReadPipeType;
     PyTypeObject *WritePipeType;
     PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
-    PyObject *str_data_received;
-    PyObject *str_datagram_received;
+    /* Interned names of the methods the transports call per read, write
+     * or connection (PyObject_VectorcallMethod: no lookup of a C string,
+     * no argument tuple).  module.c interns them from tl_method_names[],
+     * in this order. */
+    union {
+        struct {
+            PyObject *str_data_received;
+            PyObject *str_datagram_received;
+            PyObject *str_get_buffer;
+            PyObject *str_buffer_updated;
+            PyObject *str_eof_received;
+            PyObject *str_connection_lost;
+            PyObject *str_error_received;
+            PyObject *str_sendto;
+        };
+        PyObject *method_names[8];
+    };
     PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
     PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
 
@@ -282,6 +297,16 @@ PyObject *tl_err_none_has_no(const char *name);
 /* An exception raised in a `finally` block: the pending one gets `first`
  * (stolen; NULL: nothing to do) as its __context__. */
 void tl_err_chain(PyObject *first);
+
+/* obj.<name>(*args) with an interned name (tl_state.method_names):
+ * what PyObject_CallMethod() does, without building the name and the
+ * argument tuple.  args[0] is obj; nargs counts it.  New reference. */
+static inline PyObject *
+tl_call_method(PyObject *name, PyObject **args, size_t nargs)
+{
+    return PyObject_VectorcallMethod(
+        name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
 
 /* handle.c */
 int tl_handle_init_types(PyObject *module, tl_state *st);

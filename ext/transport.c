@@ -13,6 +13,7 @@
  * relative to other callbacks as in asyncio.  What this file shares with
  * the datagram transport (udp.c) is declared in transport.h. */
 #include "transport.h"
+#include "sslproto.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -98,7 +99,7 @@ tl_transport_lost(PyObject *self, PyObject *exc)
     Py_INCREF(res);
     if (t->protocol_connected && t->s.protocol != NULL) {
         Py_DECREF(res);
-        res = PyObject_CallMethod(t->s.protocol, "connection_lost", "O", exc);
+        res = tl_transport_call_protocol(t, st->str_connection_lost, exc);
     }
     PyObject *saved = res == NULL ? tl_fetch_exception() : NULL;
     /* finally: close the socket and drop everything. */
@@ -185,11 +186,11 @@ tr_on_eof(PyObject *self)
 {
     tl_transport *t = TR(self);
     tl_state *st = tr_state(self);
-    (void)st;
     if (tl_stream_debug_log(self, "%r received EOF") < 0) {
         return NULL;
     }
-    PyObject *keep = PyObject_CallMethod(t->s.protocol, "eof_received", NULL);
+    PyObject *keep = tl_transport_call_protocol(t, st->str_eof_received,
+                                                NULL);
     if (keep == NULL) {
         return tl_stream_fail(
             self, "Fatal error: protocol.eof_received() call failed.");
@@ -224,6 +225,91 @@ tr_recv_ended(PyObject *self, ssize_t n, int err)
     return tl_stream_fail(self, "Fatal read error on socket transport");
 }
 
+#define TR_GET_BUFFER_FAILED \
+    "Fatal error: protocol.get_buffer() call failed."
+#define TR_BUFFER_UPDATED_FAILED \
+    "Fatal error: protocol.buffer_updated() call failed."
+
+/* protocol.<name>(n): new reference, or NULL with an exception set. */
+static PyObject *
+tr_call_protocol_n(tl_transport *t, PyObject *name, Py_ssize_t n)
+{
+    PyObject *arg = PyLong_FromSsize_t(n);
+    if (arg == NULL) {
+        return NULL;
+    }
+    PyObject *r = tl_transport_call_protocol(t, name, arg);
+    Py_DECREF(arg);
+    return r;
+}
+
+/* BufferedProtocol: recv() into protocol.get_buffer(-1), then
+ * protocol.buffer_updated(n). */
+static PyObject *
+tr_read_buffered(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    tl_state *st = tr_state(self);
+    PyObject *buf = tr_call_protocol_n(t, st->str_get_buffer, -1);
+    Py_buffer view;
+    if (buf == NULL) {
+        return tl_stream_fail(self, TR_GET_BUFFER_FAILED);
+    }
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        Py_DECREF(buf);
+        return tl_stream_fail(self, TR_GET_BUFFER_FAILED);
+    }
+    if (view.len == 0) {
+        PyBuffer_Release(&view);
+        Py_DECREF(buf);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "get_buffer() returned an empty buffer");
+        return tl_stream_fail(self, TR_GET_BUFFER_FAILED);
+    }
+    ssize_t n = recv(t->s.fd, view.buf, view.len, 0);
+    int err = errno;
+    PyBuffer_Release(&view);
+    Py_DECREF(buf);
+    if (n <= 0) {
+        return tr_recv_ended(self, n, err);
+    }
+    tl_stream_count_read(&t->s, n);
+    PyObject *r = tr_call_protocol_n(t, st->str_buffer_updated, n);
+    if (r == NULL) {
+        return tl_stream_fail(self, TR_BUFFER_UPDATED_FAILED);
+    }
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+}
+
+/* The protocol is our C SSLProtocol: recv() straight into its buffer and
+ * hand the count over, without the method calls.  The hooks do what
+ * get_buffer(-1) and buffer_updated(n) do (sslproto.h), so the
+ * behaviour, errors and messages are those of tr_read_buffered(). */
+static PyObject *
+tr_read_ssl(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    char *mem;
+    Py_ssize_t cap;
+    if (tl_ssl_recv_buffer(t->s.protocol, &mem, &cap) < 0) {
+        return tl_stream_fail(self, TR_GET_BUFFER_FAILED);
+    }
+    ssize_t n = recv(t->s.fd, mem, (size_t)cap, 0);
+    if (n <= 0) {
+        return tr_recv_ended(self, n, errno);
+    }
+    tl_stream_count_read(&t->s, n);
+    /* buffer_updated() may close the transport and drop its protocol. */
+    PyObject *proto = Py_NewRef(t->s.protocol);
+    int rc = tl_ssl_buffer_updated(proto, n);
+    Py_DECREF(proto);
+    if (rc < 0) {
+        return tl_stream_fail(self, TR_BUFFER_UPDATED_FAILED);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -233,47 +319,13 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     if (t->s.conn_lost || !t->s.reading || t->s.protocol == NULL) {
         Py_RETURN_NONE;
     }
-    ssize_t n;
     if (t->buffered) {
-        PyObject *buf = PyObject_CallMethod(t->s.protocol, "get_buffer", "i",
-                                            -1);
-        Py_buffer view;
-        if (buf == NULL) {
-            goto get_buffer_failed;
+        if (tl_ssl_is_protocol(tr_state(self), t->s.protocol)) {
+            return tr_read_ssl(self);
         }
-        if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
-            Py_DECREF(buf);
-            goto get_buffer_failed;
-        }
-        if (view.len == 0) {
-            PyBuffer_Release(&view);
-            Py_DECREF(buf);
-            PyErr_SetString(PyExc_RuntimeError,
-                            "get_buffer() returned an empty buffer");
-            goto get_buffer_failed;
-        }
-        n = recv(t->s.fd, view.buf, view.len, 0);
-        int err = errno;
-        PyBuffer_Release(&view);
-        Py_DECREF(buf);
-        if (n <= 0) {
-            return tr_recv_ended(self, n, err);
-        }
-        tl_stream_count_read(&t->s, n);
-        PyObject *r = PyObject_CallMethod(t->s.protocol, "buffer_updated", "n",
-                                          (Py_ssize_t)n);
-        if (r == NULL) {
-            return tl_stream_fail(
-                self, "Fatal error: protocol.buffer_updated() call failed.");
-        }
-        Py_DECREF(r);
-        Py_RETURN_NONE;
-
-    get_buffer_failed:
-        return tl_stream_fail(
-            self, "Fatal error: protocol.get_buffer() call failed.");
+        return tr_read_buffered(self);
     }
-
+    ssize_t n;
     LoopObject *loop = t->s.loop;
     if (tl_stream_rbuf(&t->s) == NULL) {
         return NULL;

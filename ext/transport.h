@@ -43,6 +43,21 @@ tr_state(PyObject *self)
     return tl_state_from_type(Py_TYPE(self));
 }
 
+/* protocol.<name>(arg), or protocol.<name>() if arg is NULL, with an
+ * interned name (tl_state.method_names); the protocol is held for the
+ * call, as a bound method would hold it.  Once the connection is lost the
+ * protocol is None, as in asyncio.  New reference, or NULL with an
+ * exception set. */
+static inline PyObject *
+tl_transport_call_protocol(tl_transport *t, PyObject *name, PyObject *arg)
+{
+    PyObject *proto = t->s.protocol != NULL ? t->s.protocol : Py_None;
+    PyObject *args[2] = {Py_NewRef(proto), arg};
+    PyObject *r = tl_call_method(name, args, arg != NULL ? 2 : 1);
+    Py_DECREF(args[0]);
+    return r;
+}
+
 /* The running Python's messages: 3.14 reworded the socket transport's
  * write() (not the datagram transport's sendto()). */
 #define TL_NOT_BYTES_LIKE \

@@ -66,13 +66,14 @@ dgram_make_addr(struct sockaddr_storage *ss, socklen_t len)
 
 /* Calls protocol.error_received(exc) with the pending OSError. */
 static PyObject *
-dgram_error_received(tl_transport *t)
+dgram_error_received(PyObject *self)
 {
+    tl_transport *t = TR(self);
     PyObject *exc = tl_fetch_exception();
     /* From sendto() too: in the transport's context. */
     int joined = tl_context_join(t->s.context);
-    PyObject *r = PyObject_CallMethod(t->s.protocol, "error_received", "O",
-                                      exc);
+    PyObject *r = tl_transport_call_protocol(
+        t, tr_state(self)->str_error_received, exc);
     tl_context_leave(t->s.context, joined);
     Py_DECREF(exc);
     return r;
@@ -103,7 +104,7 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
                 Py_RETURN_NONE;
             }
             tl_err_from_errno(err);
-            return dgram_error_received(t);
+            return dgram_error_received(self);
         }
         loop->n_bytes_read += (uint64_t)n;
         data = PyBytes_FromStringAndSize(loop->rbuf, n);
@@ -146,7 +147,7 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
                 Py_RETURN_NONE;
             }
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
-                return dgram_error_received(t);
+                return dgram_error_received(self);
             }
             return tl_stream_fail(self,
                                   "Fatal read error on datagram transport");
@@ -178,9 +179,10 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 /* One send of a datagram.  Returns 1 sent, 0 would block, -1 with an
  * exception set. */
 static int
-dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
+dgram_send_one(PyObject *self, PyObject *data, Py_buffer *view,
                PyObject *addr)
 {
+    tl_transport *t = TR(self);
     /* Sent here with sendto(2): to the connected peer, or to the address
      * object datagram_received() was given, whose sockaddr is known.
      * Any other address goes through socket.sendto(), which parses it. */
@@ -207,8 +209,10 @@ dgram_send_one(tl_transport *t, PyObject *data, Py_buffer *view,
         tl_stream_count_written(&t->s, view->len);
         return 1;
     }
-    PyObject *r = PyObject_CallMethod(t->s.file, "sendto", "OO", data,
-                                      addr ? addr : Py_None);
+    /* After the connection is lost the socket is None, as in asyncio. */
+    PyObject *args[3] = {t->s.file ? t->s.file : Py_None, data,
+                         addr ? addr : Py_None};
+    PyObject *r = tl_call_method(tr_state(self)->str_sendto, args, 3);
     if (r == NULL) {
         if (PyErr_ExceptionMatches(PyExc_BlockingIOError) ||
             PyErr_ExceptionMatches(PyExc_InterruptedError)) {
@@ -281,7 +285,7 @@ Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
         return tl_transport_drop_write(self);
     }
     if (t->s.wb_len == 0) {
-        int r = dgram_send_one(t, data, &view, addr);
+        int r = dgram_send_one(self, data, &view, addr);
         if (r == 1) {
             PyBuffer_Release(&view);
             Py_RETURN_NONE;
@@ -289,7 +293,7 @@ Dgram_sendto(PyObject *self, PyObject *args, PyObject *kwds)
         if (r < 0) {
             PyBuffer_Release(&view);
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
-                return dgram_error_received(t);
+                return dgram_error_received(self);
             }
             return tl_stream_fail(self,
                                   "Fatal write error on datagram transport");
@@ -329,7 +333,7 @@ Dgram_sendto_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     }
     while (t->s.wb_len > 0) {
         tl_wb_item *it = &t->s.wb[t->s.wb_head];
-        int r = dgram_send_one(t, it->obj, &it->view, it->addr);
+        int r = dgram_send_one(self, it->obj, &it->view, it->addr);
         if (r == 0) {
             break;  /* try again later */
         }
@@ -337,7 +341,7 @@ Dgram_sendto_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         tl_wb_pop(&t->s);
         if (r < 0) {
             if (PyErr_ExceptionMatches(PyExc_OSError)) {
-                return dgram_error_received(t);
+                return dgram_error_received(self);
             }
             return tl_stream_fail(self,
                                   "Fatal write error on datagram transport");
