@@ -7,11 +7,15 @@
  * (uv_queue_work) without ever touching Python; the loop thread turns the
  * raw result into the same Python objects socket.getaddrinfo() builds.
  *
- * The Python side (Loop.getaddrinfo in _loop.py) first validates the
- * arguments by calling socket.getaddrinfo() itself with AI_NUMERICHOST |
- * AI_NUMERICSERV: numeric hosts are answered right there, without any
- * thread, and bad arguments raise exactly what socket.getaddrinfo() raises.
- * Only names reach this file, with arguments already known to be valid.
+ * Numeric hosts need no thread: _getaddrinfo() first asks the C resolver
+ * with AI_NUMERICHOST | AI_NUMERICSERV added, which answers numeric
+ * addresses and ports at once and fails at once for names, and returns
+ * the list socket.getaddrinfo() would (dns_gai_fast).  It does so only
+ * for plain arguments whose conversion runs no Python code and cannot
+ * fail; for anything else it returns NotImplemented and the Python side
+ * (Loop.getaddrinfo in _loop.py) makes socket.getaddrinfo() itself check
+ * the arguments and answer numeric hosts (same errors as stock asyncio),
+ * then calls again with checked=True for a name.
  *
  * Life of a request (tl_dns_req):
  *   - submitted in the loop thread with the GIL held, linked into the
@@ -169,33 +173,91 @@ dns_error(tl_state *st, tl_dns_req *r)
                                  gai_strerror(r->err));
 }
 
+/* socket._intenum_converter(value, socket.AddressFamily) (which = 0) or
+ * (value, socket.SocketKind) (which = 1), as socket.getaddrinfo() turns
+ * the numbers into enums: its answers are kept in st->gai_enums[which]
+ * (a dict by value).  New reference. */
 static PyObject *
-dns_result(tl_dns_req *r)
+dns_intenum(tl_state *st, int which, int value)
 {
-    if (r->kind == DNS_NAMEINFO) {
-        return Py_BuildValue("ss", r->hbuf, r->pbuf);
+    PyObject *key = PyLong_FromLong(value);
+    if (key == NULL) {
+        return NULL;
     }
+    if (st->gai_enums[which] == NULL &&
+        (st->gai_enums[which] = PyDict_New()) == NULL) {
+        Py_DECREF(key);
+        return NULL;
+    }
+    PyObject *v = PyDict_GetItemWithError(st->gai_enums[which], key);
+    if (v != NULL || PyErr_Occurred()) {
+        Py_XINCREF(v);
+        Py_DECREF(key);
+        return v;
+    }
+    PyObject *sock = PyImport_ImportModule("socket");
+    PyObject *conv = sock == NULL ? NULL
+        : PyObject_GetAttrString(sock, "_intenum_converter");
+    PyObject *klass = conv == NULL ? NULL
+        : PyObject_GetAttrString(sock, which ? "SocketKind"
+                                             : "AddressFamily");
+    v = klass == NULL ? NULL
+        : PyObject_CallFunctionObjArgs(conv, key, klass, NULL);
+    if (v != NULL && PyDict_SetItem(st->gai_enums[which], key, v) < 0) {
+        Py_CLEAR(v);
+    }
+    Py_XDECREF(klass);
+    Py_XDECREF(conv);
+    Py_XDECREF(sock);
+    Py_DECREF(key);
+    return v;
+}
+
+/* The list socket.getaddrinfo() makes of the C resolver's answer:
+ * (family, type, proto, canonname, sockaddr) tuples in its order, family
+ * and type as the socket module's enums. */
+static PyObject *
+dns_addrinfo_list(tl_state *st, const struct addrinfo *res)
+{
     PyObject *all = PyList_New(0);
     if (all == NULL) {
         return NULL;
     }
-    for (struct addrinfo *ai = r->res; ai != NULL; ai = ai->ai_next) {
-        PyObject *addr = dns_sockaddr(ai->ai_addr, ai->ai_addrlen);
-        if (addr == NULL) {
+    for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        PyObject *one = PyTuple_New(5);
+        if (one == NULL) {
             Py_DECREF(all);
             return NULL;
         }
-        PyObject *one = Py_BuildValue(
-            "iiisN", ai->ai_family, ai->ai_socktype, ai->ai_protocol,
-            ai->ai_canonname ? ai->ai_canonname : "", addr);
-        if (one == NULL || PyList_Append(all, one) < 0) {
-            Py_XDECREF(one);
+        PyObject *items[5] = {
+            dns_intenum(st, 0, ai->ai_family),
+            dns_intenum(st, 1, ai->ai_socktype),
+            PyLong_FromLong(ai->ai_protocol),
+            PyUnicode_FromString(ai->ai_canonname ? ai->ai_canonname : ""),
+            dns_sockaddr(ai->ai_addr, ai->ai_addrlen),
+        };
+        int bad = 0;
+        for (int i = 0; i < 5; i++) {
+            bad |= items[i] == NULL;
+            PyTuple_SET_ITEM(one, i, items[i]);   /* NULL is fine here */
+        }
+        if (bad || PyList_Append(all, one) < 0) {
+            Py_DECREF(one);
             Py_DECREF(all);
             return NULL;
         }
         Py_DECREF(one);
     }
     return all;
+}
+
+static PyObject *
+dns_result(tl_state *st, tl_dns_req *r)
+{
+    if (r->kind == DNS_NAMEINFO) {
+        return Py_BuildValue("ss", r->hbuf, r->pbuf);
+    }
+    return dns_addrinfo_list(st, r->res);
 }
 
 /* Complete one Future; 0, or -1 with an exception set. */
@@ -225,7 +287,7 @@ dns_complete(LoopObject *loop, tl_dns_req *r)
         method = "set_exception";
     }
     else {
-        value = dns_result(r);
+        value = dns_result(loop->st, r);
         method = "set_result";
         if (value == NULL) {
             /* Out of memory or a bad canonical name: the awaiter gets
@@ -434,95 +496,273 @@ dns_strdup(const char *s, Py_ssize_t n)
     return p;
 }
 
-/* _getaddrinfo(host, port, family, type, proto, flags) -> Future or None.
- * The arguments were validated by socket.getaddrinfo() already; they are
- * converted here the way socketmodule.c converts them. */
-PyObject *
-tl_dns_getaddrinfo(LoopObject *loop, PyObject *args)
+/* A request for getaddrinfo(host, port) (host and port NULL for None; C
+ * strings end at their first NUL, as in socketmodule.c), or NULL with an
+ * exception set. */
+static tl_dns_req *
+dns_gai_req(const char *host, Py_ssize_t hlen, const char *port,
+            Py_ssize_t plen, const int ints[4])
 {
-    PyObject *hobj, *pobj;
-    int family = AF_UNSPEC, socktype = 0, proto = 0, flags = 0;
-    if (!PyArg_ParseTuple(args, "OO|iiii:_getaddrinfo", &hobj, &pobj,
-                          &family, &socktype, &proto, &flags)) {
+    tl_dns_req *r = PyMem_RawCalloc(1, sizeof(*r));
+    if (r == NULL) {
+        PyErr_NoMemory();
         return NULL;
     }
+    r->kind = DNS_ADDRINFO;
+    if ((host != NULL && (r->host = dns_strdup(
+             host, (Py_ssize_t)strnlen(host, (size_t)hlen))) == NULL) ||
+        (port != NULL && (r->port = dns_strdup(
+             port, (Py_ssize_t)strnlen(port, (size_t)plen))) == NULL)) {
+        dns_free(r);
+        return NULL;
+    }
+    r->hints.ai_family = ints[0];
+    r->hints.ai_socktype = ints[1];
+    r->hints.ai_protocol = ints[2];
+    r->hints.ai_flags = ints[3];
+    return r;
+}
+
+/* The Python idna codec's ASCII path leaves an ASCII name as it is, but
+ * raises for an empty label (but the last) or one of 64 bytes or more:
+ * 1 if it would take this one. */
+static int
+dns_idna_ascii_ok(const char *s, Py_ssize_t n)
+{
+    Py_ssize_t label = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (s[i] != '.') {
+            label++;
+        }
+        else if (label == 0 || label >= 64) {
+            return 0;
+        }
+        else {
+            label = 0;
+        }
+    }
+    return label < 64;
+}
+
+/* A host or port of a type whose conversion runs no Python code and that
+ * has no NUL: its bytes (str: only ASCII, which the idna codec keeps as
+ * they are when is_host), NULL for None.  Returns 0, or -1 if it is
+ * anything else (nothing raised). */
+static int
+dns_plain_arg(PyObject *o, int is_host, char *buf, size_t bufsize,
+              const char **p, Py_ssize_t *n)
+{
+    if (o == Py_None) {
+        *p = NULL;
+        *n = 0;
+        return 0;
+    }
+    if (PyUnicode_CheckExact(o)) {
+#if PY_VERSION_HEX < 0x030C0000
+        if (!PyUnicode_IS_READY(o)) {
+            return -1;
+        }
+#endif
+        if (!PyUnicode_IS_ASCII(o)) {
+            return -1;
+        }
+        *p = (const char *)PyUnicode_DATA(o);
+        *n = PyUnicode_GET_LENGTH(o);
+        if (is_host && !dns_idna_ascii_ok(*p, *n)) {
+            return -1;
+        }
+    }
+    else if (PyBytes_CheckExact(o)) {
+        *p = PyBytes_AS_STRING(o);
+        *n = PyBytes_GET_SIZE(o);
+    }
+    else if (!is_host && PyLong_CheckExact(o)) {
+        /* "%ld" of a C long (<= 3.11) and str() (3.12+) agree there;
+         * beyond, 3.11 raises OverflowError: socket.getaddrinfo()'s. */
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(o, &overflow);
+        if (overflow || (v == -1 && PyErr_Occurred())) {
+            PyErr_Clear();
+            return -1;
+        }
+        PyOS_snprintf(buf, bufsize, "%ld", v);
+        *p = buf;
+        *n = (Py_ssize_t)strlen(buf);
+        return 0;
+    }
+    else {
+        return -1;
+    }
+    return memchr(*p, '\0', (size_t)*n) == NULL ? 0 : -1;
+}
+
+/* The C ints of family, type, proto and flags, converted as the "i"
+ * format converts them; 0, or -1: with an exception set if strict, else
+ * (a non-int, or out of range) with none. */
+static int
+dns_gai_ints(PyObject *const *args, Py_ssize_t nargs, int strict,
+             int ints[4])
+{
+    ints[0] = AF_UNSPEC;
+    ints[1] = ints[2] = ints[3] = 0;
+    for (Py_ssize_t i = 2; i < nargs && i < 6; i++) {
+        if (!strict && !PyLong_Check(args[i])) {
+            return -1;
+        }
+        long v = PyLong_AsLong(args[i]);
+        if (v == -1 && PyErr_Occurred()) {
+            if (!strict) {
+                PyErr_Clear();
+            }
+            return -1;
+        }
+        if (v < INT_MIN || v > INT_MAX) {
+            if (strict) {
+                PyErr_SetString(PyExc_OverflowError,
+                                "signed integer is out of range");
+            }
+            return -1;
+        }
+        ints[i - 2] = (int)v;
+    }
+    return 0;
+}
+
+/* The arguments checked by socket.getaddrinfo() already (checked=True):
+ * converted the way socketmodule.c converts them. */
+static PyObject *
+dns_gai_checked(LoopObject *loop, PyObject *hobj, PyObject *pobj,
+                const int ints[4])
+{
     if (!dns_usable(loop)) {
         Py_RETURN_NONE;
     }
-    tl_dns_req *r = PyMem_RawCalloc(1, sizeof(*r));
-    if (r == NULL) {
-        return PyErr_NoMemory();
-    }
-    r->kind = DNS_ADDRINFO;
+    PyObject *hbytes = NULL, *decimal = NULL;
+    const char *h = NULL, *p = NULL;
+    Py_ssize_t hn = 0, pn = 0;
     if (hobj != Py_None) {
-        PyObject *b;
         if (PyUnicode_Check(hobj)) {
-            b = PyObject_CallMethod(hobj, "encode", "s", "idna");
+            hbytes = PyObject_CallMethod(hobj, "encode", "s", "idna");
         }
         else if (PyBytes_Check(hobj)) {
-            b = Py_NewRef(hobj);
+            hbytes = Py_NewRef(hobj);
         }
         else {
             PyErr_SetString(PyExc_TypeError,
                             "getaddrinfo() argument 1 must be string or None");
-            b = NULL;
         }
-        if (b == NULL || !PyBytes_Check(b)) {
-            if (b != NULL) {
-                PyErr_SetString(PyExc_TypeError, "idna codec gave no bytes");
-            }
-            Py_XDECREF(b);
-            dns_free(r);
+        if (hbytes != NULL && !PyBytes_Check(hbytes)) {
+            PyErr_SetString(PyExc_TypeError, "idna codec gave no bytes");
+            Py_CLEAR(hbytes);
+        }
+        if (hbytes == NULL) {
             return NULL;
         }
-        r->host = dns_strdup(PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b));
-        Py_DECREF(b);
-        if (r->host == NULL) {
-            dns_free(r);
-            return NULL;
-        }
+        h = PyBytes_AS_STRING(hbytes);
+        hn = PyBytes_GET_SIZE(hbytes);
     }
     if (pobj != Py_None) {
-        const char *p;
-        Py_ssize_t n;
-        PyObject *decimal = NULL;
         if (PyLong_CheckExact(pobj)) {
             /* Its decimal string, as 3.12+ passes any int; before 3.12 an
              * int beyond a C long raised OverflowError in the check that
              * socket.getaddrinfo() made before we got here. */
             decimal = PyObject_Str(pobj);
             p = decimal == NULL ? NULL
-                : PyUnicode_AsUTF8AndSize(decimal, &n);
+                : PyUnicode_AsUTF8AndSize(decimal, &pn);
         }
         else if (PyUnicode_Check(pobj)) {
-            p = PyUnicode_AsUTF8AndSize(pobj, &n);
+            p = PyUnicode_AsUTF8AndSize(pobj, &pn);
         }
         else if (PyBytes_Check(pobj)) {
             p = PyBytes_AS_STRING(pobj);
-            n = PyBytes_GET_SIZE(pobj);
+            pn = PyBytes_GET_SIZE(pobj);
         }
         else {
             PyErr_SetString(PyExc_OSError, "Int or String expected");
-            p = NULL;
         }
         if (p == NULL) {
             Py_XDECREF(decimal);
-            dns_free(r);
-            return NULL;
-        }
-        /* C strings end at the first NUL, as in socketmodule.c. */
-        r->port = dns_strdup(p, (Py_ssize_t)strnlen(p, (size_t)n));
-        Py_XDECREF(decimal);
-        if (r->port == NULL) {
-            dns_free(r);
+            Py_XDECREF(hbytes);
             return NULL;
         }
     }
-    r->hints.ai_family = family;
-    r->hints.ai_socktype = socktype;
-    r->hints.ai_protocol = proto;
-    r->hints.ai_flags = flags;
-    return dns_submit(loop, r);
+    tl_dns_req *r = dns_gai_req(h, hn, p, pn, ints);
+    Py_XDECREF(decimal);
+    Py_XDECREF(hbytes);
+    return r == NULL ? NULL : dns_submit(loop, r);
+}
+
+/* Plain arguments (dns_plain_arg): the list if the host and port are
+ * numeric (the C resolver with AI_NUMERICHOST | AI_NUMERICSERV answers
+ * them the same as without), else the lookup's Future (None from another
+ * thread); NotImplemented where socket.getaddrinfo() must have its say. */
+static PyObject *
+dns_gai_fast(LoopObject *loop, const char *h, Py_ssize_t hn, const char *p,
+             Py_ssize_t pn, const int ints[4])
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = ints[0];
+    hints.ai_socktype = ints[1];
+    hints.ai_protocol = ints[2];
+    hints.ai_flags = ints[3] | AI_NUMERICHOST | AI_NUMERICSERV;
+    int err = getaddrinfo(h, p, &hints, &res);
+    if (err == 0) {
+        PyObject *all = dns_addrinfo_list(loop->st, res);
+        freeaddrinfo(res);
+        return all;
+    }
+    if (err == EAI_SYSTEM) {
+        /* socket.getaddrinfo() raises OSError(errno) for this one. */
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    /* A name (or a service name), or arguments the resolver rejects:
+     * the real lookup answers, or fails as socket.getaddrinfo() would. */
+    if (!dns_usable(loop)) {
+        Py_RETURN_NONE;
+    }
+    tl_dns_req *r = dns_gai_req(h, hn, p, pn, ints);
+    return r == NULL ? NULL : dns_submit(loop, r);
+}
+
+/* _getaddrinfo(host, port, family=0, type=0, proto=0, flags=0,
+ * checked=False) -> list, Future, None or NotImplemented: the answer to a
+ * numeric host, the Future of a lookup, None from another thread than
+ * the loop's (the caller uses the executor, as stock asyncio does), and
+ * NotImplemented (only if not checked) for arguments socket.getaddrinfo()
+ * must check first. */
+PyObject *
+tl_dns_getaddrinfo(LoopObject *loop, PyObject *const *args,
+                   Py_ssize_t nargs)
+{
+    if (nargs < 2 || nargs > 7) {
+        PyErr_Format(PyExc_TypeError,
+                     "_getaddrinfo expected 2 to 7 arguments, got %zd",
+                     nargs);
+        return NULL;
+    }
+    int checked = nargs > 6 ? PyObject_IsTrue(args[6]) : 0;
+    if (checked < 0) {
+        return NULL;
+    }
+    int ints[4];
+    if (dns_gai_ints(args, nargs, checked, ints) < 0) {
+        if (checked) {
+            return NULL;
+        }
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    if (checked) {
+        return dns_gai_checked(loop, args[0], args[1], ints);
+    }
+    char pbuf[32];
+    const char *h, *p;
+    Py_ssize_t hn, pn;
+    if (dns_plain_arg(args[0], 1, NULL, 0, &h, &hn) < 0 ||
+        dns_plain_arg(args[1], 0, pbuf, sizeof(pbuf), &p, &pn) < 0) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    return dns_gai_fast(loop, h, hn, p, pn, ints);
 }
 
 /* _getnameinfo(sockaddr, flags) -> Future or None.  The sockaddr passed

@@ -727,8 +727,10 @@ static PyMethodDef Loop_methods[] = {
     {"_new_handle", (PyCFunction)(void (*)(void))tl_sched_new_handle,
      METH_FASTCALL, NULL},
     {"_stats", (PyCFunction)Loop_stats, METH_NOARGS, NULL},
-    {"_getaddrinfo", (PyCFunction)tl_dns_getaddrinfo, METH_VARARGS,
-     "_getaddrinfo(host, port, family, type, proto, flags) -> Future|None"},
+    {"_getaddrinfo", (PyCFunction)(void (*)(void))tl_dns_getaddrinfo,
+     METH_FASTCALL,
+     "_getaddrinfo(host, port, family, type, proto, flags, checked=False)"
+     " -> list|Future|None|NotImplemented"},
     {"_getnameinfo", (PyCFunction)tl_dns_getnameinfo, METH_VARARGS,
      "_getnameinfo(sockaddr, flags) -> Future|None"},
     {"_watchers", (PyCFunction)tl_poll_watchers, METH_NOARGS, NULL},

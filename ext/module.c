@@ -236,6 +236,8 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->tasks_dict);
     Py_VISIT(st->set_running_loop);
     Py_VISIT(st->gaierror);
+    Py_VISIT(st->gai_enums[0]);
+    Py_VISIT(st->gai_enums[1]);
     for (int i = 0; i < TL_H_COUNT; i++) {
         Py_VISIT(st->helpers[i]);
     }
@@ -286,6 +288,8 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->str_handle_signal);
     Py_CLEAR(st->empty_tuple);
     Py_CLEAR(st->gaierror);
+    Py_CLEAR(st->gai_enums[0]);
+    Py_CLEAR(st->gai_enums[1]);
     tl_ssl_clear(st);
     return 0;
 }

@@ -107,6 +107,9 @@ typedef struct tl_state {
     PyObject *str_handle_signal; /* interned "_handle_signal" */
     PyObject *empty_tuple;
     PyObject *gaierror;          /* socket.gaierror */
+    /* dns.c: socket._intenum_converter()'s answers for AddressFamily [0]
+     * and SocketKind [1], dicts by value (NULL until the first lookup). */
+    PyObject *gai_enums[2];
 
     struct tl_ssl_state *ssl;    /* sslinit.c: the SSL protocol's state */
 
@@ -264,7 +267,8 @@ int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
                              const char *fname, PyObject **ctx);
 
 /* dns.c */
-PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *args);
+PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *const *args,
+                             Py_ssize_t nargs);
 PyObject *tl_dns_getnameinfo(LoopObject *loop, PyObject *args);
 int tl_dns_dispatch(LoopObject *loop);
 void tl_dns_poll(tl_uv *u);

@@ -660,30 +660,35 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             *, family: int = 0, type: int = 0, proto: int = 0,
             flags: int = 0) -> list[tuple[Any, Any, int, str, Any]]:
         if (self._debug or self._executor_shutdown_called
-                or flags.__class__ is not int):
+                or flags.__class__ is not int
+                or socket.getaddrinfo is not _SOCKET_GETADDRINFO):
             # asyncio's own path: its debug log lines, its executor error,
-            # its messages for odd flags.
+            # its messages for odd flags, and a replaced socket.getaddrinfo
+            # (a test's mock) called as stock asyncio calls it.
             return await _BASE_GETADDRINFO(
                 self, host, port, family=family, type=type, proto=proto,
                 flags=flags)
         self._check_closed()
-        # socket.getaddrinfo() itself checks the arguments (same errors as
-        # stock asyncio) and answers numeric hosts and ports at once: no
-        # lookup, so no thread.
-        try:
-            return socket.getaddrinfo(host, port, family, type, proto,
-                                      flags | _AI_NUMERIC)
-        except socket.gaierror:
-            pass        # a name: resolve it for real
-        fut = self._getaddrinfo(host, port, family, type, proto, flags)
-        if fut is None:     # called from another thread than the loop's
+        # In C: numeric hosts answered at once (the list, no thread), names
+        # looked up on libuv's pool (a Future; None from another thread).
+        res = self._getaddrinfo(host, port, family, type, proto, flags)
+        if res is NotImplemented:
+            # Arguments C leaves to socket.getaddrinfo(): it checks them
+            # (same errors as stock asyncio) and answers numeric hosts.
+            try:
+                return socket.getaddrinfo(host, port, family, type, proto,
+                                          flags | _AI_NUMERIC)
+            except socket.gaierror:
+                pass        # a name: resolve it for real
+            res = self._getaddrinfo(host, port, family, type, proto, flags,
+                                    True)
+        if res.__class__ is list:
+            return res
+        if res is None:     # called from another thread than the loop's
             return await _BASE_GETADDRINFO(
                 self, host, port, family=family, type=type, proto=proto,
                 flags=flags)
-        # socket.getaddrinfo()'s own conversion of the numbers to enums.
-        return [(_intenum(af, socket.AddressFamily),
-                 _intenum(kind, socket.SocketKind), proto_, canon, addr)
-                for af, kind, proto_, canon, addr in await fut]
+        return await res
 
     async def getnameinfo(self, sockaddr: tuple[Any, ...],
                           flags: int = 0) -> tuple[str, str]:
@@ -783,7 +788,7 @@ _BASE_GETNAMEINFO: Callable[..., Awaitable[tuple[str, str]]] = (
 # IntFlag, which turns a negative (invalid) flags value into valid bits.
 _AI_NUMERIC = int(socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
 _NI_NUMERIC = int(socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
-_intenum = socket._intenum_converter  # type: ignore[attr-defined]
+_SOCKET_GETADDRINFO = socket.getaddrinfo
 
 for _name in _BORROWED:
     setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
