@@ -586,3 +586,79 @@ def test_first_lookup_of_fresh_loops(kind, new_loop):
         assert res == socket.getaddrinfo("localhost", 1000 + i,
                                          type=socket.SOCK_STREAM)
         loop.close()
+
+
+def test_getaddrinfo_replaced_socket_getaddrinfo(compare, monkeypatch):
+    """A replaced socket.getaddrinfo (a test's mock) is what the loop
+    calls, with the caller's arguments, for numeric hosts and names alike,
+    as stock asyncio calls it; once restored, the real one answers."""
+    def scenario(loop):
+        trace = []
+        real = socket.getaddrinfo
+
+        def fake(*args):
+            trace.append(("called", args))
+            if args[0] == "fail.invalid":
+                raise socket.gaierror(socket.EAI_NONAME, "mocked")
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "",
+                     ("10.1.2.3", args[1]))]
+
+        async def main():
+            monkeypatch.setattr(socket, "getaddrinfo", fake)
+            try:
+                for host, port, kw in (
+                        ("127.0.0.1", 80, {}),
+                        ("::1", "443", {"type": socket.SOCK_STREAM}),
+                        (None, 80, {"flags": socket.AI_PASSIVE}),
+                        ("localhost", b"80", {"family": socket.AF_INET}),
+                        ("fail.invalid", 80, {})):
+                    res, _ = await call_phases(
+                        lambda: loop.getaddrinfo(host, port, **kw))
+                    trace.append(("result", res))
+            finally:
+                monkeypatch.setattr(socket, "getaddrinfo", real)
+            res, _ = await call_phases(
+                lambda: loop.getaddrinfo("127.0.0.1", 80))
+            trace.append(("restored", res))
+            trace.append(("same as socket.getaddrinfo",
+                          res[2] == repr(socket.getaddrinfo("127.0.0.1", 80))))
+
+        run_until(loop, main(), 15)
+        return trace
+
+    trace = compare(scenario)
+    assert trace[0] == ("called", ("127.0.0.1", 80, 0, 0, 0, 0)), trace
+    assert trace[-1] == ("same as socket.getaddrinfo", True), trace
+
+
+def test_numeric_hosts_answered_without_a_lookup(kind, loop):
+    """tideloop's C side answers numeric hosts with the list itself (no
+    Future, no thread); names get a Future; arguments only
+    socket.getaddrinfo() can judge get NotImplemented."""
+    if kind != "tideloop":
+        pytest.skip("tideloop internals")
+    gai = loop._getaddrinfo
+    for host, port, args in (
+            ("127.0.0.1", 80, (0, 0, 0, 0)),
+            (b"::1", b"80", (socket.AF_INET6, socket.SOCK_STREAM, 0, 0)),
+            (None, "8080", (0, 0, 0, socket.AI_PASSIVE)),
+            ("0.0.0.0", 0, (socket.AF_INET, socket.SOCK_DGRAM, 0, 0))):
+        res = gai(host, port, *args)
+        assert type(res) is list
+        assert res == socket.getaddrinfo(host, port, *args)
+        assert [type(r[0]) for r in res] == [socket.AddressFamily] * len(res)
+        assert [type(r[1]) for r in res] == [socket.SocketKind] * len(res)
+    for host, port in (("\uff11.0.0.1", 80), ("127.0.0.1", 1.5),
+                       (bytearray(b"127.0.0.1"), 80), ("a" * 64, 80),
+                       ("127.0.0.1\0", 80), ("127.0.0.1", 2 ** 64)):
+        assert gai(host, port, 0, 0, 0, 0) is NotImplemented
+    assert gai("127.0.0.1", 80, 2 ** 40, 0, 0, 0) is NotImplemented
+    assert gai("127.0.0.1", 80, "x", 0, 0, 0) is NotImplemented
+
+    async def main():
+        fut = gai("localhost", 80, 0, socket.SOCK_STREAM, 0, 0)
+        assert isinstance(fut, asyncio.Future)
+        return await fut
+
+    assert run_until(loop, main(), 15) == socket.getaddrinfo(
+        "localhost", 80, type=socket.SOCK_STREAM)
