@@ -26,6 +26,11 @@ from typing import IO, Any, Literal, TypeVar, final, overload, type_check_only
 
 from typing_extensions import TypeAlias, TypeVarTuple, Unpack, disjoint_base
 
+if sys.version_info >= (3, 10):
+    from types import NotImplementedType as _NotImplementedType
+else:
+    from builtins import _NotImplementedType
+
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 _ProtocolT = TypeVar("_ProtocolT", bound=BaseProtocol)
@@ -201,9 +206,11 @@ class LoopBase:
     def _stats(self) -> dict[str, int | float | str]: ...
     def _watchers(self) -> list[tuple[int, Handle | None, Handle | None]]: ...
     def _getaddrinfo(
-        self, host: Any, port: Any, family: int, type: int, proto: int,
-        flags: int, /,
-    ) -> Future[list[tuple[int, int, int, str, Any]]] | None: ...
+        self, host: Any, port: Any, family: int = 0, type: int = 0,
+        proto: int = 0, flags: int = 0, checked: bool = False, /,
+    ) -> (list[tuple[Any, Any, int, str, Any]]
+          | Future[list[tuple[Any, Any, int, str, Any]]]
+          | _NotImplementedType | None): ...
     def _getnameinfo(
         self, sockaddr: Any, flags: int, /,
     ) -> Future[tuple[str, str]] | None: ...

@@ -682,7 +682,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                 pass        # a name: resolve it for real
             res = self._getaddrinfo(host, port, family, type, proto, flags,
                                     True)
-        if res.__class__ is list:
+        if isinstance(res, list):
             return res
         if res is None:     # called from another thread than the loop's
             return await _BASE_GETADDRINFO(
