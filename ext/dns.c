@@ -700,6 +700,13 @@ static PyObject *
 dns_gai_fast(LoopObject *loop, const char *h, Py_ssize_t hn, const char *p,
              Py_ssize_t pn, const int ints[4])
 {
+#ifdef __APPLE__
+    /* Old macOS getaddrinfo() crashes with AI_NUMERICSERV and no port or
+     * "0"; socketmodule.c passes "00" instead: leave those to it. */
+    if (p == NULL || (p[0] == '0' && p[1] == '\0')) {
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+#endif
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = ints[0];
