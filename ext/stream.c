@@ -28,6 +28,10 @@ tl_stream_rbuf(tl_stream *s)
     return loop->rbuf;
 }
 
+/* Whether a direct read's bytes object was once freed at its full size:
+ * see read_result(). */
+static int big_freed;
+
 /* The bytes of a direct read of n bytes into data (`direct` of them, the
  * rest in rbuf): data itself when it fits well, else a copy. */
 static PyObject *
@@ -37,10 +41,18 @@ read_result(PyObject *data, Py_ssize_t n, Py_ssize_t direct,
     if (n == direct) {
         return data;
     }
-    if (n >= small && n < direct) {
+    /* glibc's malloc() mmap()s a block above its threshold (128 KiB at
+     * first), and shrinking that block mremap()s it, so that freeing it
+     * leaves the threshold where it is (mallopt(3)): each direct read of
+     * 256 KiB would cost mmap(), mremap(), munmap() and page faults.  Once
+     * such a block is freed at its full size, the threshold rises above
+     * it and direct blocks come from the heap, where shrinking only splits
+     * them.  So the first shrink in the process is a copy instead. */
+    if (n >= small && n < direct && big_freed) {
         /* A realloc() that gives back the tail. */
         return _PyBytes_Resize(&data, n) < 0 ? NULL : data;
     }
+    big_freed = 1;
     /* Too small to keep `direct` bytes for, or longer than data. */
     PyObject *r = PyBytes_FromStringAndSize(NULL, n);
     if (r != NULL) {
