@@ -28,9 +28,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define TL_PIPE_READ_SIZE TL_READ_SIZE   /* asyncio's max_size */
-#define TL_PIPE_DIRECT (64 * 1024)     /* read into the bytes object */
-#define TL_PIPE_SMALL (8 * 1024)       /* ... unless the last read was small */
+/* tl_stream_read()'s sizes: up to 64 KiB straight into the bytes object
+ * after a read of 8 KiB or more. */
+#define TL_PIPE_DIRECT (64 * 1024)
+#define TL_PIPE_SMALL (8 * 1024)
 
 /* logging levels passed to the log helper */
 #define TL_LOG_INFO 20
@@ -38,7 +39,6 @@
 
 typedef struct {
     tl_stream s;                 /* s.file is the pipe object */
-    Py_ssize_t last_read;        /* bytes of the last read (pipe_read) */
     char is_write;               /* a WritePipeTransport */
 } tl_pipe;
 
@@ -204,82 +204,25 @@ ReadPipe_close_impl(PyObject *self, PyObject *exc)
     return pipe_unread_and_lose(self, exc);
 }
 
-/* One read of up to max_size bytes, as asyncio's os.read(fd, max_size).
- * Returns n > 0 with *out a new bytes object, 0 at EOF, -1 with errno
- * set, or -2 with an exception set.
- *
- * After a big read the next one goes straight into the bytes object that
- * data_received() gets for its first TL_PIPE_DIRECT bytes (a pipe holds
- * 64 KiB by default, so usually all of it) and into the loop's buffer for
- * the rest: no copy in the common case, one in the rare bigger read.
- * After a small read it goes into the loop's buffer and is copied out:
- * for a few bytes a copy costs less than allocating 64 KiB and shrinking
- * it. */
-static ssize_t
-pipe_read(tl_pipe *t, char *rbuf, PyObject **out)
+/* One read of up to max_size bytes, as asyncio's os.read(fd, max_size):
+ * tl_stream_read() (n > 0 with *out, 0 at EOF, TL_READ_OSERROR with errno
+ * set, TL_READ_RAISED), retried after EINTR as os.read() retries it,
+ * after running the signal handlers.  A pipe holds 64 KiB by default: a
+ * big read goes into a 64 KiB bytes object (the rare rest into the loop's
+ * buffer). */
+static Py_ssize_t
+pipe_read(tl_pipe *t, PyObject **out)
 {
-    *out = NULL;
-    PyObject *data = NULL;
-    struct iovec iov[2];
-    int cnt = 1;
-    iov[0].iov_base = rbuf;
-    iov[0].iov_len = TL_PIPE_READ_SIZE;
-    if (t->last_read > TL_PIPE_SMALL) {
-        data = PyBytes_FromStringAndSize(NULL, TL_PIPE_DIRECT);
-        if (data == NULL) {
-            return -2;
-        }
-        iov[0].iov_base = PyBytes_AS_STRING(data);
-        iov[0].iov_len = TL_PIPE_DIRECT;
-        iov[1].iov_base = rbuf;
-        iov[1].iov_len = TL_PIPE_READ_SIZE - TL_PIPE_DIRECT;
-        cnt = 2;
-    }
-    ssize_t n;
     for (;;) {
-        n = readv(t->s.fd, iov, cnt);
-        if (n >= 0 || errno != EINTR) {
-            break;
+        Py_ssize_t n = tl_stream_read(&t->s, TL_PIPE_DIRECT, TL_PIPE_SMALL,
+                                      out);
+        if (n != TL_READ_OSERROR || errno != EINTR) {
+            return n;
         }
-        /* os.read() retries after running the signal handlers. */
         if (PyErr_CheckSignals() < 0) {
-            Py_XDECREF(data);
-            return -2;
+            return TL_READ_RAISED;
         }
     }
-    if (n <= 0) {
-        int err = errno;
-        Py_XDECREF(data);
-        errno = err;
-        return n < 0 ? -1 : 0;
-    }
-    t->last_read = n;
-    if (t->s.loop != NULL) {
-        t->s.loop->n_bytes_read += (uint64_t)n;     /* loop.stats() */
-    }
-    if (data == NULL) {
-        data = PyBytes_FromStringAndSize(rbuf, n);
-        if (data == NULL) {
-            return -2;
-        }
-    }
-    else if (n > TL_PIPE_DIRECT) {
-        PyObject *big = PyBytes_FromStringAndSize(NULL, n);
-        if (big == NULL) {
-            Py_DECREF(data);
-            return -2;
-        }
-        memcpy(PyBytes_AS_STRING(big), PyBytes_AS_STRING(data),
-               TL_PIPE_DIRECT);
-        memcpy(PyBytes_AS_STRING(big) + TL_PIPE_DIRECT, rbuf,
-               n - TL_PIPE_DIRECT);
-        Py_SETREF(data, big);
-    }
-    else if (n < TL_PIPE_DIRECT && _PyBytes_Resize(&data, n) < 0) {
-        return -2;
-    }
-    *out = data;
-    return n;
 }
 
 static PyObject *
@@ -293,9 +236,8 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     PyObject *data;
-    char *rbuf = tl_stream_rbuf(&t->s);
-    ssize_t n = rbuf == NULL ? -2 : pipe_read(t, rbuf, &data);
-    if (n == -2) {
+    Py_ssize_t n = pipe_read(t, &data);
+    if (n == TL_READ_RAISED) {
         return NULL;
     }
     if (n < 0) {

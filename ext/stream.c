@@ -15,6 +15,7 @@
 #include <string.h>
 #include <structmember.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 char *
 tl_stream_rbuf(tl_stream *s)
@@ -25,6 +26,89 @@ tl_stream_rbuf(tl_stream *s)
         PyErr_NoMemory();
     }
     return loop->rbuf;
+}
+
+/* Whether a direct read's bytes object was once freed at its full size:
+ * see read_result(). */
+static int big_freed;
+
+/* The bytes of a direct read of n bytes into data (`direct` of them, the
+ * rest in rbuf): data itself when it fits well, else a copy. */
+static PyObject *
+read_result(PyObject *data, Py_ssize_t n, Py_ssize_t direct,
+            Py_ssize_t small, const char *rbuf)
+{
+    if (n == direct) {
+        return data;
+    }
+    /* glibc's malloc() mmap()s a block above its threshold (128 KiB at
+     * first), and shrinking that block mremap()s it, so that freeing it
+     * leaves the threshold where it is (mallopt(3)): each direct read of
+     * 256 KiB would cost mmap(), mremap(), munmap() and page faults.  Once
+     * such a block is freed at its full size, the threshold rises above
+     * it and direct blocks come from the heap, where shrinking only splits
+     * them.  So the first shrink in the process is a copy instead. */
+    if (n >= small && n < direct && big_freed) {
+        /* A realloc() that gives back the tail. */
+        return _PyBytes_Resize(&data, n) < 0 ? NULL : data;
+    }
+    big_freed = 1;
+    /* Too small to keep `direct` bytes for, or longer than data. */
+    PyObject *r = PyBytes_FromStringAndSize(NULL, n);
+    if (r != NULL) {
+        char *p = PyBytes_AS_STRING(r);
+        Py_ssize_t head = n < direct ? n : direct;
+        memcpy(p, PyBytes_AS_STRING(data), head);
+        memcpy(p + head, rbuf, n - head);
+    }
+    Py_DECREF(data);
+    return r;
+}
+
+Py_ssize_t
+tl_stream_read(tl_stream *s, Py_ssize_t direct, Py_ssize_t small,
+               PyObject **out)
+{
+    *out = NULL;
+    char *rbuf = tl_stream_rbuf(s);
+    if (rbuf == NULL) {
+        return TL_READ_RAISED;
+    }
+    PyObject *data = NULL;
+    struct iovec iov[2];
+    int cnt = 1;
+    iov[0].iov_base = rbuf;
+    iov[0].iov_len = TL_READ_SIZE;
+    if (s->last_read >= small) {
+        data = PyBytes_FromStringAndSize(NULL, direct);
+        if (data == NULL) {
+            return TL_READ_RAISED;
+        }
+        iov[0].iov_base = PyBytes_AS_STRING(data);
+        iov[0].iov_len = (size_t)direct;
+        if (direct < TL_READ_SIZE) {
+            iov[1].iov_base = rbuf;
+            iov[1].iov_len = (size_t)(TL_READ_SIZE - direct);
+            cnt = 2;
+        }
+    }
+    ssize_t n = cnt == 1 ? read(s->fd, iov[0].iov_base, iov[0].iov_len)
+                         : readv(s->fd, iov, cnt);
+    if (n <= 0) {
+        int err = errno;
+        Py_XDECREF(data);
+        errno = err;
+        return n < 0 ? TL_READ_OSERROR : 0;
+    }
+    s->last_read = n;
+    tl_stream_count_read(s, n);
+    data = data == NULL ? PyBytes_FromStringAndSize(rbuf, n)
+                        : read_result(data, n, direct, small, rbuf);
+    if (data == NULL) {
+        return TL_READ_RAISED;
+    }
+    *out = data;
+    return n;
 }
 
 /* ---- the write ring ------------------------------------------------- */

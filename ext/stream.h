@@ -102,6 +102,7 @@ typedef struct tl_stream {
     Py_ssize_t wb_head, wb_len, wb_cap;
     Py_ssize_t wb_bytes;         /* see tl_wb_counted() */
     Py_ssize_t wb_live;          /* live items queued */
+    Py_ssize_t last_read;        /* bytes of the last tl_stream_read() */
     int fd;
     int conn_lost;
     char closing;
@@ -141,6 +142,25 @@ tl_stream_count_written(tl_stream *s, Py_ssize_t n)
 /* The loop's 256 KiB read buffer, made at the first read; NULL with
  * MemoryError. */
 char *tl_stream_rbuf(tl_stream *s);
+
+/* What tl_stream_read() returns when it read nothing. */
+#define TL_READ_OSERROR (-1)     /* read() failed: errno says why (EINTR,
+                                    EAGAIN too: the caller decides) */
+#define TL_READ_RAISED (-2)      /* a Python exception is set */
+
+/* One read() of up to TL_READ_SIZE bytes (asyncio's max_size) into a new
+ * bytes object: n > 0 with *out the bytes, 0 at EOF, or a TL_READ_ code
+ * (*out NULL).  Where the bytes land depends on s->last_read:
+ *   - after a read of `small` bytes or more, straight into a fresh bytes
+ *     object of `direct` bytes (the rest of TL_READ_SIZE, if any, into
+ *     the loop's buffer), then shrunk to what came: no copy;
+ *   - after a smaller read (and at first), into the loop's buffer, then
+ *     copied: a few bytes cost less to copy than a big allocation.
+ * A read of fewer than `small` bytes never keeps a big allocation: it is
+ * copied out of it.  So a connection of small messages reads through the
+ * loop's buffer, and one of big messages without a copy. */
+Py_ssize_t tl_stream_read(tl_stream *s, Py_ssize_t direct, Py_ssize_t small,
+                          PyObject **out);
 
 /* ---- the write ring ------------------------------------------------- */
 

@@ -310,6 +310,10 @@ tr_read_ssl(PyObject *self)
     Py_RETURN_NONE;
 }
 
+/* data_received() reads: tl_stream_read() of up to max_size, straight
+ * into the bytes object after a read of TR_READ_SMALL bytes or more. */
+#define TR_READ_SMALL (8 * 1024)
+
 static PyObject *
 Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -325,19 +329,14 @@ Transport_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         }
         return tr_read_buffered(self);
     }
-    ssize_t n;
     LoopObject *loop = t->s.loop;
-    if (tl_stream_rbuf(&t->s) == NULL) {
+    PyObject *data;
+    Py_ssize_t n = tl_stream_read(&t->s, TL_READ_SIZE, TR_READ_SMALL, &data);
+    if (n == TL_READ_RAISED) {
         return NULL;
     }
-    n = recv(t->s.fd, loop->rbuf, TL_READ_SIZE, 0);
     if (n <= 0) {
         return tr_recv_ended(self, n, errno);
-    }
-    loop->n_bytes_read += (uint64_t)n;
-    PyObject *data = PyBytes_FromStringAndSize(loop->rbuf, n);
-    if (data == NULL) {
-        return NULL;
     }
     PyObject *args[2] = {t->s.protocol, data};
     PyObject *r = PyObject_VectorcallMethod(
