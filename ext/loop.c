@@ -675,9 +675,18 @@ Loop_set_debug_attr(LoopObject *self, PyObject *v, void *c)
     return 0;
 }
 
+/* Read-only: the heap's bookkeeping (timers.c). */
+static PyObject *
+Loop_get_timer_cancelled_count(LoopObject *self, void *c)
+{
+    return PyLong_FromSsize_t(self->timer_cancelled_count);
+}
+
 static PyGetSetDef Loop_getset[] = {
     {"_debug", (getter)Loop_get_debug_attr, (setter)Loop_set_debug_attr,
      NULL, NULL},
+    {"_timer_cancelled_count", (getter)Loop_get_timer_cancelled_count, NULL,
+     "Cancelled timers asyncio would count as still scheduled.", NULL},
     {NULL}};
 
 static PyMethodDef Loop_methods[] = {

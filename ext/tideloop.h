@@ -208,6 +208,10 @@ typedef struct LoopObject {
     Py_ssize_t heap_len;
     Py_ssize_t heap_cap;
     Py_ssize_t heap_cancelled;   /* cancelled timers still in the heap */
+    /* asyncio's _timer_cancelled_count, kept as asyncio keeps it (it
+     * decides the rebuild): a cancelled timer that leaves the heap as due
+     * is not taken off it, so it may count more than heap_cancelled. */
+    Py_ssize_t timer_cancelled_count;
     uint64_t timer_seq;
     int64_t armed_ns;            /* backend timer deadline, 0 if disarmed */
 

@@ -128,6 +128,7 @@ timers_compact(LoopObject *self, TimerHandleObject **dead)
     }
     self->heap_len = w;
     self->heap_cancelled -= nd;
+    self->timer_cancelled_count = 0;
     for (Py_ssize_t i = w / 2 - 1; i >= 0; i--) {
         heap_sift_down(self->heap, w, i, self->heap[i]);
     }
@@ -137,7 +138,8 @@ void
 tl_timers_prune(LoopObject *self)
 {
     Py_ssize_t nd = self->heap_cancelled;
-    if (self->heap_len > TL_MIN_SCHEDULED_TIMERS && 2 * nd > self->heap_len) {
+    if (self->heap_len > TL_MIN_SCHEDULED_TIMERS &&
+        2 * self->timer_cancelled_count > self->heap_len) {
         TimerHandleObject **dead = PyMem_Malloc(nd * sizeof(*dead));
         if (dead != NULL) {
             timers_compact(self, dead);
@@ -154,6 +156,7 @@ tl_timers_prune(LoopObject *self)
     }
     while (self->heap_len > 0 && self->heap[0].t->base.cancelled) {
         TimerHandleObject *t = tl_timers_pop(self);
+        self->timer_cancelled_count--;
         Py_DECREF(t);
     }
 }
@@ -163,6 +166,7 @@ tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
 {
     if (t->in_heap) {
         self->heap_cancelled++;
+        self->timer_cancelled_count++;
         self->n_timers_cancelled++;
     }
 }
