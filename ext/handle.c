@@ -20,9 +20,18 @@ args_tuple(tl_state *st, PyObject *const *args, Py_ssize_t nargs)
     if (t == NULL) {
         return NULL;
     }
+    int atomic = 1;
     for (Py_ssize_t i = 0; i < nargs; i++) {
         Py_INCREF(args[i]);
         PyTuple_SET_ITEM(t, i, args[i]);
+        atomic &= !PyObject_IS_GC(args[i]);
+    }
+    /* Of objects the GC does not track (ints, strings, None...): it can be
+     * in no cycle, and the GC's first pass would untrack it anyway
+     * (CPython's _PyTuple_MaybeUntrack); untracked now, no young
+     * collection traverses it. */
+    if (atomic) {
+        PyObject_GC_UnTrack(t);
     }
     return t;
 }

@@ -246,3 +246,18 @@ def test_call_later_cancel_flood_is_bounded(kind, loop):
         assert len(loop._scheduled) <= batch
     else:
         assert loop.stats()["timers_pending"] == 0
+
+
+def test_atomic_args_tuple_untracked(kind, loop):
+    # A timer's args of objects the GC does not track (ints, strings, None)
+    # are a tuple in no cycle: tideloop leaves it untracked from the start
+    # (CPython's GC would untrack it at its first pass).
+    if kind == "asyncio":
+        pytest.skip("tideloop's handles")
+    h = loop.call_later(1000, print, 1, "x", None, 2.5)
+    assert not gc.is_tracked(h._args)
+    # A list may come to hold the handle: that tuple stays tracked.
+    h2 = loop.call_later(1000, print, [])
+    assert gc.is_tracked(h2._args)
+    h2.cancel()
+    h.cancel()
