@@ -20,9 +20,18 @@ args_tuple(tl_state *st, PyObject *const *args, Py_ssize_t nargs)
     if (t == NULL) {
         return NULL;
     }
+    int atomic = 1;
     for (Py_ssize_t i = 0; i < nargs; i++) {
         Py_INCREF(args[i]);
         PyTuple_SET_ITEM(t, i, args[i]);
+        atomic &= !PyObject_IS_GC(args[i]);
+    }
+    /* Of objects the GC does not track (ints, strings, None...): it can be
+     * in no cycle, and the GC's first pass would untrack it anyway
+     * (CPython's _PyTuple_MaybeUntrack); untracked now, no young
+     * collection traverses it. */
+    if (atomic) {
+        PyObject_GC_UnTrack(t);
     }
     return t;
 }
@@ -159,7 +168,7 @@ tl_timer_new(tl_state *st, LoopObject *loop, double when, PyObject *when_obj,
     t->when = when;
     t->when_obj = NULL;
     t->seq = 0;
-    t->heap_index = -1;
+    t->in_heap = 0;
     t->base.is_timer = 1;
     if (handle_fill(st, &t->base, loop, callback, args, nargs, context) < 0) {
         PyObject_GC_Track(t);
@@ -434,10 +443,10 @@ Handle_cancel(HandleObject *self, PyObject *Py_UNUSED(ignored))
     if (self->cancelled) {
         Py_RETURN_NONE;
     }
+    self->cancelled = 1;
     if (self->is_timer) {
         tl_loop_timer_cancelled(self->loop, (TimerHandleObject *)self);
     }
-    self->cancelled = 1;
     if (self->loop->debug) {
         /* Keep a repr for debugging: the callback is dropped below. */
         PyObject *r = PyObject_Repr((PyObject *)self);
@@ -611,7 +620,7 @@ TimerHandle_when(TimerHandleObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 TimerHandle_get_scheduled(TimerHandleObject *self, void *c)
 {
-    return PyBool_FromLong(self->heap_index >= 0);
+    return PyBool_FromLong(self->in_heap);
 }
 
 static Py_hash_t

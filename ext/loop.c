@@ -204,7 +204,7 @@ loop_clear_queues(LoopObject *self)
             Py_DECREF(h);
         }
         while (self->heap_len > 0) {
-            TimerHandleObject *t = tl_timers_remove(self, self->heap_len - 1);
+            TimerHandleObject *t = tl_timers_pop(self);
             Py_DECREF(t);
         }
     }
@@ -401,6 +401,10 @@ loop_may_have_io(LoopObject *self)
 static int
 loop_run_once(LoopObject *self)
 {
+    tl_timers_prune(self);
+    if (self->uv == NULL) {
+        return 0;
+    }
     tl_uv *u = self->uv;
     /* (A DNS answer completed outside a poll must not wait for one.) */
     int block = (self->rq_len == 0 && !self->stopping &&
@@ -487,8 +491,8 @@ loop_run_once(LoopObject *self)
     if (self->heap_len > 0) {
         double now = loop_now();
         while (self->heap_len > 0 && !(self->heap[0].when > now)) {
-            TimerHandleObject *t = tl_timers_remove(self, 0);
-            self->n_timers_fired++;
+            TimerHandleObject *t = tl_timers_pop(self);
+            self->n_timers_fired += !t->base.cancelled;
             if (rq_push(self, (HandleObject *)t) < 0) {
                 return -1;
             }
@@ -630,7 +634,7 @@ Loop_stats(LoopObject *self, PyObject *Py_UNUSED(ignored))
         "timers_scheduled", (unsigned long long)self->timer_seq,
         "timers_fired", (unsigned long long)self->n_timers_fired,
         "timers_cancelled", (unsigned long long)self->n_timers_cancelled,
-        "timers_pending", self->heap_len,
+        "timers_pending", self->heap_len - self->heap_cancelled,
         "fd_watchers", fds,
         "readers", readers,
         "writers", writers,
@@ -671,9 +675,18 @@ Loop_set_debug_attr(LoopObject *self, PyObject *v, void *c)
     return 0;
 }
 
+/* Read-only: the heap's bookkeeping (timers.c). */
+static PyObject *
+Loop_get_timer_cancelled_count(LoopObject *self, void *c)
+{
+    return PyLong_FromSsize_t(self->timer_cancelled_count);
+}
+
 static PyGetSetDef Loop_getset[] = {
     {"_debug", (getter)Loop_get_debug_attr, (setter)Loop_set_debug_attr,
      NULL, NULL},
+    {"_timer_cancelled_count", (getter)Loop_get_timer_cancelled_count, NULL,
+     "Cancelled timers asyncio would count as still scheduled.", NULL},
     {NULL}};
 
 static PyMethodDef Loop_methods[] = {

@@ -152,7 +152,7 @@ typedef struct TimerHandleObject {
     double when;                 /* seconds on the loop's clock */
     PyObject *when_obj;          /* the object given to call_at, or NULL */
     uint64_t seq;                /* ties between equal `when` are FIFO */
-    Py_ssize_t heap_index;       /* position in the loop's heap, or -1 */
+    char in_heap;                /* in the loop's heap (maybe cancelled) */
 } TimerHandleObject;
 
 /* dns.c: the libuv loop whose thread pool runs the lookups, and the
@@ -210,6 +210,11 @@ typedef struct LoopObject {
     tl_timer_slot *heap;
     Py_ssize_t heap_len;
     Py_ssize_t heap_cap;
+    Py_ssize_t heap_cancelled;   /* cancelled timers still in the heap */
+    /* asyncio's _timer_cancelled_count, kept as asyncio keeps it (it
+     * decides the rebuild): a cancelled timer that leaves the heap as due
+     * is not taken off it, so it may count more than heap_cancelled. */
+    Py_ssize_t timer_cancelled_count;
     uint64_t timer_seq;
     int64_t armed_ns;            /* backend timer deadline, 0 if disarmed */
 
@@ -240,7 +245,7 @@ typedef struct LoopObject {
     uint64_t n_iterations;
     uint64_t n_callbacks;        /* handles run (not cancelled ones) */
     uint64_t n_timers_fired;
-    uint64_t n_timers_cancelled; /* removed from the heap by cancel() */
+    uint64_t n_timers_cancelled; /* cancelled while in the heap */
     uint64_t n_slow_callbacks;   /* debug mode: over slow_callback_duration */
     uint64_t n_bytes_read;       /* C transports (transport.c) */
     uint64_t n_bytes_written;
@@ -406,10 +411,13 @@ PyObject *tl_loop_create_future(LoopObject *loop);
  * a new reference to t (and gives it its seq); 0, or -1 with
  * MemoryError set. */
 int tl_timers_push(LoopObject *loop, TimerHandleObject *t);
-/* Remove the timer at index i; returns the reference the heap held. */
-TimerHandleObject *tl_timers_remove(LoopObject *loop, Py_ssize_t i);
-/* A TimerHandle was cancelled: take it out of the heap if it is there
- * (handle.c). */
+/* Remove the earliest timer; returns the reference the heap held. */
+TimerHandleObject *tl_timers_pop(LoopObject *loop);
+/* Drop cancelled timers as asyncio's _run_once does: all of them when
+ * they are over half of more than 100, else those at the head.  May run
+ * arbitrary code (the last references to their contexts). */
+void tl_timers_prune(LoopObject *loop);
+/* A TimerHandle was cancelled (handle.c): counted; prune drops it. */
 void tl_loop_timer_cancelled(LoopObject *loop, TimerHandleObject *t);
 
 #endif /* TIDELOOP_H */

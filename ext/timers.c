@@ -1,18 +1,24 @@
 /* The loop's timer heap: a binary min-heap of TimerHandles ordered by
  * (when, seq), so equal deadlines run in the order they were scheduled.
- * Each timer knows its index, which makes cancel() an O(log n) removal:
- * a cancelled timer leaves the heap at once, as libuv's timers do, so
- * the heap never holds dead entries and needs no compaction.
+ *
+ * Cancellation is asyncio's: cancel() only marks the timer and counts
+ * it; tl_timers_prune, once per loop iteration, drops the cancelled
+ * timers at the head, or all of them (and re-heapifies) when they are
+ * over half of more than 100 timers.  TimerHandle._scheduled stays true
+ * until then, as in asyncio.  So a timer never needs its position in the
+ * heap: sifting moves only the slots.
  *
  * The sort key lives in the heap's own array (tl_timer_slot), next to
- * the pointer: sifting compares keys in one contiguous array instead of
- * loading each timer object, which for a heap of 100,000 timers was a
- * cache miss per level.  Only the moved timer's heap_index is written.
+ * the pointer: sifting compares keys in one contiguous array and never
+ * loads or writes a timer object, which for a heap of 100,000 timers
+ * was a cache miss per level.
  *
  * The heap holds a strong reference to each timer in it. */
 #include "tideloop.h"
 
 #include <math.h>
+
+#define TL_MIN_SCHEDULED_TIMERS 100   /* asyncio's _MIN_SCHEDULED_TIMER_HANDLES */
 
 static inline int
 slot_before(const tl_timer_slot *a, const tl_timer_slot *b)
@@ -23,49 +29,48 @@ slot_before(const tl_timer_slot *a, const tl_timer_slot *b)
     return a->seq < b->seq;
 }
 
-static inline void
-heap_set(LoopObject *self, Py_ssize_t i, tl_timer_slot s)
-{
-    self->heap[i] = s;
-    s.t->heap_index = i;
-}
-
 static void
-heap_sift_up(LoopObject *self, Py_ssize_t i)
+heap_sift_up(tl_timer_slot *heap, Py_ssize_t i, tl_timer_slot s)
 {
-    tl_timer_slot s = self->heap[i];
     while (i > 0) {
         Py_ssize_t parent = (i - 1) / 2;
-        if (!slot_before(&s, &self->heap[parent])) {
+        if (!slot_before(&s, &heap[parent])) {
             break;
         }
-        heap_set(self, i, self->heap[parent]);
+        heap[i] = heap[parent];
         i = parent;
     }
-    heap_set(self, i, s);
+    heap[i] = s;
 }
 
+/* Puts s at the hole i of heap[0..n): Floyd's variant, which moves the
+ * hole down to a leaf along the smaller children (one comparison per
+ * level) and then sifts s up from there, usually by a level or two. */
 static void
-heap_sift_down(LoopObject *self, Py_ssize_t i)
+heap_sift_down(tl_timer_slot *heap, Py_ssize_t n, Py_ssize_t i,
+               tl_timer_slot s)
 {
-    tl_timer_slot s = self->heap[i];
-    Py_ssize_t n = self->heap_len;
+    Py_ssize_t start = i;
     for (;;) {
         Py_ssize_t child = 2 * i + 1;
         if (child >= n) {
             break;
         }
-        if (child + 1 < n &&
-            slot_before(&self->heap[child + 1], &self->heap[child])) {
+        if (child + 1 < n && slot_before(&heap[child + 1], &heap[child])) {
             child++;
         }
-        if (!slot_before(&self->heap[child], &s)) {
-            break;
-        }
-        heap_set(self, i, self->heap[child]);
+        heap[i] = heap[child];
         i = child;
     }
-    heap_set(self, i, s);
+    while (i > start) {
+        Py_ssize_t parent = (i - 1) / 2;
+        if (!slot_before(&s, &heap[parent])) {
+            break;
+        }
+        heap[i] = heap[parent];
+        i = parent;
+    }
+    heap[i] = s;
 }
 
 int
@@ -83,41 +88,85 @@ tl_timers_push(LoopObject *self, TimerHandleObject *t)
     }
     Py_INCREF(t);
     t->seq = self->timer_seq++;
+    t->in_heap = 1;
     /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
     tl_timer_slot s = {isnan(t->when) ? -INFINITY : t->when, t->seq, t};
-    self->heap[self->heap_len] = s;
-    self->heap_len++;
-    heap_sift_up(self, self->heap_len - 1);
+    heap_sift_up(self->heap, self->heap_len++, s);
     return 0;
 }
 
-/* Removes the timer at index i; returns the reference the heap held. */
 TimerHandleObject *
-tl_timers_remove(LoopObject *self, Py_ssize_t i)
+tl_timers_pop(LoopObject *self)
 {
-    TimerHandleObject *t = self->heap[i].t;
+    TimerHandleObject *t = self->heap[0].t;
     Py_ssize_t last = --self->heap_len;
-    t->heap_index = -1;
-    if (i != last) {
-        heap_set(self, i, self->heap[last]);
-        if (i > 0 && slot_before(&self->heap[i], &self->heap[(i - 1) / 2])) {
-            heap_sift_up(self, i);
-        }
-        else {
-            heap_sift_down(self, i);
-        }
+    if (last > 0) {
+        heap_sift_down(self->heap, last, 0, self->heap[last]);
+    }
+    t->in_heap = 0;
+    if (t->base.cancelled) {
+        self->heap_cancelled--;
     }
     return t;
+}
+
+/* Moves the live timers to the front and re-heapifies them; the
+ * cancelled ones go to dead[] (the caller drops them). */
+static void
+timers_compact(LoopObject *self, TimerHandleObject **dead)
+{
+    Py_ssize_t w = 0, nd = 0, n = self->heap_len;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        TimerHandleObject *t = self->heap[i].t;
+        if (t->base.cancelled && nd < self->heap_cancelled) {
+            t->in_heap = 0;
+            dead[nd++] = t;
+        }
+        else {
+            self->heap[w++] = self->heap[i];
+        }
+    }
+    self->heap_len = w;
+    self->heap_cancelled -= nd;
+    self->timer_cancelled_count = 0;
+    for (Py_ssize_t i = w / 2 - 1; i >= 0; i--) {
+        heap_sift_down(self->heap, w, i, self->heap[i]);
+    }
+}
+
+void
+tl_timers_prune(LoopObject *self)
+{
+    Py_ssize_t nd = self->heap_cancelled;
+    if (self->heap_len > TL_MIN_SCHEDULED_TIMERS &&
+        2 * self->timer_cancelled_count > self->heap_len) {
+        TimerHandleObject **dead = PyMem_Malloc(nd * sizeof(*dead));
+        if (dead != NULL) {
+            timers_compact(self, dead);
+            /* The heap is consistent: dropping the timers may run code
+             * that schedules more. */
+            nd -= self->heap_cancelled;
+            for (Py_ssize_t i = 0; i < nd; i++) {
+                Py_DECREF(dead[i]);
+            }
+            PyMem_Free(dead);
+            return;
+        }
+        /* No memory for the list: drop only the head ones. */
+    }
+    while (self->heap_len > 0 && self->heap[0].t->base.cancelled) {
+        TimerHandleObject *t = tl_timers_pop(self);
+        self->timer_cancelled_count--;
+        Py_DECREF(t);
+    }
 }
 
 void
 tl_loop_timer_cancelled(LoopObject *self, TimerHandleObject *t)
 {
-    Py_ssize_t i = t->heap_index;
-    if (i >= 0 && i < self->heap_len && self->heap[i].t == t) {
-        TimerHandleObject *r = tl_timers_remove(self, i);
+    if (t->in_heap) {
+        self->heap_cancelled++;
+        self->timer_cancelled_count++;
         self->n_timers_cancelled++;
-        /* The caller (cancel) holds its own reference. */
-        Py_DECREF(r);
     }
 }

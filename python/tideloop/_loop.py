@@ -152,7 +152,6 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     """An asyncio event loop implemented in C on libuv."""
 
     def __init__(self) -> None:
-        self._timer_cancelled_count = 0
         self._default_executor: Any = None
         self._internal_fds = 0
         self._clock_resolution = time.get_clock_info("monotonic").resolution
