@@ -16,6 +16,7 @@ drifts.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import inspect
 import selectors
@@ -30,7 +31,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import (base_events, constants, coroutines, events,
-                     format_helpers, selector_events, unix_events)
+                     format_helpers, selector_events, trsock, unix_events)
 
 from . import _core, _pipes, _sslproto, _transports
 
@@ -93,7 +94,7 @@ _FALLBACK_BASE = (
     "sendfile", "subprocess_exec", "subprocess_shell",
 )
 _FALLBACK_SELECTOR = (
-    "_accept_connection", "_accept_connection2",
+    "_accept_connection2",
     "_sendfile_native", "_start_serving",
 )
 _FALLBACK_UNIX = (
@@ -463,6 +464,79 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                                                 waiter, extra,
                                                 context=context)
 
+    # -- servers: the accept loop ---------------------------------------
+
+    def _accept_connection(
+            self, protocol_factory, sock, sslcontext=None, server=None,
+            backlog=100,
+            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
+            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
+        # type: (Any, Any, Any, Any, int, Any, Any) -> None
+        """asyncio's accept loop (up to `backlog` connections per
+        readiness event, EMFILE & co. logged and retried after
+        ACCEPT_RETRY_DELAY), without a Task per plain connection: the
+        protocol and the C transport are made here, in a copy of the
+        server's context per connection, as asyncio's accept task does.
+        TLS and debug mode keep asyncio's own code (handshake waiter,
+        debug log lines)."""
+        if sslcontext or self._debug:
+            return _SEL_ACCEPT(self, protocol_factory, sock, sslcontext,
+                               server, backlog, ssl_handshake_timeout,
+                               ssl_shutdown_timeout)
+        # socket.accept()'s work, with the listener's family, type and
+        # proto read once per batch, not per connection (each read makes
+        # an enum); a socket subclass keeps its own accept().
+        plain = sock.__class__ is _socket_cls
+        if plain:
+            family, kind, proto = sock.family, sock.type, sock.proto
+            nodelay = (family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
+                       and proto == socket.IPPROTO_TCP)
+        for _ in range(backlog):
+            try:
+                if plain:
+                    fd, addr = sock._accept()
+                    conn = _socket_cls(family, kind, proto, fileno=fd)
+                else:
+                    conn, addr = sock.accept()
+                conn.setblocking(False)
+            except (BlockingIOError, InterruptedError,
+                    ConnectionAbortedError):
+                return None
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RESOURCE_ERRNOS:
+                    raise  # the loop logs it, as asyncio's does
+                self._accept_out_of_resource(
+                    exc, protocol_factory, sock, sslcontext, server,
+                    backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+            else:
+                ctx = contextvars.copy_context()
+                try:
+                    protocol = ctx.run(protocol_factory)
+                    _transports.make_socket_transport(
+                        self, conn, protocol, extra={"peername": addr},
+                        server=server, context=ctx,
+                        nodelay=nodelay if plain else None)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException:
+                    # asyncio's accept task logs this in debug mode only.
+                    pass
+        return None
+
+    def _accept_out_of_resource(self, exc, protocol_factory, sock,
+                                *args):
+        # type: (OSError, Any, Any, *Any) -> None
+        """Linux keeps reporting the listener readable: stop watching it
+        and start again after ACCEPT_RETRY_DELAY, as asyncio does."""
+        self.call_exception_handler({
+            "message": "socket.accept() out of system resource",
+            "exception": exc,
+            "socket": trsock.TransportSocket(sock),
+        })
+        self._remove_reader(sock.fileno())
+        self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving,
+                        protocol_factory, sock, *args)
+
     # asyncio's start_tls() of this Python, with the C SSL protocol.
     start_tls = _sslproto.start_tls
 
@@ -815,6 +889,11 @@ _SOCK_CALLBACKS = {
         ("_sock_connect_cb", "sock_connect"), ("_sock_accept", "sock_accept"))
     if _cb in _SEL}
 _SOCK_SWEEP_FIRST = 0.005
+_SEL_ACCEPT = _SEL["_accept_connection"]
+_socket_cls = socket.socket
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                           errno.ENOMEM)
 _SOCK_SWEEP_MAX = 1.0
 
 
