@@ -470,28 +470,36 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             self, protocol_factory, sock, sslcontext=None, server=None,
             backlog=100,
             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT):
-        # type: (Any, Any, Any, Any, int, Any, Any) -> None
-        """asyncio's accept loop (up to `backlog` connections per
-        readiness event, EMFILE & co. logged and retried after
-        ACCEPT_RETRY_DELAY), without a Task per plain connection: the
-        protocol and the C transport are made here, in a copy of the
-        server's context per connection, as asyncio's accept task does.
-        TLS and debug mode keep asyncio's own code (handshake waiter,
-        debug log lines)."""
-        if sslcontext or self._debug:
+            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
+            *context):
+        # type: (Any, Any, Any, Any, int, Any, Any, *Any) -> None
+        """asyncio's accept loop of this Python (up to `backlog` accepts
+        per readiness event, `backlog` + 1 on 3.14+; EMFILE & co. logged
+        and retried after ACCEPT_RETRY_DELAY), without a Task per plain
+        connection.  asyncio's accept tasks (_accept_connection2) run one
+        iteration later, one after the other: so does one call_soon()
+        (_accept_made) per run of connections, where the protocols and C
+        transports are made, each in its own copy of the context, and
+        connection_made() comes at the same iteration and in the same
+        order as under asyncio.  `context`: 3.15's server context (passed
+        by its _start_serving()), absent before.  TLS, debug mode and a
+        task factory (which may run the accept task eagerly) keep
+        asyncio's own code."""
+        if sslcontext or self._debug or self._task_factory is not None:
             return _SEL_ACCEPT(self, protocol_factory, sock, sslcontext,
                                server, backlog, ssl_handshake_timeout,
-                               ssl_shutdown_timeout)
+                               ssl_shutdown_timeout, *context)
         # socket.accept()'s work, with the listener's family, type and
-        # proto read once per batch, not per connection (each read makes
+        # proto read once per event, not per connection (each read makes
         # an enum); a socket subclass keeps its own accept().
         plain = sock.__class__ is _socket_cls
+        nodelay = None
         if plain:
             family, kind, proto = sock.family, sock.type, sock.proto
             nodelay = (family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
                        and proto == socket.IPPROTO_TCP)
-        for _ in range(backlog):
+        run = None  # the connections the pending _accept_made() will make
+        for _ in range(backlog + _ACCEPT_EXTRA):
             try:
                 if plain:
                     fd, addr = sock._accept()
@@ -499,28 +507,59 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                 else:
                     conn, addr = sock.accept()
                 conn.setblocking(False)
-            except (BlockingIOError, InterruptedError,
-                    ConnectionAbortedError):
+            except ConnectionAbortedError:
+                if _ACCEPT_ABORTED_CONTINUES:
+                    continue
+                return None
+            except (BlockingIOError, InterruptedError):
                 return None
             except OSError as exc:
                 if exc.errno not in _ACCEPT_RESOURCE_ERRNOS:
                     raise  # the loop logs it, as asyncio's does
+                # The exception handler may schedule callbacks: the
+                # connections accepted after it are made after those, as
+                # asyncio's tasks created after it would run.
+                run = None
                 self._accept_out_of_resource(
                     exc, protocol_factory, sock, sslcontext, server,
-                    backlog, ssl_handshake_timeout, ssl_shutdown_timeout)
+                    backlog, ssl_handshake_timeout, ssl_shutdown_timeout,
+                    *context)
             else:
-                ctx = contextvars.copy_context()
-                try:
-                    protocol = ctx.run(protocol_factory)
-                    _transports.make_socket_transport(
-                        self, conn, protocol, extra={"peername": addr},
-                        server=server, context=ctx,
-                        nodelay=nodelay if plain else None)
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException:
-                    # asyncio's accept task logs this in debug mode only.
-                    pass
+                if run is None:
+                    run = [conn, addr]
+                    self.call_soon(self._accept_made, protocol_factory,
+                                   server, nodelay, context, run)
+                else:
+                    run += (conn, addr)
+        return None
+
+    def _accept_made(self, protocol_factory, server, nodelay, context,
+                     run):
+        # type: (Any, Any, bool | None, tuple[Any, ...], list[Any]) -> None
+        """What asyncio's accept tasks do, for a run of accepted
+        connections (conn, addr, conn, addr, ...): the protocol and the
+        transport, each connection in a copy of the server's context (3.15)
+        or of the accept's (before: a task's context).  A failure closes
+        that connection (asyncio's debug mode logs it); KeyboardInterrupt
+        and SystemExit propagate, the rest of the run is made at a later
+        call_soon()."""
+        for i in range(0, len(run), 2):
+            conn = run[i]
+            ctx = (context[0].copy() if context and context[0] is not None
+                   else contextvars.copy_context())
+            try:
+                protocol = ctx.run(protocol_factory)
+                _transports.make_socket_transport(
+                    self, conn, protocol, extra={"peername": run[i + 1]},
+                    server=server, context=ctx, nodelay=nodelay)
+            except (SystemExit, KeyboardInterrupt):
+                conn.close()
+                if i + 2 < len(run):
+                    self.call_soon(self._accept_made, protocol_factory,
+                                   server, nodelay, context, run[i + 2:])
+                raise
+            except BaseException:
+                conn.close()
         return None
 
     def _accept_out_of_resource(self, exc, protocol_factory, sock,
@@ -894,6 +933,10 @@ _socket_cls = socket.socket
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
                            errno.ENOMEM)
+# 3.14's accept loop: backlog + 1 accepts per event, and a connection
+# aborted before accept() is skipped rather than ending the batch.
+_ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
+_ACCEPT_ABORTED_CONTINUES = sys.version_info >= (3, 14)
 _SOCK_SWEEP_MAX = 1.0
 
 
