@@ -93,6 +93,9 @@ _FALLBACK_BASE = (
     "create_connection", "create_datagram_endpoint", "create_server",
     "sendfile", "subprocess_exec", "subprocess_shell",
 )
+# _accept_connection() called without a context (before 3.15).
+_NO_CONTEXT = object()
+
 _FALLBACK_SELECTOR = (
     "_accept_connection2",
     "_sendfile_native", "_start_serving",
@@ -471,8 +474,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             backlog=100,
             ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
             ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
-            *context):
-        # type: (Any, Any, Any, Any, int, Any, Any, *Any) -> None
+            context=_NO_CONTEXT):
+        # type: (Any, Any, Any, Any, int, Any, Any, Any) -> None
         """asyncio's accept loop of this Python (up to `backlog` accepts
         per readiness event, `backlog` + 1 on 3.14+; EMFILE & co. logged
         and retried after ACCEPT_RETRY_DELAY), without a Task per plain
@@ -485,10 +488,11 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         by its _start_serving()), absent before.  TLS, debug mode and a
         task factory (which may run the accept task eagerly) keep
         asyncio's own code."""
+        more = () if context is _NO_CONTEXT else (context,)
         if sslcontext or self._debug or self._task_factory is not None:
             return _SEL_ACCEPT(self, protocol_factory, sock, sslcontext,
                                server, backlog, ssl_handshake_timeout,
-                               ssl_shutdown_timeout, *context)
+                               ssl_shutdown_timeout, *more)
         # socket.accept()'s work, with the listener's family, type and
         # proto read once per event, not per connection (each read makes
         # an enum); a socket subclass keeps its own accept().
@@ -523,19 +527,21 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                 self._accept_out_of_resource(
                     exc, protocol_factory, sock, sslcontext, server,
                     backlog, ssl_handshake_timeout, ssl_shutdown_timeout,
-                    *context)
+                    *more)
             else:
                 if run is None:
                     run = [conn, addr]
                     self.call_soon(self._accept_made, protocol_factory,
-                                   server, nodelay, context, run)
+                                   server, nodelay,
+                                   None if context is _NO_CONTEXT else context,
+                                   run)
                 else:
                     run += (conn, addr)
         return None
 
     def _accept_made(self, protocol_factory, server, nodelay, context,
                      run):
-        # type: (Any, Any, bool | None, tuple[Any, ...], list[Any]) -> None
+        # type: (Any, Any, bool | None, Any, list[Any]) -> None
         """What asyncio's accept tasks do, for a run of accepted
         connections (conn, addr, conn, addr, ...): the protocol and the
         transport, each connection in a copy of the server's context (3.15)
@@ -545,7 +551,7 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         call_soon()."""
         for i in range(0, len(run), 2):
             conn = run[i]
-            ctx = (context[0].copy() if context and context[0] is not None
+            ctx = (context.copy() if context is not None
                    else contextvars.copy_context())
             try:
                 protocol = ctx.run(protocol_factory)
