@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import errno
+import functools
 import inspect
 import selectors
 import logging
@@ -93,9 +94,6 @@ _FALLBACK_BASE = (
     "create_connection", "create_datagram_endpoint", "create_server",
     "sendfile", "subprocess_exec", "subprocess_shell",
 )
-# _accept_connection() called without a context (before 3.15).
-_NO_CONTEXT = object()
-
 _FALLBACK_SELECTOR = (
     "_accept_connection2",
     "_sendfile_native", "_start_serving",
@@ -471,11 +469,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     def _accept_connection(
             self, protocol_factory, sock, sslcontext=None, server=None,
-            backlog=100,
-            ssl_handshake_timeout=constants.SSL_HANDSHAKE_TIMEOUT,
-            ssl_shutdown_timeout=constants.SSL_SHUTDOWN_TIMEOUT,
-            context=_NO_CONTEXT):
-        # type: (Any, Any, Any, Any, int, Any, Any, Any) -> None
+            backlog=100, *more, **kw):
+        # type: (Any, Any, Any, Any, int, *Any, **Any) -> None
         """asyncio's accept loop of this Python (up to `backlog` accepts
         per readiness event, `backlog` + 1 on 3.14+; EMFILE & co. logged
         and retried after ACCEPT_RETRY_DELAY), without a Task per plain
@@ -484,15 +479,17 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         (_accept_made) per run of connections, where the protocols and C
         transports are made, each in its own copy of the context, and
         connection_made() comes at the same iteration and in the same
-        order as under asyncio.  `context`: 3.15's server context (passed
-        by its _start_serving()), absent before.  TLS, debug mode and a
+        order as under asyncio.  `more`, `kw`: what this Python's
+        _start_serving() passes after `backlog` (the TLS timeouts, the
+        second from 3.11, and 3.15's server context), handed back to it
+        for a retry and to asyncio's accept loop.  TLS, debug mode and a
         task factory (which may run the accept task eagerly) keep
         asyncio's own code."""
-        more = () if context is _NO_CONTEXT else (context,)
         if sslcontext or self._debug or self._task_factory is not None:
-            return _SEL_ACCEPT(self, protocol_factory, sock, sslcontext,
-                               server, backlog, ssl_handshake_timeout,
-                               ssl_shutdown_timeout, *more)
+            _SEL_ACCEPT(self, protocol_factory, sock, sslcontext, server,
+                        backlog, *more, **kw)
+            return None
+        context = more[2] if len(more) > 2 else kw.get("context")
         # socket.accept()'s work, with the listener's family, type and
         # proto read once per event, not per connection (each read makes
         # an enum); a socket subclass keeps its own accept().
@@ -525,16 +522,13 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                 # asyncio's tasks created after it would run.
                 run = None
                 self._accept_out_of_resource(
-                    exc, protocol_factory, sock, sslcontext, server,
-                    backlog, ssl_handshake_timeout, ssl_shutdown_timeout,
-                    *more)
+                    exc, (protocol_factory, sock, sslcontext, server, backlog,
+                          *more), kw)
             else:
                 if run is None:
                     run = [conn, addr]
                     self.call_soon(self._accept_made, protocol_factory,
-                                   server, nodelay,
-                                   None if context is _NO_CONTEXT else context,
-                                   run)
+                                   server, nodelay, context, run)
                 else:
                     run += (conn, addr)
         return None
@@ -568,19 +562,20 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                 conn.close()
         return None
 
-    def _accept_out_of_resource(self, exc, protocol_factory, sock,
-                                *args):
-        # type: (OSError, Any, Any, *Any) -> None
+    def _accept_out_of_resource(self, exc, args, kw):
+        # type: (OSError, tuple[Any, ...], dict[str, Any]) -> None
         """Linux keeps reporting the listener readable: stop watching it
         and start again after ACCEPT_RETRY_DELAY, as asyncio does."""
         self.call_exception_handler({
             "message": "socket.accept() out of system resource",
             "exception": exc,
-            "socket": trsock.TransportSocket(sock),
+            "socket": trsock.TransportSocket(args[1]),
         })
-        self._remove_reader(sock.fileno())
-        self.call_later(constants.ACCEPT_RETRY_DELAY, self._start_serving,
-                        protocol_factory, sock, *args)
+        self._remove_reader(args[1].fileno())
+        start = self._start_serving  # type: ignore[attr-defined]
+        if kw:
+            start = functools.partial(start, **kw)
+        self.call_later(constants.ACCEPT_RETRY_DELAY, start, *args)
 
     # asyncio's start_tls() of this Python, with the C SSL protocol.
     start_tls = _sslproto.start_tls
