@@ -245,7 +245,11 @@ def test_emfile_retry(kind):
     assert got == ref
     msgs = json.loads(ref[0].split(" ", 1)[1])
     msg = ["socket.accept() out of system resource", 24, "TransportSocket"]
-    assert msgs == [msg, "listener not polled"] * 2
+    if sys.version_info >= (3, 14):
+        # backlog + 1 = 2 accepts per event: both fail, in one event.
+        assert msgs == [msg, msg] + ["listener not polled"] * 2
+    else:
+        assert msgs == [msg, "listener not polled"] * 2
     assert ref[1] == "accepted 3 serving True"
 
 
