@@ -253,8 +253,9 @@ def test_emfile_retry(kind):
     assert ref[1] == "accepted 3 serving True"
 
 
+@pytest.mark.parametrize("task_factory", [None, "eager"])
 @pytest.mark.parametrize("where", ["tcp4", "unix"])
-def test_accept_ordering(compare, where):
+def test_accept_ordering(compare, where, task_factory):
     """asyncio makes each accepted connection's protocol and transport in
     a Task, one loop iteration after the accept, and connection_made() one
     more iteration later.  A call_soon() ticker pins the iterations; the
@@ -262,6 +263,9 @@ def test_accept_ordering(compare, where):
     call_soon() too: all in the same order as under asyncio, for clients
     queued before serving starts and for one connecting while the loop
     runs."""
+    if task_factory == "eager" and sys.version_info < (3, 12):
+        pytest.skip("asyncio.eager_task_factory is 3.12+")
+
     def scenario(loop):
         events = []
         made = []
@@ -301,6 +305,10 @@ def test_accept_ordering(compare, where):
                 if ticks[0] < 14:
                     loop.call_soon(tick)
 
+            if task_factory == "eager":
+                # 3.12+: the accept task runs at once, inside the accept
+                # (tideloop then keeps asyncio's accept loop).
+                loop.set_task_factory(asyncio.eager_task_factory)
             try:
                 for i in range(3):
                     connect(i)
