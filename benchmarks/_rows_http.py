@@ -315,3 +315,67 @@ async def b_http_close(loop, n):
        unit="ms of load", group="net", warmup=None)
 async def b_http_tls(loop, n):
     return await _http_load(loop, n, keepalive=True, tls=True)
+
+
+# The client of accept_close: a plain blocking-socket Python process (not
+# traced by callgrind.py), so only the server's side is measured.  Waves of
+# `wave` connections: connect them all (the listener sees a burst, as under
+# wrk -c50), send one request on each, read each to the server's EOF.
+_ACCEPT_CLIENT = r"""
+import socket, sys
+port, n, wave = map(int, sys.argv[1:4])
+req = sys.argv[4].encode("latin-1").decode("unicode_escape").encode("latin-1")
+sys.stdin.readline()
+done = 0
+total = 0
+while done < n:
+    k = min(wave, n - done)
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(k)]
+    for s in socks:
+        s.sendall(req)
+    for s in socks:
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            total += len(b)
+        s.close()
+    done += k
+print(done, total, flush=True)
+"""
+
+
+@bench("accept_close", 2000,
+       "n connections from a blocking client in another process, in waves of 50: "
+       "connect, one `Connection: close` GET, read to EOF; the server (the "
+       "http_close server) accepts, answers and closes. Counts what http_close "
+       "measures (accept + transport set-up + teardown) by connections, not by "
+       "time, so callgrind.py can count instructions per connection",
+       unit="connections", group="net", warmup=lambda n: 50)
+async def b_accept_close(loop, n):
+    stats = {"conns": 0, "requests": 0, "bad": 0, "errors": []}
+    srv = await loop.create_server(lambda: _HttpServer(stats, keepalive=False),
+                                   LOOPBACK, 0, backlog=128)
+    port = srv.sockets[0].getsockname()[1]
+    req = http_request(port, False).decode("latin-1").encode("unicode_escape").decode()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _ACCEPT_CLIENT, str(port), str(n), "50", req,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        sw = Stopwatch().start()
+        proc.stdin.write(b"go\n")
+        line = await _bounded(proc.stdout.readline(), "accept_close client")
+        elapsed = sw.stop()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+        srv.close()
+        await srv.wait_closed()
+    done, total = map(int, line.split())
+    check(done == n, f"client made {done} connections, expected {n}")
+    check(total == n * len(HTTP_RESPONSE_CLOSE), f"client read {total} bytes")
+    check(stats["conns"] == n and stats["requests"] == n and not stats["bad"],
+          f"server counts {stats}")
+    check(not stats["errors"], f"server errors {stats['errors'][:3]}")
+    return elapsed, {"connections": n}

@@ -16,7 +16,9 @@ drifts.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
+import functools
 import inspect
 import selectors
 import logging
@@ -30,7 +32,7 @@ import traceback
 import warnings
 import weakref
 from asyncio import (base_events, constants, coroutines, events,
-                     format_helpers, selector_events, unix_events)
+                     format_helpers, selector_events, trsock, unix_events)
 
 from . import _core, _pipes, _sslproto, _transports
 
@@ -93,7 +95,7 @@ _FALLBACK_BASE = (
     "sendfile", "subprocess_exec", "subprocess_shell",
 )
 _FALLBACK_SELECTOR = (
-    "_accept_connection", "_accept_connection2",
+    "_accept_connection2",
     "_sendfile_native", "_start_serving",
 )
 _FALLBACK_UNIX = (
@@ -462,6 +464,118 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                                                 waiter, extra,
                                                 context=context)
 
+    # -- servers: the accept loop ---------------------------------------
+
+    def _accept_connection(
+            self, protocol_factory, sock, sslcontext=None, server=None,
+            backlog=100, *more, **kw):
+        # type: (Any, Any, Any, Any, int, *Any, **Any) -> None
+        """asyncio's accept loop of this Python (up to `backlog` accepts
+        per readiness event, `backlog` + 1 on 3.14+; EMFILE & co. logged
+        and retried after ACCEPT_RETRY_DELAY), without a Task per plain
+        connection.  asyncio's accept tasks (_accept_connection2) run one
+        iteration later, one after the other: so does one call_soon()
+        (_accept_made) per run of connections, where the protocols and C
+        transports are made, each in its own copy of the context, and
+        connection_made() comes at the same iteration and in the same
+        order as under asyncio.  `more`, `kw`: what this Python's
+        _start_serving() passes after `backlog` (the TLS timeouts, the
+        second from 3.11, and 3.15's server context), handed back to it
+        for a retry and to asyncio's accept loop.  TLS, debug mode and a
+        task factory (which may run the accept task eagerly) keep
+        asyncio's own code."""
+        if sslcontext or self._debug or self._task_factory is not None:
+            _SEL_ACCEPT(self, protocol_factory, sock, sslcontext, server,
+                        backlog, *more, **kw)
+            return None
+        context = more[2] if len(more) > 2 else kw.get("context")
+        # socket.accept()'s work, with the listener's family, type and
+        # proto read once per event, not per connection (each read makes
+        # an enum); a socket subclass keeps its own accept().
+        plain = sock.__class__ is _socket_cls
+        nodelay = None
+        if plain:
+            family, kind, proto = sock.family, sock.type, sock.proto
+            nodelay = (family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
+                       and proto == socket.IPPROTO_TCP)
+        run = None  # the connections the pending _accept_made() will make
+        for _ in range(backlog + _ACCEPT_EXTRA):
+            try:
+                if plain:
+                    fd, addr = sock._accept()
+                    conn = _socket_cls(family, kind, proto, fileno=fd)
+                else:
+                    conn, addr = sock.accept()
+                conn.setblocking(False)
+            except ConnectionAbortedError:
+                if _ACCEPT_ABORTED_CONTINUES:
+                    continue
+                return None
+            except (BlockingIOError, InterruptedError):
+                return None
+            except OSError as exc:
+                if exc.errno not in _ACCEPT_RESOURCE_ERRNOS:
+                    raise  # the loop logs it, as asyncio's does
+                # The exception handler may schedule callbacks: the
+                # connections accepted after it are made after those, as
+                # asyncio's tasks created after it would run.
+                run = None
+                self._accept_out_of_resource(
+                    exc, (protocol_factory, sock, sslcontext, server, backlog,
+                          *more), kw)
+            else:
+                if run is None:
+                    run = [conn, addr]
+                    self.call_soon(self._accept_made, protocol_factory,
+                                   server, nodelay, context, run)
+                else:
+                    run += (conn, addr)
+        return None
+
+    def _accept_made(self, protocol_factory, server, nodelay, context,
+                     run):
+        # type: (Any, Any, bool | None, Any, list[Any]) -> None
+        """What asyncio's accept tasks do, for a run of accepted
+        connections (conn, addr, conn, addr, ...): the protocol and the
+        transport, each connection in a copy of the server's context (3.15)
+        or of the accept's (before: a task's context).  A failure closes
+        that connection (asyncio's debug mode logs it); KeyboardInterrupt
+        and SystemExit propagate, the rest of the run is made at a later
+        call_soon()."""
+        for i in range(0, len(run), 2):
+            conn = run[i]
+            ctx = (context.copy() if context is not None
+                   else contextvars.copy_context())
+            try:
+                protocol = ctx.run(protocol_factory)
+                _transports.make_socket_transport(
+                    self, conn, protocol, extra={"peername": run[i + 1]},
+                    server=server, context=ctx, nodelay=nodelay)
+            except (SystemExit, KeyboardInterrupt):
+                conn.close()
+                if i + 2 < len(run):
+                    self.call_soon(self._accept_made, protocol_factory,
+                                   server, nodelay, context, run[i + 2:])
+                raise
+            except BaseException:
+                conn.close()
+        return None
+
+    def _accept_out_of_resource(self, exc, args, kw):
+        # type: (OSError, tuple[Any, ...], dict[str, Any]) -> None
+        """Linux keeps reporting the listener readable: stop watching it
+        and start again after ACCEPT_RETRY_DELAY, as asyncio does."""
+        self.call_exception_handler({
+            "message": "socket.accept() out of system resource",
+            "exception": exc,
+            "socket": trsock.TransportSocket(args[1]),
+        })
+        self._remove_reader(args[1].fileno())
+        start = self._start_serving  # type: ignore[attr-defined]
+        if kw:
+            start = functools.partial(start, **kw)
+        self.call_later(constants.ACCEPT_RETRY_DELAY, start, *args)
+
     # asyncio's start_tls() of this Python, with the C SSL protocol.
     start_tls = _sslproto.start_tls
 
@@ -819,6 +933,15 @@ _SOCK_CALLBACKS = {
         ("_sock_connect_cb", "sock_connect"), ("_sock_accept", "sock_accept"))
     if _cb in _SEL}
 _SOCK_SWEEP_FIRST = 0.005
+_SEL_ACCEPT = _SEL["_accept_connection"]
+_socket_cls = socket.socket
+_TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
+_ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
+                           errno.ENOMEM)
+# 3.14's accept loop: backlog + 1 accepts per event, and a connection
+# aborted before accept() is skipped rather than ending the batch.
+_ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
+_ACCEPT_ABORTED_CONTINUES = sys.version_info >= (3, 14)
 _SOCK_SWEEP_MAX = 1.0
 
 

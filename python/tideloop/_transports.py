@@ -10,6 +10,7 @@ once per connection (construction) or only on errors lives here.
 from __future__ import annotations
 
 import contextvars
+import socket as _socket
 import inspect
 import logging
 import sys
@@ -33,19 +34,25 @@ SocketTransport._sendfile_compatible = constants._SendfileMode.TRY_NATIVE
 _ATTACH_TAKES_TRANSPORT = len(inspect.signature(
     base_events.Server._attach).parameters) > 1  # type: ignore[attr-defined]
 
+_IPPROTO_TCP = _socket.IPPROTO_TCP
+_TCP_NODELAY = _socket.TCP_NODELAY
+
 # 3.12+ refuse an fd that a live transport still owns.
 _CHECKS_FD = sys.version_info >= (3, 12)
 
 
 def make_socket_transport(loop, sock, protocol, waiter=None, *,
-                          extra=None, server=None, context=None):
-    # type: (Loop, socket, Any, Any, Any, Any, Any) -> _core.SocketTransport
+                          extra=None, server=None, context=None,
+                          nodelay=None):
+    # type: (Loop, socket, Any, Any, Any, Any, Any, bool | None) -> _core.SocketTransport
     """What asyncio's _SelectorSocketTransport.__init__ does, in order.
 
     Every protocol callback runs in `context`: asyncio 3.15 passes one (a
     copy per accepted connection); older Pythons pass none and get 3.15's
     behaviour all the same, from a copy of the current context (inside
-    asyncio's accept task, itself a copy per connection)."""
+    asyncio's accept task, itself a copy per connection).  `nodelay`:
+    whether to set TCP_NODELAY, when the caller knows (None: asyncio's
+    _set_nodelay() checks the socket)."""
     if _CHECKS_FD:
         loop._ensure_fd_no_transport(sock)
     if context is None:
@@ -62,7 +69,10 @@ def make_socket_transport(loop, sock, protocol, waiter=None, *,
             server._attach()
         tr._server = server
     loop._transports[tr._sock_fd] = tr
-    base_events._set_nodelay(sock)  # type: ignore[attr-defined]
+    if nodelay is None:
+        base_events._set_nodelay(sock)  # type: ignore[attr-defined]
+    elif nodelay:
+        sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
     loop.call_soon(protocol.connection_made, tr, context=context)
     loop.call_soon(tr._start_reading, context=context)
     if waiter is not None:

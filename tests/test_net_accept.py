@@ -1,0 +1,405 @@
+"""The servers' accept loop: batches of up to `backlog` connections per
+readiness event, a copy of the server's context per connection, and
+EMFILE (out of file descriptors) logged and retried after
+ACCEPT_RETRY_DELAY without spinning and without dropping the listener.
+Compared with stock asyncio."""
+import asyncio
+import contextvars
+import json
+import os
+import socket
+import sys
+
+import pytest
+
+from support import run_until
+from netsupport import HOST4, NET_MARKS, temp_dir, wait
+from netsupport import _net_collect_garbage  # noqa: F401 (autouse)
+
+pytestmark = NET_MARKS
+
+
+class Counted(asyncio.Protocol):
+    def __init__(self, made):
+        self.made = made
+
+    def connection_made(self, transport):
+        self.made.append(transport)
+
+
+def _listener(where, d):
+    """A listening socket with a large kernel queue: clients connect
+    before serving starts, whatever backlog create_server() gets."""
+    if where == "unix":
+        s = socket.socket(socket.AF_UNIX)
+        s.bind(os.path.join(d, "s"))
+    else:
+        s = socket.socket(socket.AF_INET)
+        s.bind((HOST4, 0))
+    s.listen(64)
+    return s
+
+
+@pytest.mark.parametrize("where", ["tcp4", "unix"])
+@pytest.mark.parametrize("backlog", [1, 5, 100])
+def test_backlog_batches(compare, where, backlog):
+    """20 connections wait in the kernel's queue when serving starts: each
+    readiness event accepts up to `backlog` of them, so between two turns
+    of a call_soon ticker the protocol factory runs in groups of at most
+    `backlog` (asyncio's `for _ in range(backlog)`)."""
+    def scenario(loop):
+        marks = []
+        made = []
+
+        def factory():
+            marks.append("f")
+            return Counted(made)
+
+        def tick():
+            marks.append("t")
+            if len(made) < 20:
+                loop.call_soon(tick)
+
+        async def main(d):
+            lsock = _listener(where, d)
+            clients = []
+            try:
+                for _ in range(20):
+                    c = socket.socket(lsock.family)
+                    c.connect(lsock.getsockname())
+                    clients.append(c)
+                if where == "unix":
+                    server = await loop.create_unix_server(
+                        factory, sock=lsock, backlog=backlog,
+                        start_serving=False)
+                else:
+                    server = await loop.create_server(
+                        factory, sock=lsock, backlog=backlog,
+                        start_serving=False)
+                loop.call_soon(tick)
+                await server.start_serving()
+                while len(made) < 20:
+                    await asyncio.sleep(0)
+                groups = [len(g) for g in "".join(marks).split("t") if g]
+                families = {tr.get_extra_info("socket").family
+                            for tr in made}
+                for tr in made:
+                    tr.close()
+                server.close()
+                await wait(server.wait_closed())
+                return [("groups", groups), ("families", sorted(families))]
+            finally:
+                for c in clients:
+                    c.close()
+
+        with temp_dir() as d:
+            return run_until(loop, main(d), 20)
+
+    trace = compare(scenario)
+    # 3.14+: backlog + 1 accepts per event.
+    extra = 1 if sys.version_info >= (3, 14) else 0
+    assert sum(trace[0][1]) == 20 and max(trace[0][1]) <= backlog + extra
+
+
+VAR = contextvars.ContextVar("VAR", default="unset")
+
+
+def test_context_per_connection(compare):
+    """Each accepted connection gets its own copy of the server's context:
+    what one connection's protocol sets is not seen by the next one, and
+    the server's own value is seen by all."""
+    def scenario(loop):
+        seen = []
+        made = []
+
+        class P(asyncio.Protocol):
+            def __init__(self):
+                seen.append(("factory", VAR.get()))
+                VAR.set(f"conn{len(made)}")
+                made.append(self)
+
+            def connection_made(self, transport):
+                self.transport = transport
+                seen.append(("made", VAR.get()))
+
+        async def main():
+            VAR.set("server")
+            server = await loop.create_server(P, HOST4, 0)
+            VAR.set("after create_server")
+            port = server.sockets[0].getsockname()[1]
+            for i in range(3):
+                tr, _ = await wait(loop.create_connection(
+                    asyncio.Protocol, HOST4, port))
+                while len(made) <= i or not hasattr(made[i], "transport"):
+                    await asyncio.sleep(0)
+                tr.close()
+                made[i].transport.close()
+            server.close()
+            await wait(server.wait_closed())
+            return seen
+
+        return run_until(loop, main(), 20)
+
+    compare(scenario)
+
+
+# The child lowers RLIMIT_NOFILE to what it has open and fills the rest,
+# so that accept() fails with EMFILE.  The parent connects 3 clients.  The
+# exception handler records each "out of system resource" message and,
+# just after it, whether the listener is still in the poll set (it must
+# not be: no spinning); the fds are freed at the second message, which
+# comes after the retry re-added the listener; then the 3 connections are
+# accepted.
+EMFILE_CHILD = r'''
+import errno, json, resource, socket
+from asyncio import constants
+constants.ACCEPT_RETRY_DELAY = 0.05
+loop = new_loop()
+messages = []
+made = []
+fillers = []
+
+def handler(loop, context):
+    exc = context.get("exception")
+    messages.append((context["message"], getattr(exc, "errno", None),
+                     type(context.get("socket")).__name__))
+    fd = context["socket"].fileno()
+    loop.call_soon(probe, fd)
+    if sum(isinstance(m, tuple) for m in messages) == 2:
+        for fd in fillers:
+            os.close(fd)
+        fillers.clear()
+
+def probe(fd):
+    # Right after a failed accept: the listener must be out of the poll
+    # set until the retry (asyncio's selector key lookup; tideloop answers
+    # it from its fd watchers).
+    try:
+        loop._selector.get_key(fd)
+        messages.append("listener still polled")
+    except KeyError:
+        messages.append("listener not polled")
+
+class P(asyncio.Protocol):
+    def connection_made(self, tr):
+        made.append(tr)
+
+async def main():
+    loop.set_exception_handler(handler)
+    server = await loop.create_server(P, "127.0.0.1", 0, backlog=1)
+    await asyncio.sleep(0.01)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+    while True:
+        try:
+            fillers.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError as e:
+            assert e.errno == errno.EMFILE
+            break
+    out("port", server.sockets[0].getsockname()[1])
+    while len(made) < 3:
+        await asyncio.sleep(0.01)
+    out("messages", json.dumps(messages))
+    out("accepted", len(made), "serving", server.is_serving())
+    for tr in made:
+        tr.close()
+    server.close()
+    await server.wait_closed()
+
+loop.run_until_complete(asyncio.wait_for(main(), 30))
+loop.close()
+out("done")
+'''
+
+
+def _run_emfile_child(kind):
+    """The child's output lines after "port"; the child exits by itself
+    (its main() is bounded by wait_for)."""
+    from support import describe_child, kill_child, spawn_child
+    proc = spawn_child(kind, EMFILE_CHILD)
+    clients = []
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("port "), describe_child(proc) + line
+        port = int(line.split()[1])
+        for _ in range(3):
+            clients.append(socket.create_connection((HOST4, port)))
+        out, err = proc.communicate(timeout=40)
+    except BaseException:
+        kill_child(proc)
+        raise
+    finally:
+        for c in clients:
+            c.close()
+    assert proc.returncode == 0, (out, err)
+    return out.splitlines()
+
+
+def test_emfile_retry(kind):
+    """Out of fds: asyncio's message (once per failed accept, here
+    backlog=1), the reader removed and re-added after ACCEPT_RETRY_DELAY,
+    the listener kept; once fds are free the pending clients are
+    accepted."""
+    got = _run_emfile_child(kind)
+    ref = _run_emfile_child("asyncio")
+    assert got == ref
+    msgs = json.loads(ref[0].split(" ", 1)[1])
+    msg = ["socket.accept() out of system resource", 24, "TransportSocket"]
+    if sys.version_info >= (3, 14):
+        # backlog + 1 = 2 accepts per event: both fail, in one event.
+        assert msgs == [msg, msg] + ["listener not polled"] * 2
+    else:
+        assert msgs == [msg, "listener not polled"] * 2
+    assert ref[1] == "accepted 3 serving True"
+
+
+@pytest.mark.parametrize("task_factory", [None, "eager"])
+@pytest.mark.parametrize("where", ["tcp4", "unix"])
+def test_accept_ordering(compare, where, task_factory):
+    """asyncio makes each accepted connection's protocol and transport in
+    a Task, one loop iteration after the accept, and connection_made() one
+    more iteration later.  A call_soon() ticker pins the iterations; the
+    factory, connection_made() and data_received() each schedule a
+    call_soon() too: all in the same order as under asyncio, for clients
+    queued before serving starts and for one connecting while the loop
+    runs."""
+    if task_factory == "eager" and sys.version_info < (3, 12):
+        pytest.skip("asyncio.eager_task_factory is 3.12+")
+
+    def scenario(loop):
+        events = []
+        made = []
+        ticks = [0]
+
+        class P(asyncio.Protocol):
+            def __init__(self):
+                self.n = len(made)
+                made.append(self)
+                events.append(f"factory{self.n}")
+                loop.call_soon(events.append, f"factory{self.n}-soon")
+
+            def connection_made(self, transport):
+                self.transport = transport
+                events.append(f"made{self.n}")
+                loop.call_soon(events.append, f"made{self.n}-soon")
+
+            def data_received(self, data):
+                events.append(f"data{self.n}:{data.decode()}")
+
+        async def main(d):
+            lsock = _listener(where, d)
+            clients = []
+
+            def connect(i):
+                c = socket.socket(lsock.family)
+                c.connect(lsock.getsockname())
+                c.sendall(b"c%d" % i)
+                clients.append(c)
+
+            def tick():
+                ticks[0] += 1
+                events.append(f"tick{ticks[0]}")
+                if ticks[0] == 6:
+                    connect(len(clients))
+                    events.append("connected")
+                if ticks[0] < 14:
+                    loop.call_soon(tick)
+
+            if task_factory == "eager":
+                # 3.12+: the accept task runs at once, inside the accept
+                # (tideloop then keeps asyncio's accept loop).
+                loop.set_task_factory(asyncio.eager_task_factory)
+            try:
+                for i in range(3):
+                    connect(i)
+                if where == "unix":
+                    server = await loop.create_unix_server(
+                        P, sock=lsock, start_serving=False)
+                else:
+                    server = await loop.create_server(
+                        P, sock=lsock, start_serving=False)
+                loop.call_soon(tick)
+                loop.call_soon(events.append, "before start_serving")
+                await server.start_serving()
+                events.append("start_serving returned")
+                while ticks[0] < 14 or len(made) < 4:
+                    await asyncio.sleep(0)
+                for p in made:
+                    p.transport.close()
+                server.close()
+                await wait(server.wait_closed())
+                return events
+            finally:
+                for c in clients:
+                    c.close()
+
+        with temp_dir() as d:
+            return run_until(loop, main(d), 20)
+
+    trace = compare(scenario)
+    assert trace.index("factory0") < trace.index("made0")
+
+
+def test_factory_keyboard_interrupt(compare):
+    """KeyboardInterrupt from the protocol factory leaves the loop's
+    run_until_complete() (asyncio: from the accept task); the other
+    connections accepted with it are still made when the loop runs
+    again.  Only what both loops share is compared: tideloop makes the
+    rest of the run at a later call_soon(), after the callbacks scheduled
+    meanwhile (README, known differences)."""
+    def scenario(loop):
+        made = []
+        calls = [0]
+        events = []
+
+        class P(asyncio.Protocol):
+            def __init__(self):
+                calls[0] += 1
+                if calls[0] == 2:
+                    raise KeyboardInterrupt
+                self.n = calls[0]
+
+            def connection_made(self, transport):
+                self.transport = transport
+                made.append(self)
+
+        async def until_made(n):
+            while len(made) < n:
+                await asyncio.sleep(0)
+
+        async def start(lsock):
+            return await loop.create_server(P, sock=lsock,
+                                            start_serving=False)
+
+        async def serve(server):
+            await server.start_serving()
+            await until_made(2)
+
+        async def stop(server):
+            for p in made:
+                p.transport.close()
+            server.close()
+            await wait(server.wait_closed())
+
+        lsock = _listener("tcp4", None)
+        clients = []
+        try:
+            for _ in range(3):
+                c = socket.socket(lsock.family)
+                c.connect(lsock.getsockname())
+                clients.append(c)
+            server = run_until(loop, start(lsock), 20)
+            try:
+                loop.run_until_complete(serve(server))
+            except KeyboardInterrupt:
+                events.append("KeyboardInterrupt")
+            run_until(loop, until_made(2), 20)
+            events.append(("made", sorted(p.n for p in made),
+                           "factory calls", calls[0]))
+            run_until(loop, stop(server), 20)
+            return events
+        finally:
+            for c in clients:
+                c.close()
+
+    compare(scenario)
