@@ -80,6 +80,15 @@ tl_stream_read(tl_stream *s, Py_ssize_t direct, Py_ssize_t small,
     iov[0].iov_base = rbuf;
     iov[0].iov_len = TL_READ_SIZE;
     if (s->last_read >= small) {
+        /* Room for the last read and `small` more, not always `direct`:
+         * a 256 KiB block at the heap's top, freed after each message,
+         * makes glibc trim and regrow the heap (brk() per message); a
+         * block the size the stream reads in fits the free chunks the
+         * previous messages left.  A longer read spills into rbuf and is
+         * copied, and the next read makes room for it. */
+        if (s->last_read + small < direct) {
+            direct = (s->last_read + small + 4095) & ~(Py_ssize_t)4095;
+        }
         data = PyBytes_FromStringAndSize(NULL, direct);
         if (data == NULL) {
             return TL_READ_RAISED;
