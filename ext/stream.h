@@ -152,8 +152,9 @@ char *tl_stream_rbuf(tl_stream *s);
  * bytes object: n > 0 with *out the bytes, 0 at EOF, or a TL_READ_ code
  * (*out NULL).  Where the bytes land depends on s->last_read:
  *   - after a read of `small` bytes or more, straight into a fresh bytes
- *     object of `direct` bytes (the rest of TL_READ_SIZE, if any, into
- *     the loop's buffer), then shrunk to what came: no copy;
+ *     object with room for the last read plus `small` (at most `direct`
+ *     bytes; the rest of TL_READ_SIZE, if any, into the loop's buffer),
+ *     then shrunk to what came: no copy unless the read was longer;
  *   - after a smaller read (and at first), into the loop's buffer, then
  *     copied: a few bytes cost less to copy than a big allocation.
  * A read of fewer than `small` bytes never keeps a big allocation: it is
