@@ -933,6 +933,7 @@ _SOCK_CALLBACKS = {
         ("_sock_connect_cb", "sock_connect"), ("_sock_accept", "sock_accept"))
     if _cb in _SEL}
 _SOCK_SWEEP_FIRST = 0.005
+_SOCK_SWEEP_MAX = 1.0
 _SEL_ACCEPT = _SEL["_accept_connection"]
 _socket_cls = socket.socket
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
@@ -942,7 +943,6 @@ _ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
 # aborted before accept() is skipped rather than ending the batch.
 _ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
 _ACCEPT_ABORTED_CONTINUES = sys.version_info >= (3, 14)
-_SOCK_SWEEP_MAX = 1.0
 
 
 def _sock_still_open(sock: Any, fd: int,
