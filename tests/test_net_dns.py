@@ -662,3 +662,51 @@ def test_numeric_hosts_answered_without_a_lookup(kind, loop):
 
     assert run_until(loop, main(), 15) == socket.getaddrinfo(
         "localhost", 80, type=socket.SOCK_STREAM)
+
+
+_PATCHED_BEFORE_IMPORT = r"""
+import asyncio, socket, sys
+calls = []
+real = socket.getaddrinfo
+
+def fake(*args):
+    calls.append(args)
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.9.8.7", 80))]
+
+socket.getaddrinfo = fake           # before tideloop is imported
+import tideloop
+
+def run(loop, restore):
+    del calls[:]
+    try:
+        socket.getaddrinfo = real if restore else fake
+        res = loop.run_until_complete(loop.getaddrinfo("127.0.0.1", 80))
+        return [calls[:], res]
+    finally:
+        loop.close()
+
+out = []
+for restore in (False, True):
+    out.append([repr(run(asyncio.new_event_loop(), restore)),
+                repr(run(tideloop.new_event_loop(), restore))])
+print(repr(out))
+"""
+
+
+def test_getaddrinfo_replaced_before_tideloop_import():
+    """socket.getaddrinfo replaced before `import tideloop` (a test's
+    patch applied early) is still what loop.getaddrinfo() calls for a
+    numeric host, as in stock asyncio; once socket.py's own is back, the
+    answer is the real one again."""
+    import ast
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-c", _PATCHED_BEFORE_IMPORT],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (fake_ref, fake_tl), (real_ref, real_tl) = ast.literal_eval(
+        proc.stdout.strip().splitlines()[-1])
+    assert fake_tl == fake_ref, (fake_ref, fake_tl)
+    assert "10.9.8.7" in fake_tl and "127.0.0.1" in fake_tl
+    assert real_tl == real_ref, (real_ref, real_tl)
+    assert "10.9.8.7" not in real_tl

@@ -774,7 +774,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             flags: int = 0) -> list[tuple[Any, Any, int, str, Any]]:
         if (self._debug or self._executor_shutdown_called
                 or flags.__class__ is not int
-                or socket.getaddrinfo is not _SOCKET_GETADDRINFO):
+                or (socket.getaddrinfo is not _SOCKET_GETADDRINFO
+                    and not _adopt_socket_getaddrinfo())):
             # asyncio's own path: its debug log lines, its executor error,
             # its messages for odd flags, and a replaced socket.getaddrinfo
             # (a test's mock) called as stock asyncio calls it.
@@ -901,7 +902,35 @@ _BASE_GETNAMEINFO: Callable[..., Awaitable[tuple[str, str]]] = (
 # IntFlag, which turns a negative (invalid) flags value into valid bits.
 _AI_NUMERIC = int(socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
 _NI_NUMERIC = int(socket.NI_NUMERICHOST | socket.NI_NUMERICSERV)
-_SOCKET_GETADDRINFO = socket.getaddrinfo
+
+
+def _is_stdlib_getaddrinfo(fn: Any) -> bool:
+    """Whether fn is socket.py's own getaddrinfo, not a replacement."""
+    code = getattr(fn, "__code__", None)
+    return (code is not None and code.co_name == "getaddrinfo"
+            and getattr(fn, "__module__", None) == "socket"
+            and os.path.normcase(os.path.abspath(code.co_filename))
+            == os.path.normcase(os.path.abspath(socket.__file__)))
+
+
+def _adopt_socket_getaddrinfo() -> bool:
+    """socket.getaddrinfo is not the one the C fast path stands for: if it
+    is socket.py's own after all (a replacement made before tideloop was
+    imported, since restored), the fast path may answer; a replacement is
+    what loop.getaddrinfo() must call, as stock asyncio does."""
+    global _SOCKET_GETADDRINFO
+    fn = socket.getaddrinfo
+    if not _is_stdlib_getaddrinfo(fn):
+        return False
+    _SOCKET_GETADDRINFO = fn
+    return True
+
+
+# socket.getaddrinfo as tideloop's import finds it, unless something
+# replaced it before (then None: each call checks again).
+_SOCKET_GETADDRINFO: Any = (socket.getaddrinfo
+                            if _is_stdlib_getaddrinfo(socket.getaddrinfo)
+                            else None)
 
 for _name in _BORROWED:
     setattr(Loop, _name, _BaseEventLoop.__dict__[_name])
