@@ -699,6 +699,25 @@ Transport_reset_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
 
 /* ---- creation ------------------------------------------------------- */
 
+/* The socket's address family: from the kernel (SO_DOMAIN) where there is
+ * one, a syscall and no Python; else sock.family, which builds an
+ * AddressFamily enum member.  -1 with an exception set on failure. */
+static long
+transport_family(PyObject *sock, int fd)
+{
+#ifdef SO_DOMAIN
+    int domain;
+    socklen_t len = sizeof(domain);
+    if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) == 0) {
+        return domain;
+    }
+#endif
+    PyObject *famo = PyObject_GetAttrString(sock, "family");
+    long family = famo == NULL ? -1 : PyLong_AsLong(famo);
+    Py_XDECREF(famo);
+    return family;
+}
+
 PyObject *
 tl_transport_new(PyTypeObject *tp, PyObject *loop, PyObject *sock,
                  PyObject *protocol, PyObject *ctx)
@@ -712,9 +731,7 @@ tl_transport_new(PyTypeObject *tp, PyObject *loop, PyObject *sock,
         0) {
         return NULL;
     }
-    PyObject *famo = PyObject_GetAttrString(sock, "family");
-    long family = famo == NULL ? -1 : PyLong_AsLong(famo);
-    Py_XDECREF(famo);
+    long family = transport_family(sock, fd);
     if (family == -1 && PyErr_Occurred()) {
         return NULL;
     }
