@@ -6,6 +6,7 @@
 #include <Python.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "backend.h"
@@ -270,6 +271,15 @@ int64_t tl_monotonic_ns(void);
 int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames,
                              const char *fname, PyObject **ctx);
+
+/* accept.c: _accept_batch(socket_cls, family, type, proto, fd, n,
+ * aborted_continues), where accept4() takes SOCK_NONBLOCK (see accept.c).
+ * New reference. */
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+#define TL_HAVE_ACCEPT_BATCH 1
+PyObject *tl_accept_batch(LoopObject *self, PyObject *const *args,
+                          Py_ssize_t nargs);
+#endif
 
 /* dns.c */
 PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *const *args,
