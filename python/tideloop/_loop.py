@@ -573,15 +573,21 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         that connection (asyncio's debug mode logs it); KeyboardInterrupt
         and SystemExit propagate, the rest of the run is made at a later
         call_soon()."""
+        flags = _ACCEPT_FLAGS | (_ACCEPT_NODELAY if nodelay else 0)
         for i in range(0, len(run), 2):
             conn = run[i]
             ctx = (context.copy() if context is not None
                    else contextvars.copy_context())
             try:
                 protocol = ctx.run(protocol_factory)
-                _transports.make_socket_transport(
-                    self, conn, protocol, extra={"peername": run[i + 1]},
-                    server=server, context=ctx, nodelay=nodelay)
+                if nodelay is None:
+                    # A socket subclass: asyncio's _set_nodelay() checks.
+                    _transports.make_socket_transport(
+                        self, conn, protocol, extra={"peername": run[i + 1]},
+                        server=server, context=ctx)
+                else:
+                    _SocketTransport._accepted(self, conn, protocol,
+                                               run[i + 1], server, ctx, flags)
             except (SystemExit, KeyboardInterrupt):
                 conn.close()
                 if i + 2 < len(run):
@@ -1005,6 +1011,13 @@ _ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
 _ACCEPT_ABORTED_CONTINUES = sys.version_info >= (3, 14)
 # The C accept loop (ext/accept.c: accept4(), where the OS has
 # SOCK_NONBLOCK), for the families whose addresses it makes.
+# _core.SocketTransport._accepted()'s flags (ext/transport.c): TCP_NODELAY;
+# server._attach(transport) (3.13+) rather than _attach();
+# loop._ensure_fd_no_transport() first (3.12+).
+_SocketTransport = _core.SocketTransport
+_ACCEPT_NODELAY = 1
+_ACCEPT_FLAGS = ((2 if _transports._ATTACH_TAKES_TRANSPORT else 0)
+                 | (4 if _transports._CHECKS_FD else 0))
 _HAVE_ACCEPT_BATCH = hasattr(_core.LoopBase, "_accept_batch")
 _SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _BATCH_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
