@@ -108,10 +108,13 @@ module_add_backends(PyObject *module)
     return r;
 }
 
-/* In the order of tl_state's str_data_received ... str_sendto. */
+/* In the order of tl_state's str_data_received ... str_peername. */
 static const char *const tl_method_names[] = {
     "data_received", "datagram_received", "get_buffer", "buffer_updated",
     "eof_received", "connection_lost", "error_received", "sendto",
+    "connection_made", "_start_reading", "getsockname", "_attach",
+    "_transports", "_ensure_fd_no_transport", "socket", "sockname",
+    "peername",
 };
 
 static int
@@ -246,6 +249,8 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->BufferedProtocolType);
     Py_VISIT(st->maybe_pause);
     Py_VISIT(st->maybe_resume);
+    Py_VISIT(st->flow_init);
+    Py_VISIT(st->TransportSocket);
     Py_VISIT(st->ReadPipeType);
     Py_VISIT(st->WritePipeType);
     return tl_ssl_traverse(st, visit, arg);
@@ -274,6 +279,8 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->maybe_pause);
     Py_CLEAR(st->maybe_resume);
+    Py_CLEAR(st->flow_init);
+    Py_CLEAR(st->TransportSocket);
     for (size_t i = 0; i < Py_ARRAY_LENGTH(st->method_names); i++) {
         Py_CLEAR(st->method_names[i]);
     }

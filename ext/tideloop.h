@@ -6,6 +6,7 @@
 #include <Python.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "backend.h"
@@ -79,7 +80,7 @@ typedef struct tl_state {
     PyTypeObject *WritePipeType;
     PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
     /* Interned names of the methods the transports call per read, write
-     * or connection (PyObject_VectorcallMethod: no lookup of a C string,
+     * or connection, and of what they set per connection (PyObject_VectorcallMethod: no lookup of a C string,
      * no argument tuple).  module.c interns them from tl_method_names[],
      * in this order. */
     union {
@@ -92,11 +93,23 @@ typedef struct tl_state {
             PyObject *str_connection_lost;
             PyObject *str_error_received;
             PyObject *str_sendto;
+            /* An accepted connection's transport (transport.c). */
+            PyObject *str_connection_made;
+            PyObject *str_start_reading;
+            PyObject *str_getsockname;
+            PyObject *str_attach;
+            PyObject *str_transports;
+            PyObject *str_ensure_fd_no_transport;
+            PyObject *str_socket;          /* get_extra_info() keys */
+            PyObject *str_sockname;
+            PyObject *str_peername;
         };
-        PyObject *method_names[8];
+        PyObject *method_names[17];
     };
     PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
     PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
+    PyObject *flow_init;         /* _FlowControlMixin.__init__ */
+    PyObject *TransportSocket;   /* asyncio.trsock.TransportSocket */
 
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
@@ -270,6 +283,15 @@ int64_t tl_monotonic_ns(void);
 int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
                              Py_ssize_t nargs, PyObject *kwnames,
                              const char *fname, PyObject **ctx);
+
+/* accept.c: _accept_batch(socket_cls, family, type, proto, fd, n,
+ * aborted_continues), where accept4() takes SOCK_NONBLOCK (see accept.c).
+ * New reference. */
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+#define TL_HAVE_ACCEPT_BATCH 1
+PyObject *tl_accept_batch(LoopObject *self, PyObject *const *args,
+                          Py_ssize_t nargs);
+#endif
 
 /* dns.c */
 PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *const *args,

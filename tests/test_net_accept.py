@@ -403,3 +403,140 @@ def test_factory_keyboard_interrupt(compare):
                 c.close()
 
     compare(scenario)
+
+
+def _burst_clients(lsock, where, d, n):
+    """`n` connected clients; on Unix sockets one bound to a path and one
+    to an abstract name, whose peernames the server sees as str and
+    bytes (the others are unnamed: '')."""
+    clients = []
+    for i in range(n):
+        c = socket.socket(lsock.family)
+        if where == "unix" and i == 0:
+            c.bind(os.path.join(d, "client"))
+        elif where == "unix" and i == 1 and sys.platform == "linux":
+            c.bind(b"\0tideloop-accept-%d" % os.getpid())
+        c.connect(lsock.getsockname())
+        clients.append(c)
+    return clients
+
+
+@pytest.mark.parametrize("where", ["tcp4", "tcp6", "unix"])
+def test_burst_all_accepted(compare, where):
+    """150 connections wait when serving starts, more than the default
+    backlog (100): all are accepted, over more than one readiness event.
+    Each transport's socket is what asyncio makes of socket.accept()
+    (family, type, proto, timeout 0, non-blocking, non-inheritable,
+    TCP_NODELAY as asyncio sets it: not here, where the listener was made
+    with proto 0), and its peername is the client's address (str or
+    bytes for Unix sockets, (host, port, flowinfo, scope_id) for IPv6)."""
+    from netsupport import has_ipv6
+    if where == "tcp6" and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    n = 150
+
+    def scenario(loop):
+        made = []
+
+        async def main(d):
+            if where == "unix":
+                lsock = socket.socket(socket.AF_UNIX)
+                lsock.bind(os.path.join(d, "s"))
+            else:
+                lsock = socket.socket(
+                    socket.AF_INET6 if where == "tcp6" else socket.AF_INET)
+                lsock.bind(("::1" if where == "tcp6" else HOST4, 0))
+            lsock.listen(n + 10)
+            clients = _burst_clients(lsock, where, d, n)
+            try:
+                if where == "unix":
+                    server = await loop.create_unix_server(
+                        lambda: Counted(made), sock=lsock)
+                else:
+                    server = await loop.create_server(
+                        lambda: Counted(made), sock=lsock)
+                while len(made) < n:
+                    await asyncio.sleep(0)
+                # Unnamed Unix clients all have the address ''.
+                names = {c.getsockname(): i for i, c in enumerate(clients)}
+                names[""] = "unnamed"
+                seen = []
+                for tr in made:
+                    s = tr.get_extra_info("socket")
+                    peer = tr.get_extra_info("peername")
+                    nodelay = (None if where == "unix" else s.getsockopt(
+                        socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
+                    seen.append((
+                        names.get(peer), type(peer).__name__,
+                        str(s.family), str(s.type), s.proto,
+                        s._sock.gettimeout(),  # TransportSocket: always 0
+                        os.get_blocking(s.fileno()),
+                        os.get_inheritable(s.fileno()), nodelay,
+                        tr.get_extra_info("sockname") == lsock.getsockname()
+                        if where != "tcp6" else None))
+                    tr.close()
+                server.close()
+                await wait(server.wait_closed())
+                return sorted(seen, key=lambda e: (
+                    not isinstance(e[0], int), e[0]
+                    if isinstance(e[0], int) else 0))
+            finally:
+                for c in clients:
+                    c.close()
+
+        with temp_dir() as d:
+            return run_until(loop, main(d), 20)
+
+    trace = compare(scenario)
+    named = 2 if where == "unix" and sys.platform == "linux" else 1
+    want = (list(range(named)) + ["unnamed"] * (n - named)
+            if where == "unix" else list(range(n)))
+    assert [e[0] for e in trace] == want
+
+
+def test_factory_raises(compare):
+    """A protocol factory that raises: outside debug mode nothing is
+    reported, that connection is closed (its client reads EOF), and the
+    connections accepted with it are made."""
+    def scenario(loop):
+        made = []
+        events = []
+        calls = [0]
+
+        def factory():
+            calls[0] += 1
+            if calls[0] == 2:
+                raise ValueError("no protocol")
+            return Counted(made)
+
+        async def main():
+            loop.set_exception_handler(
+                lambda lp, ctx: events.append(("handler", ctx["message"])))
+            lsock = _listener("tcp4", None)
+            clients = _burst_clients(lsock, "tcp4", None, 3)
+            try:
+                server = await loop.create_server(factory, sock=lsock)
+                while len(made) < 2:
+                    await asyncio.sleep(0)
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                eof = []
+                for c in clients:
+                    c.setblocking(False)
+                    try:
+                        eof.append(c.recv(1) == b"")
+                    except BlockingIOError:
+                        eof.append(False)
+                events.append(("eof", eof, "calls", calls[0]))
+                for tr in made:
+                    tr.close()
+                server.close()
+                await wait(server.wait_closed())
+                return events
+            finally:
+                for c in clients:
+                    c.close()
+
+        return run_until(loop, main(), 20)
+
+    compare(scenario, min_events=1)

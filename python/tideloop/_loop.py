@@ -498,6 +498,13 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             family, kind, proto = sock.family, sock.type, sock.proto
             nodelay = (family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
                        and proto == socket.IPPROTO_TCP)
+            if _HAVE_ACCEPT_BATCH and family in _BATCH_FAMILIES:
+                self._accept_batches(
+                    protocol_factory, sock, server, nodelay, context,
+                    (family, kind | _SOCK_NONBLOCK, proto),
+                    (protocol_factory, sock, sslcontext, server, backlog,
+                     *more), kw)
+                return None
         run = None  # the connections the pending _accept_made() will make
         for _ in range(backlog + _ACCEPT_EXTRA):
             try:
@@ -532,6 +539,30 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                     run += (conn, addr)
         return None
 
+    def _accept_batches(self, protocol_factory, sock, server, nodelay,
+                        context, spec, args, kw):
+        # type: (Any, Any, Any, bool | None, Any, tuple[int, int, int], tuple[Any, ...], dict[str, Any]) -> None
+        """The loop above with the accepts made in C (ext/accept.c): each
+        batch ends at the first error, handled here as above; after EMFILE
+        & co. the accepts go on to `backlog` tries, as asyncio's do."""
+        tries = args[4] + _ACCEPT_EXTRA
+        fd = sock.fileno()
+        while tries > 0:
+            run, exc, used = self._accept_batch(
+                _socket_cls, *spec, fd, tries,
+                _ACCEPT_ABORTED_CONTINUES)
+            tries -= used
+            if run:
+                self.call_soon(self._accept_made, protocol_factory, server,
+                               nodelay, context, run)
+            if exc is None:
+                return None
+            if (not isinstance(exc, OSError)
+                    or exc.errno not in _ACCEPT_RESOURCE_ERRNOS):
+                raise exc  # the loop logs it, as asyncio's does
+            self._accept_out_of_resource(exc, args, kw)
+        return None
+
     def _accept_made(self, protocol_factory, server, nodelay, context,
                      run):
         # type: (Any, Any, bool | None, Any, list[Any]) -> None
@@ -542,15 +573,21 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         that connection (asyncio's debug mode logs it); KeyboardInterrupt
         and SystemExit propagate, the rest of the run is made at a later
         call_soon()."""
+        flags = _ACCEPT_FLAGS | (_ACCEPT_NODELAY if nodelay else 0)
         for i in range(0, len(run), 2):
             conn = run[i]
             ctx = (context.copy() if context is not None
                    else contextvars.copy_context())
             try:
                 protocol = ctx.run(protocol_factory)
-                _transports.make_socket_transport(
-                    self, conn, protocol, extra={"peername": run[i + 1]},
-                    server=server, context=ctx, nodelay=nodelay)
+                if nodelay is None:
+                    # A socket subclass: asyncio's _set_nodelay() checks.
+                    _transports.make_socket_transport(
+                        self, conn, protocol, extra={"peername": run[i + 1]},
+                        server=server, context=ctx)
+                else:
+                    _SocketTransport._accepted(self, conn, protocol,
+                                               run[i + 1], server, ctx, flags)
             except (SystemExit, KeyboardInterrupt):
                 conn.close()
                 if i + 2 < len(run):
@@ -972,6 +1009,18 @@ _ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
 # aborted before accept() is skipped rather than ending the batch.
 _ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
 _ACCEPT_ABORTED_CONTINUES = sys.version_info >= (3, 14)
+# The C accept loop (ext/accept.c: accept4(), where the OS has
+# SOCK_NONBLOCK), for the families whose addresses it makes.
+# _core.SocketTransport._accepted()'s flags (ext/transport.c): TCP_NODELAY;
+# server._attach(transport) (3.13+) rather than _attach();
+# loop._ensure_fd_no_transport() first (3.12+).
+_SocketTransport = _core.SocketTransport
+_ACCEPT_NODELAY = 1
+_ACCEPT_FLAGS = ((2 if _transports._ATTACH_TAKES_TRANSPORT else 0)
+                 | (4 if _transports._CHECKS_FD else 0))
+_HAVE_ACCEPT_BATCH = hasattr(_core.LoopBase, "_accept_batch")
+_SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
+_BATCH_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 
 
 def _sock_still_open(sock: Any, fd: int,
