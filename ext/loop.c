@@ -762,6 +762,7 @@ static PyMethodDef Loop_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_sock_start", (PyCFunction)(void (*)(void))tl_sockops_start,
      METH_FASTCALL, NULL},
+    {"_sock_end", (PyCFunction)tl_sockops_end, METH_O, NULL},
     {NULL}};
 
 static PyMemberDef Loop_members[] = {

@@ -92,9 +92,28 @@ typedef struct tl_state {
             PyObject *str_connection_lost;
             PyObject *str_error_received;
             PyObject *str_sendto;
+            /* sockops.c: the sock_* methods' first try and wait. */
+            PyObject *str_fileno;
+            PyObject *str_gettimeout;
+            PyObject *str_done;
+            PyObject *str_set_result;
+            PyObject *str_set_exception;
+            PyObject *str_cancel;
+            PyObject *str_ensure_fd_no_transport;
+            PyObject *str_transports;
+            PyObject *str_data;
+            PyObject *str_sock_waiters;
+            PyObject *str_sock_sweeper;
+            PyObject *str_sock_arm_sweeper;
+            PyObject *str_sock_check;
         };
-        PyObject *method_names[8];
+        PyObject *method_names[21];
     };
+    /* sockops.c: socket.socket (whose recv() and send() it may do
+     * itself), and per operation the socket method it calls [0..5] and
+     * the public name of the loop's method [6..11], interned. */
+    PyObject *socket_type;
+    PyObject *sop_names[12];
     PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
     PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
 
