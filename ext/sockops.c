@@ -171,20 +171,31 @@ sockops_direct_fd(tl_state *st, PyObject *sock)
     return fd >= 0 && fd <= INT_MAX ? (int)fd : -1;
 }
 
-/* The bytes of `obj` when it is a bytes or bytearray object, whose length
- * is its size in bytes: 1 and *p, *len set, or 0. */
+/* The bytes sock.send(data) would send when len(data) counts them and
+ * data[pos:] slices them: a bytes or bytearray object, or the memoryview
+ * the retries use (made by sockops_first_try(), never released) when it
+ * is flat and of single bytes.  1 with *p and *len set, or 0. */
 static int
-sockops_flat_bytes(PyObject *obj, const char **p, Py_ssize_t *len)
+sockops_flat_bytes(PyObject *data, const char **p, Py_ssize_t *len)
 {
-    if (PyBytes_CheckExact(obj)) {
-        *p = PyBytes_AS_STRING(obj);
-        *len = PyBytes_GET_SIZE(obj);
+    if (PyBytes_CheckExact(data)) {
+        *p = PyBytes_AS_STRING(data);
+        *len = PyBytes_GET_SIZE(data);
         return 1;
     }
-    if (PyByteArray_CheckExact(obj)) {
-        *p = PyByteArray_AS_STRING(obj);
-        *len = PyByteArray_GET_SIZE(obj);
+    if (PyByteArray_CheckExact(data)) {
+        *p = PyByteArray_AS_STRING(data);
+        *len = PyByteArray_GET_SIZE(data);
         return 1;
+    }
+    if (PyMemoryView_Check(data)) {
+        Py_buffer *v = PyMemoryView_GET_BUFFER(data);
+        if (v->ndim == 1 && v->itemsize == 1 &&
+            (v->strides == NULL || v->strides[0] == 1)) {
+            *p = v->buf;
+            *len = v->len;
+            return 1;
+        }
     }
     return 0;
 }
@@ -266,16 +277,17 @@ sockops_call(PyObject *name, PyObject **args, size_t nargs, PyObject **res)
 }
 
 /* One sock.send() of data[pos:] for sendall (data: the first try's
- * object, later the memoryview): *sent, and *len = len(data). */
+ * object, later our memoryview, `retry`): *sent, and *len = len(data).
+ * A memoryview the caller gave may have been released: it goes to
+ * sock.send(). */
 static int
 sockops_try_send(tl_state *st, int fd, PyObject *sock, PyObject *data,
-                 Py_ssize_t pos, Py_ssize_t *sent, Py_ssize_t *len)
+                 int retry, Py_ssize_t pos, Py_ssize_t *sent,
+                 Py_ssize_t *len)
 {
     const char *p;
-    PyObject *flat = PyMemoryView_Check(data)
-                         ? PyMemoryView_GET_BUFFER(data)->obj : data;
-    if (fd >= 0 && flat != NULL && sockops_flat_bytes(flat, &p, len) &&
-        (flat == data || PyMemoryView_GET_BUFFER(data)->len == *len)) {
+    if (fd >= 0 && (retry || !PyMemoryView_Check(data)) &&
+        sockops_flat_bytes(data, &p, len)) {
         return sockops_sys_send(fd, p + pos, *len - pos, sent);
     }
     PyObject *rest = pos ? PySequence_GetSlice(data, pos, PY_SSIZE_T_MAX)
@@ -364,8 +376,8 @@ sockops_retry(tl_state *st, PyObject *rec, int op, PyObject **res)
         return TRY_ERROR;
     }
     Py_ssize_t sent, len;
-    int rc = sockops_try_send(st, fd, sock, PyList_GET_ITEM(rec, R_A), pos,
-                              &sent, &len);
+    int rc = sockops_try_send(st, fd, sock, PyList_GET_ITEM(rec, R_A), 1,
+                              pos, &sent, &len);
     if (rc != TRY_DONE) {
         return rc;
     }
@@ -387,6 +399,10 @@ sockops_retry(tl_state *st, PyObject *rec, int op, PyObject **res)
 static PyObject *
 sockops_on_ready(PyObject *rec, PyObject *Py_UNUSED(ignored))
 {
+    if (PyList_GET_SIZE(rec) != R_LEN) {
+        PyErr_SetString(PyExc_TypeError, "expected a sock_* record");
+        return NULL;
+    }
     tl_state *st = ((LoopObject *)PyList_GET_ITEM(rec, R_LOOP))->st;
     PyObject *fut = PyList_GET_ITEM(rec, R_FUT);
     PyObject *args[1] = {fut};
@@ -649,7 +665,7 @@ sockops_first_try(LoopObject *self, int op, PyObject *sock, PyObject *a,
         return sockops_wait(self, op, sock, a, b, 0);
     }
     Py_ssize_t sent, len;
-    int rc = sockops_try_send(st, fd, sock, a, 0, &sent, &len);
+    int rc = sockops_try_send(st, fd, sock, a, 0, 0, &sent, &len);
     if (rc == TRY_ERROR) {
         return NULL;
     }

@@ -151,14 +151,17 @@ def test_sendall_kinds_of_data(compare):
                     ("memoryview", memoryview(b"xyz")),
                     ("memoryview slice", memoryview(b"0123456789")[2:7]),
                     ("array of bytes", array.array("b", [1, 2, 3])),
+                    ("memoryview cast", memoryview(big).cast("c")),
                     ("big bytes", big), ("big bytearray", bytearray(big)),
                     ("big memoryview", memoryview(big)[1:])):
                 n = memoryview(data).nbytes
                 send = loop.create_task(loop.sock_sendall(a, data))
                 got = await drain(n)
                 trace.append((label, await outcome(send), got))
+            released = memoryview(b"gone")
+            released.release()
             for label, data in (("str", "text"), ("int", 5), ("none", None),
-                                ("empty", b"")):
+                                ("empty", b""), ("released", released)):
                 trace.append((label, await outcome(loop.sock_sendall(a, data))))
 
         try:
