@@ -41,7 +41,7 @@ def test_recv_arguments_and_ready_data(compare):
         async def main():
             for label, n in (("int", 3), ("zero", 0), ("negative", -1),
                              ("bool", True), ("int subclass", Size(2)),
-                             ("huge", 2 ** 62), ("too big", 2 ** 64),
+                             ("too big", 2 ** 64),
                              ("float", 2.0), ("none", None)):
                 b.send(b"abcdef")
                 trace.append((label, await outcome(loop.sock_recv(a, n))))
