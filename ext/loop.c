@@ -766,6 +766,7 @@ static PyMethodDef Loop_methods[] = {
     {"_accept_batch", (PyCFunction)(void (*)(void))tl_accept_batch,
      METH_FASTCALL, NULL},
 #endif
+    {"_sock_end", (PyCFunction)tl_sockops_end, METH_O, NULL},
     {NULL}};
 
 static PyMemberDef Loop_members[] = {

@@ -1,6 +1,7 @@
 /* Module tideloop._core: state, type creation, and the helpers that the
  * Python half of the package installs. */
 #include "tideloop.h"
+#include "sockops.h"
 #include "sslproto.h"
 
 static struct PyModuleDef tl_moduledef;
@@ -108,13 +109,16 @@ module_add_backends(PyObject *module)
     return r;
 }
 
-/* In the order of tl_state's str_data_received ... str_peername. */
+/* In the order of tl_state's str_data_received ... str_sock_check. */
 static const char *const tl_method_names[] = {
     "data_received", "datagram_received", "get_buffer", "buffer_updated",
     "eof_received", "connection_lost", "error_received", "sendto",
     "connection_made", "_start_reading", "getsockname", "_attach",
     "_transports", "_ensure_fd_no_transport", "socket", "sockname",
     "peername",
+    "fileno", "gettimeout", "done", "set_result", "set_exception", "cancel",
+    "data", "_sock_waiters", "_sock_sweeper", "_sock_arm_sweeper",
+    "_sock_check",
 };
 
 static int
@@ -206,7 +210,7 @@ tl_exec(PyObject *module)
     if (st->set_running_loop == NULL) {
         goto error;
     }
-    if (module_intern_method_names(st) < 0) {
+    if (module_intern_method_names(st) < 0 || tl_sockops_init(st) < 0) {
         goto error;
     }
     if (tl_handle_init_types(module, st) < 0 ||
@@ -239,6 +243,7 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->tasks_dict);
     Py_VISIT(st->set_running_loop);
     Py_VISIT(st->gaierror);
+    Py_VISIT(st->socket_type);
     Py_VISIT(st->gai_enums[0]);
     Py_VISIT(st->gai_enums[1]);
     for (int i = 0; i < TL_H_COUNT; i++) {
@@ -283,6 +288,10 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->TransportSocket);
     for (size_t i = 0; i < Py_ARRAY_LENGTH(st->method_names); i++) {
         Py_CLEAR(st->method_names[i]);
+    }
+    Py_CLEAR(st->socket_type);
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(st->sop_names); i++) {
+        Py_CLEAR(st->sop_names[i]);
     }
     Py_CLEAR(st->ReadPipeType);
     Py_CLEAR(st->WritePipeType);

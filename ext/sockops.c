@@ -13,6 +13,9 @@
  * check. */
 #include "sockops.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 /* Steals `h`; returns it, or NULL if _sock_watch() raised. */
@@ -56,38 +59,78 @@ tl_sockops_add_writer(LoopObject *self, PyObject *const *args,
     return sockops_report(self, h, args[1], 1);
 }
 
-/* -- sock_recv(), sock_recv_into(), sock_sendall() (issue 14.2) ----------
+/* -- sock_recv(), sock_recv_into(), sock_sendall() & co. (issue 14.2) ----
  *
- * _sock_start(op, sock, arg) does what asyncio's coroutine does before it
- * awaits: it tries the call on the socket (sock.recv(n), sock.recv_into(buf)
- * or sock.send(data)) and returns its result when that does not block.
- * Otherwise it creates the future, watches the fd with a C callback and
- * returns the list [future, sock, fd, (st_dev, st_ino), handle, writer]
- * for _loop.py's _sock_wait(), which awaits the future, removes the watch
- * when it is done or cancelled, and checks for a closed socket meanwhile.
- * The callback runs asyncio's _sock_recv() & co.: a done (cancelled)
- * future is left alone, so a cancelled sock_recv() never eats data. */
+ * _sock_start(op, sock, a[, b]) does what asyncio's coroutine does before
+ * it awaits: asyncio's checks (an SSL socket, a blocking one in debug
+ * mode), then the call on the socket (sock.recv(n), sock.recv_into(buf),
+ * sock.send(data), ...), whose result it returns when it does not block.
+ * On an exact socket.socket in non-blocking mode, recv() and send() are
+ * done here (recv(2), send(2), as socket.recv()/send() would do them):
+ * no method call, and no BlockingIOError built and dropped when the call
+ * would block.
+ *
+ * When it would block, it creates the future, watches the fd with a C
+ * callback bound to the operation's record, enters the record in the
+ * loop's _sock_waiters (swept for closed sockets, see _loop.py) and
+ * returns it:
+ *
+ *     [fut, sock, fd, (st_dev, st_ino) | None, handle, writer, name,
+ *      op, a, b, pos, loop]
+ *
+ * The coroutine awaits rec[0] and calls _sock_end(rec) in a `finally`
+ * (asyncio's _sock_read_done()/_sock_write_done()): also when it was
+ * cancelled, the watch is removed.  The callback runs asyncio's
+ * _sock_recv() & co.: a done (cancelled) future is left alone, so a
+ * cancelled sock_recv() never eats data. */
 
 enum {
     SOP_RECV, SOP_RECV_INTO, SOP_SENDALL, SOP_RECVFROM, SOP_RECVFROM_INTO,
     SOP_SENDTO, SOP_COUNT
 };
 
-/* The socket method each operation calls, and whether it waits for the
- * fd to be writable. */
-static const struct {
-    const char *method;
-    int writer;
-} sop_table[SOP_COUNT] = {
-    [SOP_RECV] = {"recv", 0},           [SOP_RECV_INTO] = {"recv_into", 0},
-    [SOP_SENDALL] = {"send", 1},        [SOP_RECVFROM] = {"recvfrom", 0},
-    [SOP_RECVFROM_INTO] = {"recvfrom_into", 0},
-    [SOP_SENDTO] = {"sendto", 1},
+/* Per operation: the socket method it calls, the loop method's name
+ * (tl_state.sop_names, in this order) and whether it waits for the fd
+ * to be writable. */
+static const char *const sop_method[SOP_COUNT] = {
+    "recv", "recv_into", "send", "recvfrom", "recvfrom_into", "sendto"};
+static const char *const sop_public[SOP_COUNT] = {
+    "sock_recv", "sock_recv_into", "sock_sendall", "sock_recvfrom",
+    "sock_recvfrom_into", "sock_sendto"};
+static const char sop_writer[SOP_COUNT] = {0, 0, 1, 0, 0, 1};
+
+/* The record's fields (see above); the first R_SWEPT are what the sweep
+ * reads, also in the records of _loop.py's _sock_watch(). */
+enum {
+    R_FUT, R_SOCK, R_FD, R_IDENT, R_HANDLE, R_WRITER, R_NAME, R_SWEPT,
+    R_OP = R_SWEPT, R_A, R_B, R_POS, R_LOOP, R_LEN
 };
 
-/* The state a readiness callback reads: [loop, fut, sock, op, arg, pos];
- * arg is the tuple of the method's arguments (sendall: the memoryview). */
-enum { ST_LOOP, ST_FUT, ST_SOCK, ST_OP, ST_ARG, ST_POS, ST_LEN };
+/* What one try of an operation did. */
+enum { TRY_ERROR = -1, TRY_BLOCKED = 0, TRY_DONE = 1 };
+
+int
+tl_sockops_init(tl_state *st)
+{
+    PyObject *mod = PyImport_ImportModule("socket");
+    if (mod == NULL) {
+        return -1;
+    }
+    st->socket_type = PyObject_GetAttrString(mod, "socket");
+    Py_DECREF(mod);
+    if (st->socket_type == NULL) {
+        return -1;
+    }
+    for (int i = 0; i < SOP_COUNT; i++) {
+        st->sop_names[i] = PyUnicode_InternFromString(sop_method[i]);
+        st->sop_names[SOP_COUNT + i] =
+            PyUnicode_InternFromString(sop_public[i]);
+        if (st->sop_names[i] == NULL || st->sop_names[SOP_COUNT + i] == NULL) {
+            return -1;
+        }
+    }
+    return 0;
+}
 
 /* Whether the pending exception is asyncio's "try again next time". */
 static int
@@ -97,37 +140,215 @@ sockops_would_block(void)
            PyErr_ExceptionMatches(PyExc_InterruptedError);
 }
 
-/* sock.<the op's method>(*args): new reference. */
-static PyObject *
-sockops_call(int op, PyObject *sock, PyObject *args)
+/* The fd on which recv(2)/send(2) may stand for the socket's methods: an
+ * exact socket.socket (no method overridden) with timeout 0.  Returns the
+ * fd, -1 when the methods must be called, -2 with an exception set. */
+static int
+sockops_direct_fd(tl_state *st, PyObject *sock)
 {
-    PyObject *meth = PyObject_GetAttrString(sock, sop_table[op].method);
-    if (meth == NULL) {
-        return NULL;
+    if (Py_TYPE(sock) != (PyTypeObject *)st->socket_type) {
+        return -1;
     }
-    PyObject *r = PyObject_Call(meth, args, NULL);
-    Py_DECREF(meth);
-    return r;
+    PyObject *args[1] = {sock};
+    PyObject *t = tl_call_method(st->str_gettimeout, args, 1);
+    if (t == NULL) {
+        return -2;
+    }
+    int nonblocking = PyFloat_CheckExact(t) && PyFloat_AS_DOUBLE(t) == 0.0;
+    Py_DECREF(t);
+    if (!nonblocking) {
+        return -1;
+    }
+    PyObject *f = tl_call_method(st->str_fileno, args, 1);
+    if (f == NULL) {
+        return -2;
+    }
+    long fd = PyLong_AsLong(f);
+    Py_DECREF(f);
+    if (fd == -1 && PyErr_Occurred()) {
+        return -2;
+    }
+    return fd >= 0 && fd <= INT_MAX ? (int)fd : -1;
 }
 
-/* sock.send(view[pos:]) for sendall: new reference. */
-static PyObject *
-sockops_send_from(PyObject *sock, PyObject *view, Py_ssize_t pos)
+/* The bytes sock.send(data) would send when len(data) counts them and
+ * data[pos:] slices them: a bytes or bytearray object, or the memoryview
+ * the retries use (made by sockops_first_try(), never released) when it
+ * is flat and of single bytes.  1 with *p and *len set, or 0. */
+static int
+sockops_flat_bytes(PyObject *data, const char **p, Py_ssize_t *len)
 {
-    PyObject *rest = PySequence_GetSlice(view, pos, PY_SSIZE_T_MAX);
-    if (rest == NULL) {
-        return NULL;
+    if (PyBytes_CheckExact(data)) {
+        *p = PyBytes_AS_STRING(data);
+        *len = PyBytes_GET_SIZE(data);
+        return 1;
     }
-    PyObject *r = PyObject_CallMethod(sock, "send", "(O)", rest);
+    if (PyByteArray_CheckExact(data)) {
+        *p = PyByteArray_AS_STRING(data);
+        *len = PyByteArray_GET_SIZE(data);
+        return 1;
+    }
+    if (PyMemoryView_Check(data)) {
+        Py_buffer *v = PyMemoryView_GET_BUFFER(data);
+        if (v->ndim == 1 && v->itemsize == 1 &&
+            (v->strides == NULL || v->strides[0] == 1)) {
+            *p = v->buf;
+            *len = v->len;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* socket.recv(n) on a non-blocking socket: recv(2) into a new bytes
+ * object (the socket module retries after EINTR too). */
+static int
+sockops_sys_recv(int fd, Py_ssize_t n, PyObject **res)
+{
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    if (b == NULL) {
+        return TRY_ERROR;
+    }
+    for (;;) {
+        ssize_t got = recv(fd, PyBytes_AS_STRING(b), (size_t)n, 0);
+        if (got >= 0) {
+            if (got != n && _PyBytes_Resize(&b, got) < 0) {
+                return TRY_ERROR;
+            }
+            *res = b;
+            return TRY_DONE;
+        }
+        if (errno != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            Py_DECREF(b);
+            return TRY_ERROR;
+        }
+    }
+    int err = errno;
+    Py_DECREF(b);
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return TRY_BLOCKED;
+    }
+    tl_err_from_errno(err);
+    return TRY_ERROR;
+}
+
+/* socket.send(p[:len]) on a non-blocking socket: *sent. */
+static int
+sockops_sys_send(int fd, const char *p, Py_ssize_t len, Py_ssize_t *sent)
+{
+    for (;;) {
+        ssize_t n = send(fd, p, (size_t)len, 0);
+        if (n >= 0) {
+            *sent = n;
+            return TRY_DONE;
+        }
+        if (errno != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            return TRY_ERROR;
+        }
+    }
+    int err = errno;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return TRY_BLOCKED;
+    }
+    tl_err_from_errno(err);
+    return TRY_ERROR;
+}
+
+/* sock.<method>(*args) with the interned name: a result, or TRY_BLOCKED
+ * for asyncio's BlockingIOError/InterruptedError. */
+static int
+sockops_call(PyObject *name, PyObject **args, size_t nargs, PyObject **res)
+{
+    *res = tl_call_method(name, args, nargs);
+    if (*res != NULL) {
+        return TRY_DONE;
+    }
+    if (!sockops_would_block()) {
+        return TRY_ERROR;
+    }
+    PyErr_Clear();
+    return TRY_BLOCKED;
+}
+
+/* One sock.send() of data[pos:] for sendall (data: the first try's
+ * object, later our memoryview, `retry`): *sent, and *len = len(data).
+ * A memoryview the caller gave may have been released: it goes to
+ * sock.send(). */
+static int
+sockops_try_send(tl_state *st, int fd, PyObject *sock, PyObject *data,
+                 int retry, Py_ssize_t pos, Py_ssize_t *sent,
+                 Py_ssize_t *len)
+{
+    const char *p;
+    if (fd >= 0 && (retry || !PyMemoryView_Check(data)) &&
+        sockops_flat_bytes(data, &p, len)) {
+        return sockops_sys_send(fd, p + pos, *len - pos, sent);
+    }
+    PyObject *rest = pos ? PySequence_GetSlice(data, pos, PY_SSIZE_T_MAX)
+                         : Py_NewRef(data);
+    if (rest == NULL) {
+        return TRY_ERROR;
+    }
+    PyObject *args[2] = {sock, rest}, *r;
+    int rc = sockops_call(st->sop_names[SOP_SENDALL], args, 2, &r);
     Py_DECREF(rest);
-    return r;
+    *sent = 0;
+    if (rc == TRY_DONE) {
+        *sent = PyLong_AsSsize_t(r);
+        Py_DECREF(r);
+        if (*sent == -1 && PyErr_Occurred()) {
+            return TRY_ERROR;
+        }
+    }
+    if (rc != TRY_ERROR && (*len = PyObject_Size(data)) < 0) {
+        return TRY_ERROR;
+    }
+    return rc;
+}
+
+/* One try of a receiving operation, or of sendto: sock.<method>(a[, b])
+ * (sendto's retries: sock.sendto(a, 0, b), as asyncio's _sock_sendto). */
+static int
+sockops_try_other(tl_state *st, int op, int fd, PyObject *sock, PyObject *a,
+                  PyObject *b, int retry, PyObject **res)
+{
+    if (op == SOP_RECV && fd >= 0 && PyLong_CheckExact(a)) {
+        /* (n <= 0: the method's error, or its b"" without a recv(2).) */
+        Py_ssize_t n = PyLong_AsSsize_t(a);
+        if (n > 0) {
+            return sockops_sys_recv(fd, n, res);
+        }
+        PyErr_Clear();
+    }
+    PyObject *zero = NULL;
+    PyObject *args[4] = {sock, a, b, NULL};
+    size_t nargs = b == NULL ? 2 : 3;
+    if (op == SOP_SENDTO && retry) {
+        zero = PyLong_FromLong(0);
+        if (zero == NULL) {
+            return TRY_ERROR;
+        }
+        args[2] = zero;
+        args[3] = b;
+        nargs = 4;
+    }
+    int rc = sockops_call(st->sop_names[op], args, nargs, res);
+    Py_XDECREF(zero);
+    return rc;
 }
 
 /* fut.<name>(value): 0, or -1 with an exception set. */
 static int
-sockops_settle(PyObject *fut, const char *name, PyObject *value)
+sockops_settle(PyObject *name, PyObject *fut, PyObject *value)
 {
-    PyObject *r = PyObject_CallMethod(fut, name, "(O)", value);
+    PyObject *args[2] = {fut, value};
+    PyObject *r = tl_call_method(name, args, 2);
     if (r == NULL) {
         return -1;
     }
@@ -135,48 +356,57 @@ sockops_settle(PyObject *fut, const char *name, PyObject *value)
     return 0;
 }
 
-/* One sock.send() of the rest of a pending sock_sendall(): 1 if all was
- * sent, 0 if not yet, -1 with an exception set. */
+/* The operation's next try when its fd is ready: TRY_DONE with *res
+ * (sendall: None once all was sent), TRY_BLOCKED or TRY_ERROR. */
 static int
-sockops_send_rest(PyObject *state)
+sockops_retry(tl_state *st, PyObject *rec, int op, PyObject **res)
 {
-    PyObject *view = PyList_GET_ITEM(state, ST_ARG);
-    Py_ssize_t pos = PyLong_AsSsize_t(PyList_GET_ITEM(state, ST_POS));
+    PyObject *sock = PyList_GET_ITEM(rec, R_SOCK);
+    int fd = sockops_direct_fd(st, sock);
+    if (fd == -2) {
+        return TRY_ERROR;
+    }
+    if (op != SOP_SENDALL) {
+        PyObject *b = PyList_GET_ITEM(rec, R_B);
+        return sockops_try_other(st, op, fd, sock, PyList_GET_ITEM(rec, R_A),
+                                 b == Py_None ? NULL : b, 1, res);
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(PyList_GET_ITEM(rec, R_POS));
     if (pos == -1 && PyErr_Occurred()) {
-        return -1;
+        return TRY_ERROR;
     }
-    PyObject *sent = sockops_send_from(PyList_GET_ITEM(state, ST_SOCK), view,
-                                       pos);
-    if (sent == NULL) {
-        return -1;
+    Py_ssize_t sent, len;
+    int rc = sockops_try_send(st, fd, sock, PyList_GET_ITEM(rec, R_A), 1,
+                              pos, &sent, &len);
+    if (rc != TRY_DONE) {
+        return rc;
     }
-    Py_ssize_t n = PyLong_AsSsize_t(sent);
-    Py_DECREF(sent);
-    if (n == -1 && PyErr_Occurred()) {
-        return -1;
-    }
-    pos += n;
-    Py_ssize_t len = PyObject_Size(view);
-    if (len < 0) {
-        return -1;
-    }
+    pos += sent;
     if (pos == len) {
-        return 1;
+        *res = Py_NewRef(Py_None);
+        return TRY_DONE;
     }
     PyObject *p = PyLong_FromSsize_t(pos);
     if (p == NULL) {
-        return -1;
+        return TRY_ERROR;
     }
-    return PyList_SetItem(state, ST_POS, p);   /* steals p */
+    PyList_SetItem(rec, R_POS, p);   /* steals p */
+    return TRY_BLOCKED;
 }
 
 /* The fd is ready (a Handle runs this with no arguments): asyncio's
  * _sock_recv(), _sock_recv_into(), _sock_sendall() & co. */
 static PyObject *
-sockops_on_ready(PyObject *state, PyObject *Py_UNUSED(ignored))
+sockops_on_ready(PyObject *rec, PyObject *Py_UNUSED(ignored))
 {
-    PyObject *fut = PyList_GET_ITEM(state, ST_FUT);
-    PyObject *done = PyObject_CallMethod(fut, "done", NULL);
+    if (PyList_GET_SIZE(rec) != R_LEN) {
+        PyErr_SetString(PyExc_TypeError, "expected a sock_* record");
+        return NULL;
+    }
+    tl_state *st = ((LoopObject *)PyList_GET_ITEM(rec, R_LOOP))->st;
+    PyObject *fut = PyList_GET_ITEM(rec, R_FUT);
+    PyObject *args[1] = {fut};
+    PyObject *done = tl_call_method(st->str_done, args, 1);
     if (done == NULL) {
         return NULL;
     }
@@ -186,32 +416,23 @@ sockops_on_ready(PyObject *state, PyObject *Py_UNUSED(ignored))
         /* A cancelled operation: its data stays in the socket. */
         return is_done < 0 ? NULL : Py_NewRef(Py_None);
     }
-    int op = (int)PyLong_AsLong(PyList_GET_ITEM(state, ST_OP));
     PyObject *result = NULL;
-    int complete = 1;
-    if (op == SOP_SENDALL) {
-        complete = sockops_send_rest(state);
-        result = complete < 0 ? NULL : Py_NewRef(Py_None);
+    int rc = sockops_retry(st, rec, (int)PyLong_AsLong(
+                                        PyList_GET_ITEM(rec, R_OP)),
+                           &result);
+    if (rc == TRY_BLOCKED) {
+        Py_RETURN_NONE;          /* try again next time */
     }
-    else {
-        result = sockops_call(op, PyList_GET_ITEM(state, ST_SOCK),
-                              PyList_GET_ITEM(state, ST_ARG));
-    }
-    if (result == NULL) {
-        if (sockops_would_block()) {
-            PyErr_Clear();          /* try again next time */
-            Py_RETURN_NONE;
-        }
-        if (PyErr_ExceptionMatches(PyExc_SystemExit) ||
-            PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+    if (rc == TRY_ERROR) {
+        if (tl_err_stops_loop()) {
             return NULL;
         }
         PyObject *exc = tl_fetch_exception();
-        int rc = sockops_settle(fut, "set_exception", exc);
+        rc = sockops_settle(st->str_set_exception, fut, exc);
         Py_DECREF(exc);
         return rc < 0 ? NULL : Py_NewRef(Py_None);
     }
-    int rc = complete ? sockops_settle(fut, "set_result", result) : 0;
+    rc = sockops_settle(st->str_set_result, fut, result);
     Py_DECREF(result);
     return rc < 0 ? NULL : Py_NewRef(Py_None);
 }
@@ -227,149 +448,293 @@ sockops_identity(int fd)
     if (fstat(fd, &st) < 0) {
         Py_RETURN_NONE;
     }
-    return Py_BuildValue("(KK)", (unsigned long long)st.st_dev,
-                         (unsigned long long)st.st_ino);
+    PyObject *dev = PyLong_FromUnsignedLongLong(st.st_dev);
+    PyObject *ino = dev ? PyLong_FromUnsignedLongLong(st.st_ino) : NULL;
+    if (ino == NULL) {
+        Py_XDECREF(dev);
+        return NULL;
+    }
+    PyObject *t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(dev);
+        Py_DECREF(ino);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, dev);
+    PyTuple_SET_ITEM(t, 1, ino);
+    return t;
 }
 
-/* The first attempt; returns its result, NULL with an exception, or
- * Py_None with *blocked set when it would block.  For sendall, *sent is
- * what was sent (the call returns Py_None when it was everything). */
-static PyObject *
-sockops_first_try(int op, PyObject *sock, PyObject *arg, Py_ssize_t *sent,
-                  int *blocked)
+/* loop.<name>(arg): 0, or -1 with an exception set. */
+static int
+sockops_call_loop(LoopObject *self, PyObject *name, PyObject *arg)
 {
-    *blocked = 0;
-    PyObject *r = sockops_call(op, sock, arg);
+    PyObject *args[2] = {(PyObject *)self, arg};
+    PyObject *r = tl_call_method(name, args, arg == NULL ? 1 : 2);
     if (r == NULL) {
-        if (!sockops_would_block()) {
-            return NULL;
-        }
-        PyErr_Clear();
-        *blocked = 1;
-        r = op == SOP_SENDALL ? PyLong_FromLong(0) : Py_NewRef(Py_None);
-        if (r == NULL || op != SOP_SENDALL) {
-            return r;
-        }
+        return -1;
     }
-    if (op != SOP_SENDALL) {
-        return r;
-    }
-    *sent = PyLong_AsSsize_t(r);
     Py_DECREF(r);
-    if (*sent == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    Py_ssize_t len = PyObject_Size(PyTuple_GET_ITEM(arg, 0));
-    if (len < 0) {
-        return NULL;
-    }
-    *blocked = *sent != len;
-    Py_RETURN_NONE;
+    return 0;
 }
 
-/* Watch the socket's fd for the pending operation; returns the list for
- * _sock_wait() (new reference) or NULL. */
-static PyObject *
-sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *arg,
-             Py_ssize_t sent)
+/* asyncio's _ensure_fd_no_transport(fd), called only when the loop has
+ * transports (self._transports.data, the WeakValueDictionary's dict, is
+ * not empty): it does nothing otherwise. */
+static int
+sockops_check_transport(LoopObject *self, PyObject *fdobj)
 {
-    PyObject *fut = NULL, *fdobj = NULL, *state = NULL, *cb = NULL;
-    PyObject *h = NULL, *ident = NULL, *r = NULL, *view = NULL;
-    int writer = sop_table[op].writer;
-    fut = tl_loop_create_future(self);
-    if (fut == NULL) {
-        goto error;
+    tl_state *st = self->st;
+    PyObject *tr = PyObject_GetAttr((PyObject *)self, st->str_transports);
+    if (tr == NULL) {
+        return -1;
     }
-    fdobj = PyObject_CallMethod(sock, "fileno", NULL);
-    if (fdobj == NULL) {
-        goto error;
+    PyObject *data = PyObject_GetAttr(tr, st->str_data);
+    Py_DECREF(tr);
+    if (data == NULL) {
+        return -1;
     }
-    r = PyObject_CallMethod((PyObject *)self, "_ensure_fd_no_transport", "(O)",
-                            fdobj);
+    int some = PyDict_Check(data) ? PyDict_GET_SIZE(data) > 0 : 1;
+    Py_DECREF(data);
+    if (!some) {
+        return 0;
+    }
+    return sockops_call_loop(self, st->str_ensure_fd_no_transport, fdobj);
+}
+
+/* Enter `rec` in the loop's _sock_waiters and arm the sweep when it is
+ * not armed: 0, or -1 with an exception set. */
+static int
+sockops_enter(LoopObject *self, PyObject *rec)
+{
+    tl_state *st = self->st;
+    PyObject *waiters = PyObject_GetAttr((PyObject *)self,
+                                         st->str_sock_waiters);
+    if (waiters == NULL) {
+        return -1;
+    }
+    int rc = PyObject_SetItem(waiters, PyList_GET_ITEM(rec, R_FUT), rec);
+    Py_DECREF(waiters);
+    if (rc < 0) {
+        return -1;
+    }
+    PyObject *sweeper = PyObject_GetAttr((PyObject *)self,
+                                         st->str_sock_sweeper);
+    if (sweeper == NULL) {
+        return -1;
+    }
+    Py_DECREF(sweeper);
+    if (sweeper != Py_None) {
+        return 0;
+    }
+    return sockops_call_loop(self, st->str_sock_arm_sweeper, NULL);
+}
+
+/* Stop watching the fd of `rec`'s operation, unless another watch
+ * replaced its handle (which cancelled it): asyncio's _sock_read_done()
+ * and _sock_write_done().  0, or -1 with an exception set. */
+static int
+sockops_unwatch(LoopObject *self, PyObject *rec)
+{
+    PyObject *h = PyList_GET_ITEM(rec, R_HANDLE);
+    if (!Py_IS_TYPE(h, self->st->HandleType) ||
+        ((HandleObject *)h)->cancelled) {
+        return 0;
+    }
+    long op = PyLong_AsLong(PyList_GET_ITEM(rec, R_OP));
+    if (op < 0 || op >= SOP_COUNT) {
+        PyErr_SetString(PyExc_TypeError, "expected a sock_* record");
+        return -1;
+    }
+    PyObject *fd = PyList_GET_ITEM(rec, R_FD);
+    PyObject *r = sop_writer[op] ? tl_poll_remove_writer(self, fd)
+                                 : tl_poll_remove_reader(self, fd);
     if (r == NULL) {
-        goto error;
+        return -1;
     }
-    /* sendall: asyncio's memoryview(data); sendto: it retries with
-     * sock.sendto(data, 0, address). */
-    if (op == SOP_SENDALL) {
-        view = PyMemoryView_FromObject(PyTuple_GET_ITEM(arg, 0));
-    }
-    else if (op == SOP_SENDTO) {
-        view = Py_BuildValue("(OiO)", PyTuple_GET_ITEM(arg, 0), 0,
-                             PyTuple_GET_ITEM(arg, 1));
+    Py_DECREF(r);
+    return 0;
+}
+
+/* sockops_wait() failed after watching the fd: unwatch it, keeping the
+ * pending exception (the context of one raised meanwhile). */
+static void
+sockops_abandon(LoopObject *self, PyObject *rec)
+{
+    PyObject *exc = tl_fetch_exception();
+    if (sockops_unwatch(self, rec) < 0) {
+        tl_err_chain(exc);
     }
     else {
-        view = Py_NewRef(arg);
+        tl_restore_exception(exc);
     }
-    if (view == NULL) {
-        goto error;
-    }
-    state = Py_BuildValue("[OOOiOn]", (PyObject *)self, fut, sock, op, view,
-                          sent);
-    if (state == NULL) {
-        goto error;
-    }
-    cb = PyCFunction_New(&sockops_on_ready_def, state);
-    if (cb == NULL) {
-        goto error;
-    }
-    PyObject *args[2] = {fdobj, cb};
-    h = writer ? tl_poll_add_writer(self, args, 2, NULL)
-               : tl_poll_add_reader(self, args, 2, NULL);
-    if (h == NULL) {
+}
+
+/* The record of a pending operation, its fd watched and entered in
+ * _sock_waiters; new reference, or NULL.  `a` is the argument the
+ * retries use (sendall: a memoryview of the data). */
+static PyObject *
+sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
+             PyObject *b, Py_ssize_t pos)
+{
+    tl_state *st = self->st;
+    PyObject *rec = NULL, *cb = NULL, *h = NULL;
+    PyObject *args[1] = {sock};
+    PyObject *fdobj = tl_call_method(st->str_fileno, args, 1);
+    if (fdobj == NULL || sockops_check_transport(self, fdobj) < 0) {
         goto error;
     }
     int fd = (int)PyLong_AsLong(fdobj);
     if (fd == -1 && PyErr_Occurred()) {
         goto error;
     }
-    ident = sockops_identity(fd);
-    if (ident == NULL) {
+    PyObject *fut = tl_loop_create_future(self);
+    if (fut == NULL) {
         goto error;
     }
-    PyObject *rec = Py_BuildValue("[OOOOOi]", fut, sock, fdobj, ident, h,
-                                  writer);
-    Py_XDECREF(r);
-    Py_DECREF(view);
-    Py_DECREF(fut);
+    rec = PyList_New(R_LEN);
+    if (rec == NULL) {
+        Py_DECREF(fut);
+        goto error;
+    }
+    PyList_SET_ITEM(rec, R_FUT, fut);
+    PyList_SET_ITEM(rec, R_SOCK, Py_NewRef(sock));
+    PyList_SET_ITEM(rec, R_FD, Py_NewRef(fdobj));
+    PyList_SET_ITEM(rec, R_IDENT, Py_NewRef(Py_None));
+    PyList_SET_ITEM(rec, R_HANDLE, Py_NewRef(Py_None));
+    PyList_SET_ITEM(rec, R_WRITER, PyLong_FromLong(sop_writer[op]));
+    PyList_SET_ITEM(rec, R_NAME, Py_NewRef(st->sop_names[SOP_COUNT + op]));
+    PyList_SET_ITEM(rec, R_OP, PyLong_FromLong(op));
+    PyList_SET_ITEM(rec, R_A, Py_NewRef(a));
+    PyList_SET_ITEM(rec, R_B, Py_NewRef(b ? b : Py_None));
+    PyList_SET_ITEM(rec, R_POS, PyLong_FromSsize_t(pos));
+    PyList_SET_ITEM(rec, R_LOOP, Py_NewRef((PyObject *)self));
+    if (PyList_GET_ITEM(rec, R_WRITER) == NULL ||
+        PyList_GET_ITEM(rec, R_OP) == NULL ||
+        PyList_GET_ITEM(rec, R_POS) == NULL) {
+        goto error;
+    }
+    cb = PyCFunction_New(&sockops_on_ready_def, rec);
+    if (cb == NULL) {
+        goto error;
+    }
+    PyObject *hargs[2] = {fdobj, cb};
+    h = sop_writer[op] ? tl_poll_add_writer(self, hargs, 2, NULL)
+                       : tl_poll_add_reader(self, hargs, 2, NULL);
+    if (h == NULL) {
+        goto error;
+    }
+    PyList_SetItem(rec, R_HANDLE, h);   /* steals h */
+    PyObject *ident = sockops_identity(fd);
+    if (ident == NULL) {
+        sockops_abandon(self, rec);
+        goto error;
+    }
+    PyList_SetItem(rec, R_IDENT, ident);   /* steals ident */
+    if (sockops_enter(self, rec) < 0) {
+        sockops_abandon(self, rec);
+        goto error;
+    }
     Py_DECREF(fdobj);
-    Py_DECREF(state);
     Py_DECREF(cb);
-    Py_DECREF(h);
-    Py_DECREF(ident);
     return rec;
 error:
-    Py_XDECREF(r);
-    Py_XDECREF(view);
-    Py_XDECREF(fut);
     Py_XDECREF(fdobj);
-    Py_XDECREF(state);
     Py_XDECREF(cb);
-    Py_XDECREF(h);
-    Py_XDECREF(ident);
+    Py_XDECREF(rec);
     return NULL;
 }
 
-/* _sock_start(op, sock, args): see above.  New reference. */
+/* The first try; its result (new reference), NULL with an exception, or
+ * the record of the pending operation (see above). */
+static PyObject *
+sockops_first_try(LoopObject *self, int op, PyObject *sock, PyObject *a,
+                  PyObject *b)
+{
+    tl_state *st = self->st;
+    int fd = sockops_direct_fd(st, sock);
+    if (fd == -2) {
+        return NULL;
+    }
+    PyObject *res = NULL;
+    if (op != SOP_SENDALL) {
+        int rc = sockops_try_other(st, op, fd, sock, a, b, 0, &res);
+        if (rc != TRY_BLOCKED) {
+            return res;
+        }
+        return sockops_wait(self, op, sock, a, b, 0);
+    }
+    Py_ssize_t sent, len;
+    int rc = sockops_try_send(st, fd, sock, a, 0, 0, &sent, &len);
+    if (rc == TRY_ERROR) {
+        return NULL;
+    }
+    if (rc == TRY_BLOCKED) {
+        sent = 0;
+    }
+    else if (sent == len) {
+        Py_RETURN_NONE;
+    }
+    /* asyncio's retries send from memoryview(data). */
+    PyObject *view = PyMemoryView_FromObject(a);
+    if (view == NULL) {
+        return NULL;
+    }
+    PyObject *rec = sockops_wait(self, op, sock, view, NULL, sent);
+    Py_DECREF(view);
+    return rec;
+}
+
+/* _sock_start(op, sock, a[, b]): see above.  New reference. */
 PyObject *
 tl_sockops_start(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    int op = nargs == 3 ? (int)PyLong_AsLong(args[0]) : -1;
+    int op = nargs == 3 || nargs == 4 ? (int)PyLong_AsLong(args[0]) : -1;
     if (op == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    Py_ssize_t want = op == SOP_SENDTO ? 2 : 1;
-    if (op < 0 || op >= SOP_COUNT || !PyTuple_Check(args[2]) ||
-        PyTuple_GET_SIZE(args[2]) < want) {
-        PyErr_SetString(PyExc_TypeError, "expected (op, sock, args)");
+    int two = op == SOP_RECVFROM_INTO || op == SOP_SENDTO;
+    if (op < 0 || op >= SOP_COUNT || nargs != 3 + two) {
+        PyErr_SetString(PyExc_TypeError, "expected (op, sock, a[, b])");
         return NULL;
     }
-    Py_ssize_t sent = 0;
-    int blocked;
-    PyObject *r = sockops_first_try(op, args[1], args[2], &sent, &blocked);
-    if (r == NULL || !blocked) {
-        return r;
+    PyObject *sock = args[1];
+    /* asyncio's checks, which an exact socket.socket outside debug mode
+     * passes: not an SSLSocket, non-blocking in debug mode. */
+    if ((Py_TYPE(sock) != (PyTypeObject *)self->st->socket_type ||
+         self->debug) &&
+        sockops_call_loop(self, self->st->str_sock_check, sock) < 0) {
+        return NULL;
     }
-    Py_DECREF(r);
-    return sockops_wait(self, op, args[1], args[2], sent);
+    return sockops_first_try(self, op, sock, args[2], two ? args[3] : NULL);
+}
+
+/* _sock_end(rec): the operation is over (done, failed or cancelled):
+ * out of _sock_waiters, its watch removed. */
+PyObject *
+tl_sockops_end(LoopObject *self, PyObject *rec)
+{
+    if (!PyList_CheckExact(rec) || PyList_GET_SIZE(rec) != R_LEN) {
+        PyErr_SetString(PyExc_TypeError, "expected a sock_* record");
+        return NULL;
+    }
+    PyObject *waiters = PyObject_GetAttr((PyObject *)self,
+                                         self->st->str_sock_waiters);
+    if (waiters == NULL) {
+        return NULL;
+    }
+    int rc = PyDict_Check(waiters)
+                 ? PyDict_DelItem(waiters, PyList_GET_ITEM(rec, R_FUT))
+                 : 0;
+    Py_DECREF(waiters);
+    if (rc < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) {
+            return NULL;
+        }
+        PyErr_Clear();           /* the sweep failed it and took it out */
+    }
+    if (sockops_unwatch(self, rec) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }

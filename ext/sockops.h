@@ -11,10 +11,19 @@ PyObject *tl_sockops_add_reader(LoopObject *self, PyObject *const *args,
 PyObject *tl_sockops_add_writer(LoopObject *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames);
 
-/* _sock_start(op, sock, arg): the first try of sock_recv() (op 0),
- * sock_recv_into() (1) or sock_sendall() (2); its result, or a list for
- * _loop.py's _sock_wait() when it would block.  New reference. */
+/* Intern the names sockops.c uses and find socket.socket (module
+ * creation): 0, or -1 with an exception set. */
+int tl_sockops_init(tl_state *st);
+
+/* _sock_start(op, sock, a[, b]): asyncio's checks and the first try of
+ * sock_recv() (op 0), sock_recv_into() (1), sock_sendall() (2),
+ * sock_recvfrom() (3), sock_recvfrom_into() (4) or sock_sendto() (5);
+ * its result, or the pending operation's record (a list, see sockops.c)
+ * when it would block.  New reference. */
 PyObject *tl_sockops_start(LoopObject *self, PyObject *const *args,
                            Py_ssize_t nargs);
+/* _sock_end(rec): the pending operation is over (or cancelled): out of
+ * the loop's _sock_waiters, its watch removed.  New reference (None). */
+PyObject *tl_sockops_end(LoopObject *self, PyObject *rec);
 
 #endif

@@ -80,7 +80,8 @@ typedef struct tl_state {
     PyTypeObject *WritePipeType;
     PyObject *BufferedProtocolType;  /* asyncio.BufferedProtocol */
     /* Interned names of the methods the transports call per read, write
-     * or connection, and of what they set per connection (PyObject_VectorcallMethod: no lookup of a C string,
+     * or connection, and of what they set per connection
+     * (PyObject_VectorcallMethod: no lookup of a C string,
      * no argument tuple).  module.c interns them from tl_method_names[],
      * in this order. */
     union {
@@ -93,7 +94,9 @@ typedef struct tl_state {
             PyObject *str_connection_lost;
             PyObject *str_error_received;
             PyObject *str_sendto;
-            /* An accepted connection's transport (transport.c). */
+            /* An accepted connection's transport (transport.c); the
+             * sock_* methods use _transports and
+             * _ensure_fd_no_transport too. */
             PyObject *str_connection_made;
             PyObject *str_start_reading;
             PyObject *str_getsockname;
@@ -103,9 +106,26 @@ typedef struct tl_state {
             PyObject *str_socket;          /* get_extra_info() keys */
             PyObject *str_sockname;
             PyObject *str_peername;
+            /* sockops.c: the sock_* methods' first try and wait. */
+            PyObject *str_fileno;
+            PyObject *str_gettimeout;
+            PyObject *str_done;
+            PyObject *str_set_result;
+            PyObject *str_set_exception;
+            PyObject *str_cancel;
+            PyObject *str_data;
+            PyObject *str_sock_waiters;
+            PyObject *str_sock_sweeper;
+            PyObject *str_sock_arm_sweeper;
+            PyObject *str_sock_check;
         };
-        PyObject *method_names[17];
+        PyObject *method_names[28];
     };
+    /* sockops.c: socket.socket (whose recv() and send() it may do
+     * itself), and per operation the socket method it calls [0..5] and
+     * the public name of the loop's method [6..11], interned. */
+    PyObject *socket_type;
+    PyObject *sop_names[12];
     PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
     PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
     PyObject *flow_init;         /* _FlowControlMixin.__init__ */

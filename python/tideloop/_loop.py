@@ -175,8 +175,9 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         self._unix_server_sockets: dict[Any, int] = {}
         self._saved_wakeup_fd: int | None = None
         # Pending sock_* operations, swept for closed sockets (issue 15.3a):
-        # future -> (socket, fd, (st_dev, st_ino), handle, writer, name).
-        self._sock_waiters: dict[Any, tuple[Any, ...]] = {}
+        # future -> [future, socket, fd, (st_dev, st_ino), handle, writer,
+        # name, ...] (ext/sockops.c's record, or _sock_watch()'s).
+        self._sock_waiters: dict[Any, list[Any]] = {}
         self._sock_sweeper: Any = None
         self._sock_sweep_delay = _SOCK_SWEEP_FIRST
         self.set_debug(coroutines._is_debug_mode())  # type: ignore[attr-defined]
@@ -284,82 +285,94 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
 
     # sock_recv(), sock_recv_into(), sock_sendall() and (3.11+)
     # sock_recvfrom(), sock_recvfrom_into(), sock_sendto() in C (14.2):
-    # ext/sockops.c tries the call and, when it would block, watches the
-    # fd; _sock_wait() awaits the result.
+    # ext/sockops.c makes asyncio's checks and tries the call; when it
+    # would block, it watches the fd and returns the operation's record,
+    # whose future the coroutine awaits; _sock_end() removes the watch,
+    # also when the operation was cancelled.
 
     async def sock_recv(self, sock: socket.socket, n: int) -> bytes:
         """Receive up to n bytes from the non-blocking socket."""
-        _sock_check(self, sock)
-        r = self._sock_start(_SOP_RECV, sock, (n,))
+        r = self._sock_start(_SOP_RECV, sock, n)
         if r.__class__ is list:
-            return await self._sock_wait(r, "sock_recv")  # type: ignore[no-any-return]
+            try:
+                return await r[0]  # type: ignore[no-any-return]
+            finally:
+                self._sock_end(r)
         return r  # type: ignore[no-any-return]
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into the writable buffer buf; the number of bytes."""
-        _sock_check(self, sock)
-        r = self._sock_start(_SOP_RECV_INTO, sock, (buf,))
+        r = self._sock_start(_SOP_RECV_INTO, sock, buf)
         if r.__class__ is list:
-            return await self._sock_wait(r, "sock_recv_into")  # type: ignore[no-any-return]
+            try:
+                return await r[0]  # type: ignore[no-any-return]
+            finally:
+                self._sock_end(r)
         return r  # type: ignore[no-any-return]
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         """Send all of data to the connected socket."""
-        _sock_check(self, sock)
-        r = self._sock_start(_SOP_SENDALL, sock, (data,))
+        r = self._sock_start(_SOP_SENDALL, sock, data)
         if r.__class__ is list:
-            await self._sock_wait(r, "sock_sendall")
+            try:
+                await r[0]
+            finally:
+                self._sock_end(r)
 
     async def sock_recvfrom(self, sock: socket.socket,
                             bufsize: int) -> tuple[bytes, Any]:
         """Receive a datagram: (data, address)."""
-        _sock_check(self, sock)
-        r = self._sock_start(_SOP_RECVFROM, sock, (bufsize,))
+        r = self._sock_start(_SOP_RECVFROM, sock, bufsize)
         if r.__class__ is list:
-            return await self._sock_wait(r, "sock_recvfrom")  # type: ignore[no-any-return]
+            try:
+                return await r[0]  # type: ignore[no-any-return]
+            finally:
+                self._sock_end(r)
         return r  # type: ignore[no-any-return]
 
     async def sock_recvfrom_into(self, sock: socket.socket, buf: Any,
                                  nbytes: int = 0) -> tuple[int, Any]:
         """Receive a datagram into buf: (nbytes, address)."""
-        _sock_check(self, sock)
         if not nbytes:
+            # asyncio checks the socket before it looks at buf.
+            self._sock_check(sock)
             nbytes = len(buf)
-        r = self._sock_start(_SOP_RECVFROM_INTO, sock, (buf, nbytes))
+        r = self._sock_start(_SOP_RECVFROM_INTO, sock, buf, nbytes)
         if r.__class__ is list:
-            return await self._sock_wait(r, "sock_recvfrom_into")  # type: ignore[no-any-return]
+            try:
+                return await r[0]  # type: ignore[no-any-return]
+            finally:
+                self._sock_end(r)
         return r  # type: ignore[no-any-return]
 
     async def sock_sendto(self, sock: socket.socket, data: Any,
                           address: Any) -> int:
         """Send a datagram to address; the number of bytes sent."""
-        _sock_check(self, sock)
-        r = self._sock_start(_SOP_SENDTO, sock, (data, address))
+        r = self._sock_start(_SOP_SENDTO, sock, data, address)
         if r.__class__ is list:
-            return await self._sock_wait(r, "sock_sendto")  # type: ignore[no-any-return]
+            try:
+                return await r[0]  # type: ignore[no-any-return]
+            finally:
+                self._sock_end(r)
         return r  # type: ignore[no-any-return]
 
     if "sock_recvfrom" not in selector_events.BaseSelectorEventLoop.__dict__:
         # Python < 3.11 has none of the three.
         del sock_recvfrom, sock_recvfrom_into, sock_sendto
 
-    async def _sock_wait(self, rec: list[Any], name: str) -> Any:
-        fut, sock, fd, ident, handle, writer = rec
-        self._sock_waiters[fut] = (sock, fd, ident, handle, writer, name)
+    def _sock_check(self, sock: Any) -> None:
+        """asyncio's checks at the start of every sock_* method (ext/
+        sockops.c calls this unless sock is an exact socket.socket and
+        the loop is not in debug mode)."""
+        if _SSLSocket is not None and isinstance(sock, _SSLSocket):
+            raise TypeError("Socket cannot be of type SSLSocket")
+        if self._debug and sock.gettimeout() != 0:
+            raise ValueError("the socket must be non-blocking")
+
+    def _sock_arm_sweeper(self) -> None:
         if self._sock_sweeper is None:
             self._sock_sweeper = self.call_later(self._sock_sweep_delay,
                                                  self._sock_sweep)
-        try:
-            return await fut
-        finally:
-            # asyncio's _sock_read_done()/_sock_write_done(), without a
-            # done callback: also when the operation was cancelled.
-            self._sock_waiter_done(fut)
-            if not handle.cancelled():
-                if writer:
-                    self._remove_writer(fd)
-                else:
-                    self._remove_reader(fd)
 
     def _sock_watch(self, handle: Any, writer: int) -> None:
         name = _SOCK_CALLBACKS.get(getattr(handle._callback, "__func__", None))
@@ -371,12 +384,10 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             st = os.fstat(fd)
         except OSError:
             return
-        self._sock_waiters[fut] = (sock, fd, (st.st_dev, st.st_ino), handle,
-                                   writer, name)
+        self._sock_waiters[fut] = [fut, sock, fd, (st.st_dev, st.st_ino),
+                                   handle, writer, name]
         fut.add_done_callback(self._sock_waiter_done)
-        if self._sock_sweeper is None:
-            self._sock_sweeper = self.call_later(self._sock_sweep_delay,
-                                                 self._sock_sweep)
+        self._sock_arm_sweeper()
 
     def _sock_waiter_done(self, fut: Any) -> None:
         # The sweeper stays armed: the next sweep stops it if nothing is
@@ -388,8 +399,8 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         if not self._sock_waiters:
             self._sock_sweep_delay = _SOCK_SWEEP_FIRST
             return
-        for fut, (sock, fd, ident, handle, writer, name) in list(
-                self._sock_waiters.items()):
+        for fut, rec in list(self._sock_waiters.items()):
+            sock, fd, ident, handle, writer, name = rec[1:7]
             if not fut.done() and not _sock_still_open(sock, fd, ident):
                 self._sock_fail(fut, fd, handle, writer, name)
         if self._sock_waiters and not self._closed:
@@ -1042,14 +1053,6 @@ try:
     _SSLSocket: Any = _ssl.SSLSocket
 except ImportError:  # pragma: no cover - Python built without ssl
     _SSLSocket = None
-
-
-def _sock_check(loop: Loop, sock: Any) -> None:
-    """asyncio's checks at the start of every sock_* method."""
-    if _SSLSocket is not None and isinstance(sock, _SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
-    if loop._debug and sock.gettimeout() != 0:
-        raise ValueError("the socket must be non-blocking")
 
 
 for _name in ("sock_sendfile", "_sock_sendfile_fallback",
