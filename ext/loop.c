@@ -218,6 +218,7 @@ Loop_traverse(LoopObject *self, visitproc visit, void *arg)
     Py_VISIT(self->task_factory);
     Py_VISIT(self->debug_obj);
     Py_VISIT(self->current_handle);
+    Py_VISIT(self->empty_ctx);
     for (Py_ssize_t i = 0; i < self->rq_len; i++) {
         Py_VISIT(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
     }
@@ -232,6 +233,7 @@ Loop_clear(LoopObject *self)
 {
     loop_clear_queues(self);
     Py_CLEAR(self->current_handle);
+    Py_CLEAR(self->empty_ctx);
     Py_CLEAR(self->task_factory);
     Py_CLEAR(self->debug_obj);
     return 0;

@@ -169,7 +169,7 @@ typedef struct HandleObject {
     PyObject_HEAD
     PyObject *callback;          /* NULL once cancelled */
     PyObject *args;              /* tuple; NULL once cancelled */
-    PyObject *context;           /* contextvars.Context */
+    PyObject *context;           /* contextvars.Context; NULL if ctx_lazy */
     struct LoopObject *loop;     /* strong */
     PyObject *source_traceback;  /* list or NULL (debug mode only) */
     PyObject *repr;              /* repr saved at cancel() in debug mode */
@@ -178,6 +178,10 @@ typedef struct HandleObject {
     char threadsafe;             /* created by call_soon_threadsafe */
     char is_timer;               /* a TimerHandleObject */
     char running;                /* threadsafe, 3.14+: callback running */
+    /* Made in an empty context: its copy, an empty Context, is made
+     * only if asked for (handle.c); `context` is the loop's spare one
+     * while the callback runs, NULL otherwise. */
+    char ctx_lazy;
 } HandleObject;
 
 typedef struct TimerHandleObject {
@@ -255,6 +259,10 @@ typedef struct LoopObject {
     PyObject *task_factory;      /* _task_factory: NULL/None = default */
     PyObject *debug_obj;         /* what set_debug() got, or NULL */
     PyObject *current_handle;    /* debug mode only */
+    /* An empty contextvars.Context that no handle owns, lent to each
+     * handle with a lazy context while its callback runs (handle.c);
+     * NULL while lent or not yet made. */
+    PyObject *empty_ctx;
     PyObject *weakreflist;
     char closed;
     char stopping;
