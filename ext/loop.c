@@ -64,6 +64,14 @@ tl_loop_rq_grow(LoopObject *self)
     return 0;
 }
 
+void
+tl_loop_rq_track_all(LoopObject *self)
+{
+    for (Py_ssize_t i = 0; i < self->rq_len; i++) {
+        rq_track(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
+    }
+}
+
 /* ---- the backend's timer ------------------------------------------- */
 
 /* Arm the backend's timer for `when` (seconds), never earlier. */
@@ -200,8 +208,7 @@ loop_clear_queues(LoopObject *self)
 {
     while (self->rq_len > 0 || self->heap_len > 0) {
         while (self->rq_len > 0) {
-            HandleObject *h = rq_pop(self);
-            Py_DECREF(h);
+            rq_release(self, rq_pop(self));
         }
         while (self->heap_len > 0) {
             TimerHandleObject *t = tl_timers_pop(self);
@@ -512,7 +519,7 @@ loop_run_once(LoopObject *self)
             r = self->debug ? loop_run_handle_debug(self, h)
                             : tl_handle_run(h);
         }
-        Py_DECREF(h);
+        rq_release(self, h);
         if (r < 0) {
             return -1;
         }
@@ -541,6 +548,7 @@ Loop_run(LoopObject *self, PyObject *Py_UNUSED(ignored))
         }
     }
     self->in_run = 0;
+    tl_loop_rq_track_all(self);
     tl_tsafe_release(self);
     if (r < 0) {
         return NULL;

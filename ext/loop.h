@@ -36,6 +36,59 @@ loop_check_closed(LoopObject *self)
 
 int tl_loop_rq_grow(LoopObject *self);
 
+/* Queued handles and the GC.  A handle waits in the queue for the rest of
+ * an iteration or, in a call_soon_threadsafe flood, for up to
+ * TL_TSAFE_HIGH posts; the young collections that the posts' allocations
+ * trigger found every queued handle and its context copy alive, promoted
+ * them, and the promotions triggered full collections (threadsafe row,
+ * 1.5M posts: 126 ms of GC, 40% of the CPU time; rloop's handles are not
+ * GC objects).  While the loop runs, its run() frame holds it, so it and
+ * everything in its queue is alive: untracked there, the GC neither
+ * traverses nor promotes them, and cannot free them either way.  A
+ * handle that outlives the queue's reference is tracked again when the
+ * queue drops it (rq_release; one that dies there never is, which saves
+ * the GC list operations), and so is every handle still queued when run()
+ * returns (tl_loop_rq_track_all): a loop that is not running may be
+ * garbage, and its queue with it, in a cycle only the GC frees.  The
+ * context copy goes with its handle while the handle holds the only
+ * reference to it.  Not in free-threaded builds (their GC keeps
+ * per-object state; the handle free list is off there too). */
+static inline void
+rq_untrack(HandleObject *h)
+{
+#ifndef Py_GIL_DISABLED
+    PyObject *ctx = h->context;
+    PyObject_GC_UnTrack(h);
+    if (ctx != NULL && Py_REFCNT(ctx) == 1 && PyContext_CheckExact(ctx)) {
+        PyObject_GC_UnTrack(ctx);
+    }
+#else
+    (void)h;
+#endif
+}
+
+static inline void
+rq_track_object(PyObject *o)
+{
+#ifndef Py_GIL_DISABLED
+    if (!PyObject_GC_IsTracked(o)) {
+        PyObject_GC_Track(o);
+    }
+#else
+    (void)o;
+#endif
+}
+
+static inline void
+rq_track(HandleObject *h)
+{
+    PyObject *ctx = h->context;
+    rq_track_object((PyObject *)h);
+    if (ctx != NULL && PyContext_CheckExact(ctx)) {
+        rq_track_object(ctx);
+    }
+}
+
 /* Steals the reference to h. */
 static inline int
 rq_push(LoopObject *self, HandleObject *h)
@@ -47,10 +100,13 @@ rq_push(LoopObject *self, HandleObject *h)
     self->rq[(self->rq_head + self->rq_len) & (self->rq_cap - 1)] = h;
     self->rq_len++;
     self->ts_pending += h->threadsafe;
+    if (self->in_run) {
+        rq_untrack(h);
+    }
     return 0;
 }
 
-/* Returns the reference the queue held. */
+/* Returns the reference the queue held: give it to rq_release(). */
 static inline HandleObject *
 rq_pop(LoopObject *self)
 {
@@ -60,6 +116,27 @@ rq_pop(LoopObject *self)
     self->ts_pending -= h->threadsafe;
     return h;
 }
+
+/* Drop the reference rq_pop() returned.  A handle of our own types that
+ * dies here is not tracked again (Handle_dealloc untracks only if
+ * tracked); anything else is, and so is the context in any case (some
+ * CPython versions' context dealloc requires a tracked object). */
+static inline void
+rq_release(LoopObject *self, HandleObject *h)
+{
+    PyTypeObject *tp = Py_TYPE(h);
+    if (Py_REFCNT(h) > 1 ||
+        (tp != self->st->HandleType && tp != self->st->TimerHandleType)) {
+        rq_track(h);
+    }
+    else if (h->context != NULL && PyContext_CheckExact(h->context)) {
+        rq_track_object(h->context);
+    }
+    Py_DECREF(h);
+}
+
+/* run() returns: track every handle still queued (see rq_untrack). */
+void tl_loop_rq_track_all(LoopObject *self);
 
 /* schedule.c: the scheduling methods of LoopBase (loop.c's method table). */
 PyObject *tl_sched_call_soon(LoopObject *self, PyObject *const *args,

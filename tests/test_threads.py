@@ -268,3 +268,44 @@ def test_threadsafe_handle_cancelled_by_its_own_callback(compare):
         return trace
 
     compare(scenario)
+
+
+def test_every_post_wakes_a_loop_blocked_on_a_far_timer(loop):
+    # Many threads, each posting one call at a time to a loop that sleeps
+    # in its poll (the only timer is an hour away) and waiting until it
+    # ran: a lost wake-up (a write skipped because one was thought
+    # pending) leaves a thread waiting, which fails through the guard.
+    n_threads, rounds = 8, 200
+    errors = []
+    finished = []
+
+    def ran(ev, tid, i, seen):
+        seen.append((tid, i))
+        ev.set()
+
+    def producer(tid):
+        seen = []
+        try:
+            for i in range(rounds):
+                ev = threading.Event()
+                loop.call_soon_threadsafe(ran, ev, tid, i, seen)
+                if not ev.wait(30):
+                    errors.append((tid, i))
+                    break
+        finally:
+            finished.append(seen == [(tid, i) for i in range(rounds)])
+            if len(finished) == n_threads:
+                loop.call_soon_threadsafe(loop.stop)
+
+    far = loop.call_later(3600, lambda: None)
+    threads = [threading.Thread(target=producer, args=(i,))
+               for i in range(n_threads)]
+    loop.call_soon(lambda: [t.start() for t in threads])
+    try:
+        run_forever_guarded(loop, timeout=60)
+    finally:
+        for t in threads:
+            t.join(10)
+        far.cancel()
+    assert not errors
+    assert finished == [True] * n_threads

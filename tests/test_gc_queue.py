@@ -1,0 +1,102 @@
+"""The GC and the ready queue: tideloop untracks queued handles (and their
+context copies) while the loop runs (ext/loop.h, rq_untrack).  Whatever
+outlives the queue, or stays queued when run() returns, must be tracked
+again: else a cycle through it is never freed.  Each test checks, on stock
+asyncio and on tideloop, that the GC frees such a cycle."""
+import asyncio
+import contextvars
+import gc
+import warnings
+import weakref
+
+from support import run_forever_guarded
+
+VAR = contextvars.ContextVar("VAR")
+
+
+class Holder:
+    pass
+
+
+def test_unclosed_loop_with_queued_handles_is_collected(loop_factory):
+    # A callback stops the loop and queues one more: run() returns with a
+    # handle in the queue (it points back to the loop: a cycle).  Dropped
+    # without close(), the loop must still be freed by the GC.
+    loop = loop_factory()
+
+    def stop_and_queue():
+        loop.stop()
+        loop.call_soon(lambda: None)
+
+    loop.call_soon(stop_and_queue)
+    run_forever_guarded(loop)
+    ref = weakref.ref(loop)
+    del loop
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+        gc.collect()
+    assert ref() is None
+
+
+def test_cycle_through_a_kept_handle_and_its_context_is_collected(loop):
+    # Posted while the loop runs (so it waits untracked in the queue), the
+    # handle is kept by an object that its own context holds:
+    # holder -> handle -> context -> holder.
+    refs = []
+
+    def cb(holder):
+        VAR.set(holder)
+
+    def post():
+        holder = Holder()
+        holder.handle = loop.call_soon_threadsafe(cb, holder)
+        refs.append(weakref.ref(holder))
+        loop.call_soon(loop.stop)
+
+    loop.call_soon(post)
+    run_forever_guarded(loop)
+    gc.collect()
+    assert len(refs) == 1 and refs[0]() is None
+
+
+def test_cycle_through_a_dead_handles_context_is_collected(loop):
+    # The handle dies after its run; its context lives on in a cycle the
+    # callback made: context -> holder -> context.
+    refs = []
+
+    def cb():
+        holder = Holder()
+        holder.ctx = contextvars.copy_context()
+        VAR.set(holder)
+        refs.append(weakref.ref(holder))
+        loop.stop()
+
+    def post():
+        loop.call_soon(cb)
+
+    loop.call_soon(post)
+    run_forever_guarded(loop)
+    gc.collect()
+    assert len(refs) == 1 and refs[0]() is None
+
+
+def test_gc_during_a_flood_loses_and_reorders_nothing(loop):
+    # Collections while handles wait untracked in the queue.
+    n = 5000
+    got = []
+
+    def cb(i):
+        got.append(i)
+        if i % 500 == 0:
+            gc.collect()
+        if i == n - 1:
+            loop.stop()
+
+    def post():
+        for i in range(n):
+            loop.call_soon(cb, i)
+
+    loop.call_soon(post)
+    run_forever_guarded(loop)
+    assert got == list(range(n))
