@@ -7,6 +7,7 @@ Each scenario runs in a new empty contextvars.Context, whatever earlier
 tests left in the thread's context."""
 import asyncio
 import contextvars
+import sys
 import threading
 
 from support import run_forever_guarded, run_until
@@ -257,7 +258,11 @@ def test_nested_runs(compare):
         return trace
 
     trace = compare(scenario)
-    assert ("error", "RuntimeError") in trace
+    if sys.version_info < (3, 15):
+        # 3.15's call_exception_handler() runs the handler in the
+        # handle's context, which is entered here: the RuntimeError
+        # reaches the log instead (compare() checked it is the same).
+        assert ("error", "RuntimeError") in trace
 
 
 def test_explicit_context_is_used_as_given(compare):
