@@ -314,8 +314,11 @@ int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
 
 /* accept.c: _accept_batch(socket_cls, family, type, proto, fd, n,
  * aborted_continues), where accept4() takes SOCK_NONBLOCK (see accept.c).
+ * Not in a portable build: accept4() is not everywhere libuv runs (macOS
+ * lacks it); there _loop.py's accept loop calls sock.accept().
  * New reference. */
-#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
+#if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC) && \
+    !defined(TIDELOOP_PORTABLE)
 #define TL_HAVE_ACCEPT_BATCH 1
 PyObject *tl_accept_batch(LoopObject *self, PyObject *const *args,
                           Py_ssize_t nargs);
