@@ -262,7 +262,8 @@ tl_timer_new(tl_state *st, LoopObject *loop, double when, PyObject *when_obj,
     }
     Py_XINCREF(when_obj);
     t->when_obj = when_obj;
-    PyObject_GC_Track(t);
+    /* Not tracked yet: tl_timers_push() tracks it, unless the heap of a
+     * running loop takes it untracked (loop_gc_adopt, loop.h). */
     return t;
 }
 
