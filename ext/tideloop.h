@@ -168,7 +168,8 @@ struct LoopObject;
 typedef struct HandleObject {
     PyObject_HEAD
     PyObject *callback;          /* NULL once cancelled */
-    PyObject *args;              /* tuple; NULL once cancelled */
+    PyObject *args;              /* tuple, or the one argument if args_one;
+                                  * NULL once cancelled */
     PyObject *context;           /* contextvars.Context; NULL if ctx_lazy */
     struct LoopObject *loop;     /* strong */
     PyObject *source_traceback;  /* list or NULL (debug mode only) */
@@ -182,6 +183,9 @@ typedef struct HandleObject {
      * only if asked for (handle.c); `context` is the loop's spare one
      * while the callback runs, NULL otherwise. */
     char ctx_lazy;
+    /* Made with one argument: `args` is that argument, not a tuple
+     * (handle.c: handle_set_args, handle_args_tuple). */
+    char args_one;
 } HandleObject;
 
 typedef struct TimerHandleObject {
