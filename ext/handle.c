@@ -1,8 +1,9 @@
 /* Handle and TimerHandle: asyncio.Handle / asyncio.TimerHandle in C.
  *
- * A handle owns its callback, its arguments (a tuple) and the
- * contextvars.Context it runs in.  The loop's ready queue and timer heap
- * hold strong references to the handles they contain. */
+ * A handle owns its callback, its arguments (a tuple, or a lone argument
+ * itself until _args is read) and the contextvars.Context it runs in.
+ * The loop's ready queue and timer heap hold strong references to the
+ * handles they contain. */
 #include "tideloop.h"
 
 #include <math.h>
@@ -34,6 +35,44 @@ args_tuple(tl_state *st, PyObject *const *args, Py_ssize_t nargs)
         PyObject_GC_UnTrack(t);
     }
     return t;
+}
+
+/* Store the arguments: one argument is kept as it is, without a tuple
+ * (call_soon(cb, x), call_later(d, cb, x), a future's done callbacks);
+ * handle_args_tuple() makes the tuple if someone asks for _args.  Not
+ * in free-threaded builds: reading _args replaces the field. */
+static int
+handle_set_args(tl_state *st, HandleObject *h, PyObject *const *args,
+                Py_ssize_t nargs)
+{
+#ifndef Py_GIL_DISABLED
+    if (nargs == 1) {
+        Py_INCREF(args[0]);
+        h->args = args[0];
+        h->args_one = 1;
+        return 0;
+    }
+#endif
+    h->args = args_tuple(st, args, nargs);
+    return h->args == NULL ? -1 : 0;
+}
+
+/* Make h->args the tuple asyncio has in Handle._args (a handle with one
+ * argument keeps it without one until then): 0, or -1 with an exception
+ * set. */
+static int
+handle_args_tuple(HandleObject *h)
+{
+    if (!h->args_one) {
+        return 0;
+    }
+    PyObject *t = args_tuple(h->loop->st, &h->args, 1);
+    if (t == NULL) {
+        return -1;
+    }
+    Py_SETREF(h->args, t);
+    h->args_one = 0;
+    return 0;
 }
 
 /* Lazy contexts.  asyncio gives each handle made without context= a copy
@@ -135,9 +174,9 @@ handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
     h->threadsafe = 0;
     h->running = 0;
     h->ctx_lazy = 0;
+    h->args_one = 0;
 
-    h->args = args_tuple(st, args, nargs);
-    if (h->args == NULL) {
+    if (handle_set_args(st, h, args, nargs) < 0) {
         return -1;
     }
     if (context != NULL && context != Py_None) {
@@ -262,7 +301,8 @@ tl_timer_new(tl_state *st, LoopObject *loop, double when, PyObject *when_obj,
     }
     Py_XINCREF(when_obj);
     t->when_obj = when_obj;
-    PyObject_GC_Track(t);
+    /* Not tracked yet: tl_timers_push() tracks it, unless the heap of a
+     * running loop takes it untracked (loop_gc_adopt, loop.h). */
     return t;
 }
 
@@ -271,6 +311,7 @@ tl_handle_clear_callback(HandleObject *h)
 {
     Py_CLEAR(h->callback);
     Py_CLEAR(h->args);
+    h->args_one = 0;
 }
 
 /* Enter `ctx`, the contextvars.Context of a transport, around a protocol
@@ -328,13 +369,13 @@ tl_context_leave(PyObject *ctx, int joined)
 }
 
 static PyObject *
-context_run_slow(PyObject *ctx, PyObject *cb, PyObject *args)
+context_run_slow(PyObject *ctx, PyObject *cb, PyObject *const *args,
+                 Py_ssize_t n)
 {
     PyObject *run = PyObject_GetAttrString(ctx, "run");
     if (run == NULL) {
         return NULL;
     }
-    Py_ssize_t n = PyTuple_GET_SIZE(args);
     PyObject *full = PyTuple_New(n + 1);
     if (full == NULL) {
         Py_DECREF(run);
@@ -343,9 +384,8 @@ context_run_slow(PyObject *ctx, PyObject *cb, PyObject *args)
     Py_INCREF(cb);
     PyTuple_SET_ITEM(full, 0, cb);
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *a = PyTuple_GET_ITEM(args, i);
-        Py_INCREF(a);
-        PyTuple_SET_ITEM(full, i + 1, a);
+        Py_INCREF(args[i]);
+        PyTuple_SET_ITEM(full, i + 1, args[i]);
     }
     PyObject *res = PyObject_Call(run, full, NULL);
     Py_DECREF(full);
@@ -370,6 +410,13 @@ tl_handle_run(HandleObject *h)
      * these fields; hold our own references for the duration. */
     Py_INCREF(cb);
     Py_INCREF(args);
+    /* The arguments: the one argument itself, or the tuple's items. */
+    PyObject *const *argv = &args;
+    Py_ssize_t nargs = 1;
+    if (!h->args_one) {
+        argv = &PyTuple_GET_ITEM(args, 0);
+        nargs = PyTuple_GET_SIZE(args);
+    }
     if (lent) {
         ctx = lazy_context_lend(h);
     }
@@ -382,7 +429,7 @@ tl_handle_run(HandleObject *h)
     else if (!PyContext_CheckExact(ctx)) {
         /* asyncio calls context.run(callback, *args): keep its duck
          * typing and its AttributeError for a non-context. */
-        res = context_run_slow(ctx, cb, args);
+        res = context_run_slow(ctx, cb, argv, nargs);
         if (res == NULL) {
             exc = tl_fetch_exception();
         }
@@ -394,8 +441,7 @@ tl_handle_run(HandleObject *h)
         /* Re-entrancy: other threads may call cancel()/cancelled() while
          * the callback runs (handle_wait_not_running). */
         h->running = h->threadsafe;
-        res = PyObject_Vectorcall(cb, &PyTuple_GET_ITEM(args, 0),
-                                  PyTuple_GET_SIZE(args), NULL);
+        res = PyObject_Vectorcall(cb, argv, nargs, NULL);
         h->running = 0;
         if (res == NULL) {
             exc = tl_fetch_exception();
@@ -470,6 +516,7 @@ Handle_clear(HandleObject *self)
 {
     Py_CLEAR(self->callback);
     Py_CLEAR(self->args);
+    self->args_one = 0;
     Py_CLEAR(self->context);
     self->ctx_lazy = 0;
     Py_CLEAR(self->source_traceback);
@@ -630,6 +677,9 @@ Handle_get_callback(HandleObject *self, void *c)
 static PyObject *
 Handle_get_args(HandleObject *self, void *c)
 {
+    if (handle_args_tuple(self) < 0) {
+        return NULL;
+    }
     GET_OR_NONE(self->args);
 }
 
@@ -770,6 +820,9 @@ timer_eq(TimerHandleObject *a, TimerHandleObject *b)
     int r = eq_truth(ca, cb);
     if (r <= 0) {
         return r;
+    }
+    if (handle_args_tuple(&a->base) < 0 || handle_args_tuple(&b->base) < 0) {
+        return -1;
     }
     PyObject *aa = a->base.args ? a->base.args : Py_None;
     PyObject *ab = b->base.args ? b->base.args : Py_None;

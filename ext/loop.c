@@ -42,7 +42,7 @@ tl_monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* ---- the ready queue's storage (loop.h) ----------------------------- */
+/* ---- the ready queue's storage, the GC (loop.h) --------------------- */
 
 int
 tl_loop_rq_grow(LoopObject *self)
@@ -65,10 +65,13 @@ tl_loop_rq_grow(LoopObject *self)
 }
 
 void
-tl_loop_rq_track_all(LoopObject *self)
+tl_loop_track_all(LoopObject *self)
 {
     for (Py_ssize_t i = 0; i < self->rq_len; i++) {
-        rq_track(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
+        loop_gc_track(self->rq[(self->rq_head + i) & (self->rq_cap - 1)]);
+    }
+    for (Py_ssize_t i = 0; i < self->heap_len; i++) {
+        loop_gc_track((HandleObject *)self->heap[i].t);
     }
 }
 
@@ -208,11 +211,10 @@ loop_clear_queues(LoopObject *self)
 {
     while (self->rq_len > 0 || self->heap_len > 0) {
         while (self->rq_len > 0) {
-            rq_release(self, rq_pop(self));
+            loop_gc_release(self, rq_pop(self));
         }
         while (self->heap_len > 0) {
-            TimerHandleObject *t = tl_timers_pop(self);
-            Py_DECREF(t);
+            loop_gc_release(self, (HandleObject *)tl_timers_pop(self));
         }
     }
 }
@@ -519,7 +521,7 @@ loop_run_once(LoopObject *self)
             r = self->debug ? loop_run_handle_debug(self, h)
                             : tl_handle_run(h);
         }
-        rq_release(self, h);
+        loop_gc_release(self, h);
         if (r < 0) {
             return -1;
         }
@@ -548,7 +550,7 @@ Loop_run(LoopObject *self, PyObject *Py_UNUSED(ignored))
         }
     }
     self->in_run = 0;
-    tl_loop_rq_track_all(self);
+    tl_loop_track_all(self);
     tl_tsafe_release(self);
     if (r < 0) {
         return NULL;

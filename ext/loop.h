@@ -1,8 +1,8 @@
 /* loop.h: what loop.c (the iteration, creation and teardown, the method
- * table) and schedule.c (call_soon/call_at/call_later/create_task and the
- * arguments they take) share.  Not for the other files: they use the C
- * entry points declared in tideloop.h (tl_loop_call_soon,
- * tl_loop_create_future, tl_loop_push_ready). */
+ * table), schedule.c (call_soon/call_at/call_later/create_task and the
+ * arguments they take) and timers.c (the timer heap) share.  Not for the
+ * other files: they use the C entry points declared in tideloop.h
+ * (tl_loop_call_soon, tl_loop_create_future, tl_loop_push_ready). */
 #ifndef TL_LOOP_H
 #define TL_LOOP_H
 
@@ -32,33 +32,34 @@ loop_check_closed(LoopObject *self)
     return 0;
 }
 
-/* ---- the ready queue: a ring; loop.c grows its storage ------------- */
+/* ---- handles the loop holds, and the GC ---------------------------- */
 
-int tl_loop_rq_grow(LoopObject *self);
-
-/* Queued handles and the GC.  A handle waits in the queue for the rest of
- * an iteration or, in a call_soon_threadsafe flood, for up to
- * TL_TSAFE_HIGH posts; the young collections that the posts' allocations
- * trigger found every queued handle and its context copy alive, promoted
- * them, and the promotions triggered full collections (threadsafe row,
- * 1.5M posts: 126 ms of GC, 40% of the CPU time; rloop's handles are not
- * GC objects).  While the loop runs, its run() frame holds it, so it and
- * everything in its queue is alive: untracked there, the GC neither
- * traverses nor promotes them, and cannot free them either way.  A
- * handle that outlives the queue's reference is tracked again when the
- * queue drops it (rq_release; one that dies there never is, which saves
- * the GC list operations), and so is every handle still queued when run()
- * returns (tl_loop_rq_track_all): a loop that is not running may be
- * garbage, and its queue with it, in a cycle only the GC frees.  The
- * context copy goes with its handle while the handle holds the only
- * reference to it.  Not in free-threaded builds (their GC keeps
- * per-object state; the handle free list is off there too). */
+/* A handle waits in the ready queue for the rest of an iteration or, in a
+ * call_soon_threadsafe flood, for up to TL_TSAFE_HIGH posts; a timer
+ * waits in the heap (timers.c) for its deadline or, cancelled, for the
+ * prune.  The young collections that the allocations meanwhile trigger
+ * found every such handle and its context copy alive, promoted them, and
+ * the promotions triggered full collections (threadsafe row, 1.5M posts:
+ * 126 ms of GC, 40% of the CPU time; timers_churn, 100,000 timers: a
+ * third of the instructions in Handle_traverse and the GC's visits;
+ * rloop's handles are not GC objects).  While the loop runs, its run()
+ * frame holds it, so it and every handle in its queue and heap is alive:
+ * untracked there (loop_gc_untrack), the GC neither traverses nor
+ * promotes them, and cannot free them either way.  A handle that
+ * outlives the loop's reference is tracked again when the queue or the
+ * heap drops it (loop_gc_release; one that dies there never is, which
+ * saves the GC list operations), and so is every handle still queued or
+ * in the heap when run() returns (tl_loop_track_all): a loop that is not
+ * running may be garbage, and its queue and heap with it, in a cycle
+ * only the GC frees.  The context copy goes with its handle while the
+ * handle holds the only reference to it.  Not in free-threaded builds
+ * (their GC keeps per-object state; the handle free list is off there
+ * too). */
 static inline void
-rq_untrack(HandleObject *h)
+loop_gc_untrack_context(HandleObject *h)
 {
 #ifndef Py_GIL_DISABLED
     PyObject *ctx = h->context;
-    PyObject_GC_UnTrack(h);
     if (ctx != NULL && Py_REFCNT(ctx) == 1 && PyContext_CheckExact(ctx)) {
         PyObject_GC_UnTrack(ctx);
     }
@@ -68,7 +69,33 @@ rq_untrack(HandleObject *h)
 }
 
 static inline void
-rq_track_object(PyObject *o)
+loop_gc_untrack(HandleObject *h)
+{
+#ifndef Py_GIL_DISABLED
+    PyObject_GC_UnTrack(h);
+    loop_gc_untrack_context(h);
+#else
+    (void)h;
+#endif
+}
+
+/* The heap takes a timer that tl_timer_new() made untracked: the GC
+ * tracks it unless the loop runs (then only its context copy goes
+ * untracked too). */
+static inline void
+loop_gc_adopt(LoopObject *self, HandleObject *h)
+{
+#ifndef Py_GIL_DISABLED
+    if (self->in_run) {
+        loop_gc_untrack_context(h);
+        return;
+    }
+#endif
+    PyObject_GC_Track(h);
+}
+
+static inline void
+loop_gc_track_object(PyObject *o)
 {
 #ifndef Py_GIL_DISABLED
     if (!PyObject_GC_IsTracked(o)) {
@@ -80,14 +107,40 @@ rq_track_object(PyObject *o)
 }
 
 static inline void
-rq_track(HandleObject *h)
+loop_gc_track(HandleObject *h)
 {
     PyObject *ctx = h->context;
-    rq_track_object((PyObject *)h);
+    loop_gc_track_object((PyObject *)h);
     if (ctx != NULL && PyContext_CheckExact(ctx)) {
-        rq_track_object(ctx);
+        loop_gc_track_object(ctx);
     }
 }
+
+/* Drop the reference the queue or the heap held.  A handle of our own
+ * types that dies here is not tracked again (Handle_dealloc untracks only
+ * if tracked); anything else is, and so is the context in any case (some
+ * CPython versions' context dealloc requires a tracked object). */
+static inline void
+loop_gc_release(LoopObject *self, HandleObject *h)
+{
+    PyTypeObject *tp = Py_TYPE(h);
+    if (Py_REFCNT(h) > 1 ||
+        (tp != self->st->HandleType && tp != self->st->TimerHandleType)) {
+        loop_gc_track(h);
+    }
+    else if (h->context != NULL && PyContext_CheckExact(h->context)) {
+        loop_gc_track_object(h->context);
+    }
+    Py_DECREF(h);
+}
+
+/* run() returns: track every handle still queued or in the heap (see
+ * loop_gc_untrack). */
+void tl_loop_track_all(LoopObject *self);
+
+/* ---- the ready queue: a ring; loop.c grows its storage ------------- */
+
+int tl_loop_rq_grow(LoopObject *self);
 
 /* Steals the reference to h. */
 static inline int
@@ -101,12 +154,12 @@ rq_push(LoopObject *self, HandleObject *h)
     self->rq_len++;
     self->ts_pending += h->threadsafe;
     if (self->in_run) {
-        rq_untrack(h);
+        loop_gc_untrack(h);
     }
     return 0;
 }
 
-/* Returns the reference the queue held: give it to rq_release(). */
+/* Returns the reference the queue held: give it to loop_gc_release(). */
 static inline HandleObject *
 rq_pop(LoopObject *self)
 {
@@ -116,27 +169,6 @@ rq_pop(LoopObject *self)
     self->ts_pending -= h->threadsafe;
     return h;
 }
-
-/* Drop the reference rq_pop() returned.  A handle of our own types that
- * dies here is not tracked again (Handle_dealloc untracks only if
- * tracked); anything else is, and so is the context in any case (some
- * CPython versions' context dealloc requires a tracked object). */
-static inline void
-rq_release(LoopObject *self, HandleObject *h)
-{
-    PyTypeObject *tp = Py_TYPE(h);
-    if (Py_REFCNT(h) > 1 ||
-        (tp != self->st->HandleType && tp != self->st->TimerHandleType)) {
-        rq_track(h);
-    }
-    else if (h->context != NULL && PyContext_CheckExact(h->context)) {
-        rq_track_object(h->context);
-    }
-    Py_DECREF(h);
-}
-
-/* run() returns: track every handle still queued (see rq_untrack). */
-void tl_loop_rq_track_all(LoopObject *self);
 
 /* schedule.c: the scheduling methods of LoopBase (loop.c's method table). */
 PyObject *tl_sched_call_soon(LoopObject *self, PyObject *const *args,

@@ -168,7 +168,8 @@ struct LoopObject;
 typedef struct HandleObject {
     PyObject_HEAD
     PyObject *callback;          /* NULL once cancelled */
-    PyObject *args;              /* tuple; NULL once cancelled */
+    PyObject *args;              /* tuple, or the one argument if args_one;
+                                  * NULL once cancelled */
     PyObject *context;           /* contextvars.Context; NULL if ctx_lazy */
     struct LoopObject *loop;     /* strong */
     PyObject *source_traceback;  /* list or NULL (debug mode only) */
@@ -182,6 +183,9 @@ typedef struct HandleObject {
      * only if asked for (handle.c); `context` is the loop's spare one
      * while the callback runs, NULL otherwise. */
     char ctx_lazy;
+    /* Made with one argument: `args` is that argument, not a tuple
+     * (handle.c: handle_set_args, handle_args_tuple). */
+    char args_one;
 } HandleObject;
 
 typedef struct TimerHandleObject {
@@ -379,6 +383,8 @@ int tl_handle_run(HandleObject *h);
 HandleObject *tl_handle_new(tl_state *st, LoopObject *loop,
                             PyObject *callback, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *context);
+/* New reference to a TimerHandle, not tracked by the GC until
+ * tl_timers_push() takes it; steals nothing. */
 TimerHandleObject *tl_timer_new(tl_state *st, LoopObject *loop, double when,
                                 PyObject *when_obj, PyObject *callback,
                                 PyObject *const *args, Py_ssize_t nargs,
@@ -461,10 +467,12 @@ PyObject *tl_loop_call_soon(LoopObject *loop, PyObject *callback,
 PyObject *tl_loop_create_future(LoopObject *loop);
 
 /* timers.c: the loop's timer heap, ordered by (when, seq).  Push takes
- * a new reference to t (and gives it its seq); 0, or -1 with
+ * a new reference to t (and gives it its seq), t as tl_timer_new() made
+ * it, and has the GC track it unless the loop runs; 0, or -1 with
  * MemoryError set. */
 int tl_timers_push(LoopObject *loop, TimerHandleObject *t);
-/* Remove the earliest timer; returns the reference the heap held. */
+/* Remove the earliest timer; returns the reference the heap held (give
+ * it to the ready queue or to loop_gc_release(), loop.h). */
 TimerHandleObject *tl_timers_pop(LoopObject *loop);
 /* Drop cancelled timers as asyncio's _run_once does: all of them when
  * they are over half of more than 100, else those at the head.  May run

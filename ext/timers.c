@@ -13,8 +13,11 @@
  * loads or writes a timer object, which for a heap of 100,000 timers
  * was a cache miss per level.
  *
- * The heap holds a strong reference to each timer in it. */
-#include "tideloop.h"
+ * The heap holds a strong reference to each timer in it.  While the loop
+ * runs, a timer in the heap is not tracked by the GC (loop_gc_untrack in
+ * loop.h; one scheduled then never was, loop_gc_adopt): the heap lets go
+ * of it with loop_gc_release, which tracks it again if it lives on. */
+#include "loop.h"
 
 #include <math.h>
 
@@ -89,6 +92,7 @@ tl_timers_push(LoopObject *self, TimerHandleObject *t)
     Py_INCREF(t);
     t->seq = self->timer_seq++;
     t->in_heap = 1;
+    loop_gc_adopt(self, &t->base);
     /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
     tl_timer_slot s = {isnan(t->when) ? -INFINITY : t->when, t->seq, t};
     heap_sift_up(self->heap, self->heap_len++, s);
@@ -147,7 +151,7 @@ tl_timers_prune(LoopObject *self)
              * that schedules more. */
             nd -= self->heap_cancelled;
             for (Py_ssize_t i = 0; i < nd; i++) {
-                Py_DECREF(dead[i]);
+                loop_gc_release(self, &dead[i]->base);
             }
             PyMem_Free(dead);
             return;
@@ -157,7 +161,7 @@ tl_timers_prune(LoopObject *self)
     while (self->heap_len > 0 && self->heap[0].t->base.cancelled) {
         TimerHandleObject *t = tl_timers_pop(self);
         self->timer_cancelled_count--;
-        Py_DECREF(t);
+        loop_gc_release(self, &t->base);
     }
 }
 

@@ -172,6 +172,10 @@ def run_forever_guarded(loop, timeout=GUARD_TIMEOUT):
         loop.run_forever()
     finally:
         timer.cancel()
+        # Until its thread has ended, the timer holds `rescue`, which holds
+        # the loop: a test that checks the GC frees the loop must not race
+        # with it.
+        timer.join()
     if fired:
         raise LoopHung("run_forever() did not return within %.1f s" % timeout)
 

@@ -1,5 +1,5 @@
 """The GC and the ready queue: tideloop untracks queued handles (and their
-context copies) while the loop runs (ext/loop.h, rq_untrack).  Whatever
+context copies) while the loop runs (ext/loop.h, loop_gc_untrack).  Whatever
 outlives the queue, or stays queued when run() returns, must be tracked
 again: else a cycle through it is never freed.  Each test checks, on stock
 asyncio and on tideloop, that the GC frees such a cycle."""

@@ -316,3 +316,92 @@ def test_many_cancelled_timers(compare):
     trace = compare(scenario)
     assert trace[-1] == ("cancelled count", 950)
     assert len(trace) == 50 + 2 + 1
+
+
+class DuckContext:
+    """Not a contextvars.Context: asyncio calls its run(callback, *args)."""
+
+    def __init__(self, trace):
+        self.trace = trace
+
+    def run(self, callback, *args):
+        self.trace.append(("duck run", len(args)))
+        return callback(*args)
+
+
+def test_one_argument_handles(compare):
+    # tideloop keeps a lone argument without a tuple and makes _args when
+    # it is read: what the callback gets, _args (a tuple, the same one at
+    # each read), repr and equality stay asyncio's.
+    def scenario(loop):
+        trace = []
+        arg = ["the", "arg"]
+
+        def got(x):
+            trace.append(("got", x is arg or x))
+
+        h = loop.call_soon(got, arg)
+        trace.append(repr(h))
+        args = h._args
+        trace.append((type(args).__name__, len(args), args[0] is arg,
+                      h._args is args, repr(h)))
+        loop.call_soon(got, (1, 2))
+        loop.call_soon(got, None, context=DuckContext(trace))
+        one = loop.call_soon(got, "cancelled")
+        one.cancel()
+        trace.append(("cancelled _args", one._args))
+
+        def reads_own_args(x):
+            trace.append(("own _args", own._args, x))
+            own.cancel()
+            trace.append(("own _args after cancel", own._args, x))
+
+        own = loop.call_soon(reads_own_args, 7)
+        a = loop.call_at(50, got, 1)
+        b = loop.call_at(50, got, 1)
+        c = loop.call_at(50, got, 2)
+        trace.append(("a==b", a == b, "a==c", a == c, "a<=b", a <= b))
+        trace.append(("b._args", b._args, "a==b", a == b, a._args == b._args))
+        for t in (a, b, c):
+            t.cancel()
+        t = loop.call_later(0, got, "timer")
+        trace.append(repr(t).split(" when=")[0])
+        fut = loop.create_future()
+        fut.add_done_callback(lambda f: trace.append(("done", f.result())))
+        fut.set_result("r")
+        loop.call_soon(loop.call_soon, loop.stop)
+        run_forever_guarded(loop)
+        return trace
+
+    trace = compare(scenario)
+    assert trace[1][:4] == ("tuple", 1, True, True)
+
+
+def test_one_argument_handle_errors(compare):
+    # A lone argument in the exception handler's context and in errors.
+    def scenario(loop):
+        trace = []
+
+        def handler(loop, context):
+            h = context.get("handle")
+            trace.append((context["message"],
+                          re.sub(r"when=[-\d.e+]+", "when=T", repr(h)),
+                          type(context.get("exception")).__name__,
+                          str(context.get("exception")),
+                          h._args if h is not None else None))
+
+        loop.set_exception_handler(handler)
+
+        def fails(x):
+            raise ValueError(x)
+
+        loop.call_soon(fails, "boom")
+        loop.call_later(0, fails, "timer boom")
+        loop.call_soon(len, 5)           # TypeError from the callback
+        loop.call_soon(lambda: None, 1)  # too many arguments
+        loop.call_soon(loop.call_soon, loop.stop)
+        run_forever_guarded(loop)
+        return trace
+
+    trace = compare(scenario)
+    assert len(trace) == 4
