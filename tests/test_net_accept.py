@@ -27,17 +27,48 @@ class Counted(asyncio.Protocol):
         self.made.append(transport)
 
 
-def _listener(where, d):
-    """A listening socket with a large kernel queue: clients connect
-    before serving starts, whatever backlog create_server() gets."""
+def _listener(where, d, queue=64):
+    """A listening socket ("tcp4", "tcp6" or "unix" in the folder `d`)
+    with a large kernel queue: clients connect before serving starts,
+    whatever backlog create_server() gets."""
     if where == "unix":
         s = socket.socket(socket.AF_UNIX)
         s.bind(os.path.join(d, "s"))
     else:
-        s = socket.socket(socket.AF_INET)
-        s.bind((HOST4, 0))
-    s.listen(64)
+        s = socket.socket(
+            socket.AF_INET6 if where == "tcp6" else socket.AF_INET)
+        s.bind(("::1" if where == "tcp6" else HOST4, 0))
+    s.listen(queue)
     return s
+
+
+def _serve(loop, where, factory, lsock, **kw):
+    """create_unix_server() or create_server() on the listening `lsock`
+    (a coroutine)."""
+    if where == "unix":
+        return loop.create_unix_server(factory, sock=lsock, **kw)
+    return loop.create_server(factory, sock=lsock, **kw)
+
+
+def _run_with_clients(loop, main):
+    """run_until(main(d, clients)) in a temporary folder `d`; the client
+    sockets main() puts in `clients` are closed after it, whatever
+    happened."""
+    clients = []
+    with temp_dir() as d:
+        try:
+            return run_until(loop, main(d, clients), 20)
+        finally:
+            for c in clients:
+                c.close()
+
+
+async def _shut(server, transports):
+    """Close the transports, then the server, and wait for it."""
+    for tr in transports:
+        tr.close()
+    server.close()
+    await wait(server.wait_closed())
 
 
 @pytest.mark.parametrize("where", ["tcp4", "unix"])
@@ -60,40 +91,25 @@ def test_backlog_batches(compare, where, backlog):
             if len(made) < 20:
                 loop.call_soon(tick)
 
-        async def main(d):
+        async def main(d, clients):
             lsock = _listener(where, d)
-            clients = []
-            try:
-                for _ in range(20):
-                    c = socket.socket(lsock.family)
-                    c.connect(lsock.getsockname())
-                    clients.append(c)
-                if where == "unix":
-                    server = await loop.create_unix_server(
-                        factory, sock=lsock, backlog=backlog,
-                        start_serving=False)
-                else:
-                    server = await loop.create_server(
-                        factory, sock=lsock, backlog=backlog,
-                        start_serving=False)
-                loop.call_soon(tick)
-                await server.start_serving()
-                while len(made) < 20:
-                    await asyncio.sleep(0)
-                groups = [len(g) for g in "".join(marks).split("t") if g]
-                families = {tr.get_extra_info("socket").family
-                            for tr in made}
-                for tr in made:
-                    tr.close()
-                server.close()
-                await wait(server.wait_closed())
-                return [("groups", groups), ("families", sorted(families))]
-            finally:
-                for c in clients:
-                    c.close()
+            for _ in range(20):
+                c = socket.socket(lsock.family)
+                c.connect(lsock.getsockname())
+                clients.append(c)
+            server = await _serve(loop, where, factory, lsock,
+                                  backlog=backlog, start_serving=False)
+            loop.call_soon(tick)
+            await server.start_serving()
+            while len(made) < 20:
+                await asyncio.sleep(0)
+            groups = [len(g) for g in "".join(marks).split("t") if g]
+            families = {tr.get_extra_info("socket").family
+                        for tr in made}
+            await _shut(server, made)
+            return [("groups", groups), ("families", sorted(families))]
 
-        with temp_dir() as d:
-            return run_until(loop, main(d), 20)
+        return _run_with_clients(loop, main)
 
     trace = compare(scenario)
     # 3.14+: backlog + 1 accepts per event.
@@ -286,9 +302,8 @@ def test_accept_ordering(compare, where, task_factory):
             def data_received(self, data):
                 events.append(f"data{self.n}:{data.decode()}")
 
-        async def main(d):
+        async def main(d, clients):
             lsock = _listener(where, d)
-            clients = []
 
             def connect(i):
                 c = socket.socket(lsock.family)
@@ -309,32 +324,20 @@ def test_accept_ordering(compare, where, task_factory):
                 # 3.12+: the accept task runs at once, inside the accept
                 # (tideloop then keeps asyncio's accept loop).
                 loop.set_task_factory(asyncio.eager_task_factory)
-            try:
-                for i in range(3):
-                    connect(i)
-                if where == "unix":
-                    server = await loop.create_unix_server(
-                        P, sock=lsock, start_serving=False)
-                else:
-                    server = await loop.create_server(
-                        P, sock=lsock, start_serving=False)
-                loop.call_soon(tick)
-                loop.call_soon(events.append, "before start_serving")
-                await server.start_serving()
-                events.append("start_serving returned")
-                while ticks[0] < 14 or len(made) < 4:
-                    await asyncio.sleep(0)
-                for p in made:
-                    p.transport.close()
-                server.close()
-                await wait(server.wait_closed())
-                return events
-            finally:
-                for c in clients:
-                    c.close()
+            for i in range(3):
+                connect(i)
+            server = await _serve(loop, where, P, lsock,
+                                  start_serving=False)
+            loop.call_soon(tick)
+            loop.call_soon(events.append, "before start_serving")
+            await server.start_serving()
+            events.append("start_serving returned")
+            while ticks[0] < 14 or len(made) < 4:
+                await asyncio.sleep(0)
+            await _shut(server, [p.transport for p in made])
+            return events
 
-        with temp_dir() as d:
-            return run_until(loop, main(d), 20)
+        return _run_with_clients(loop, main)
 
     trace = compare(scenario)
     assert trace.index("factory0") < trace.index("made0")
@@ -438,54 +441,36 @@ def test_burst_all_accepted(compare, where):
     def scenario(loop):
         made = []
 
-        async def main(d):
-            if where == "unix":
-                lsock = socket.socket(socket.AF_UNIX)
-                lsock.bind(os.path.join(d, "s"))
-            else:
-                lsock = socket.socket(
-                    socket.AF_INET6 if where == "tcp6" else socket.AF_INET)
-                lsock.bind(("::1" if where == "tcp6" else HOST4, 0))
-            lsock.listen(n + 10)
-            clients = _burst_clients(lsock, where, d, n)
-            try:
-                if where == "unix":
-                    server = await loop.create_unix_server(
-                        lambda: Counted(made), sock=lsock)
-                else:
-                    server = await loop.create_server(
-                        lambda: Counted(made), sock=lsock)
-                while len(made) < n:
-                    await asyncio.sleep(0)
-                # Unnamed Unix clients all have the address ''.
-                names = {c.getsockname(): i for i, c in enumerate(clients)}
-                names[""] = "unnamed"
-                seen = []
-                for tr in made:
-                    s = tr.get_extra_info("socket")
-                    peer = tr.get_extra_info("peername")
-                    nodelay = (None if where == "unix" else s.getsockopt(
-                        socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
-                    seen.append((
-                        names.get(peer), type(peer).__name__,
-                        str(s.family), str(s.type), s.proto,
-                        s._sock.gettimeout(),  # TransportSocket: always 0
-                        os.get_blocking(s.fileno()),
-                        os.get_inheritable(s.fileno()), nodelay,
-                        tr.get_extra_info("sockname") == lsock.getsockname()
-                        if where != "tcp6" else None))
-                    tr.close()
-                server.close()
-                await wait(server.wait_closed())
-                return sorted(seen, key=lambda e: (
-                    not isinstance(e[0], int), e[0]
-                    if isinstance(e[0], int) else 0))
-            finally:
-                for c in clients:
-                    c.close()
+        async def main(d, clients):
+            lsock = _listener(where, d, n + 10)
+            clients += _burst_clients(lsock, where, d, n)
+            server = await _serve(loop, where, lambda: Counted(made),
+                                  lsock)
+            while len(made) < n:
+                await asyncio.sleep(0)
+            # Unnamed Unix clients all have the address ''.
+            names = {c.getsockname(): i for i, c in enumerate(clients)}
+            names[""] = "unnamed"
+            seen = []
+            for tr in made:
+                s = tr.get_extra_info("socket")
+                peer = tr.get_extra_info("peername")
+                nodelay = (None if where == "unix" else s.getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
+                seen.append((
+                    names.get(peer), type(peer).__name__,
+                    str(s.family), str(s.type), s.proto,
+                    s._sock.gettimeout(),  # TransportSocket: always 0
+                    os.get_blocking(s.fileno()),
+                    os.get_inheritable(s.fileno()), nodelay,
+                    tr.get_extra_info("sockname") == lsock.getsockname()
+                    if where != "tcp6" else None))
+            await _shut(server, made)
+            return sorted(seen, key=lambda e: (
+                not isinstance(e[0], int), e[0]
+                if isinstance(e[0], int) else 0))
 
-        with temp_dir() as d:
-            return run_until(loop, main(d), 20)
+        return _run_with_clients(loop, main)
 
     trace = compare(scenario)
     named = 2 if where == "unix" and sys.platform == "linux" else 1
@@ -509,34 +494,27 @@ def test_factory_raises(compare):
                 raise ValueError("no protocol")
             return Counted(made)
 
-        async def main():
+        async def main(d, clients):
             loop.set_exception_handler(
                 lambda lp, ctx: events.append(("handler", ctx["message"])))
             lsock = _listener("tcp4", None)
-            clients = _burst_clients(lsock, "tcp4", None, 3)
-            try:
-                server = await loop.create_server(factory, sock=lsock)
-                while len(made) < 2:
-                    await asyncio.sleep(0)
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                eof = []
-                for c in clients:
-                    c.setblocking(False)
-                    try:
-                        eof.append(c.recv(1) == b"")
-                    except BlockingIOError:
-                        eof.append(False)
-                events.append(("eof", eof, "calls", calls[0]))
-                for tr in made:
-                    tr.close()
-                server.close()
-                await wait(server.wait_closed())
-                return events
-            finally:
-                for c in clients:
-                    c.close()
+            clients += _burst_clients(lsock, "tcp4", None, 3)
+            server = await loop.create_server(factory, sock=lsock)
+            while len(made) < 2:
+                await asyncio.sleep(0)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            eof = []
+            for c in clients:
+                c.setblocking(False)
+                try:
+                    eof.append(c.recv(1) == b"")
+                except BlockingIOError:
+                    eof.append(False)
+            events.append(("eof", eof, "calls", calls[0]))
+            await _shut(server, made)
+            return events
 
-        return run_until(loop, main(), 20)
+        return _run_with_clients(loop, main)
 
     compare(scenario, min_events=1)
