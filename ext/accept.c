@@ -7,93 +7,23 @@
  * is non-blocking from the start, and a socket.socket built for it with
  * `type | SOCK_NONBLOCK`, which CPython's socket init takes as "timeout
  * 0" (and strips from sock.type) instead of a setblocking() syscall.  The
- * address is made as socket.accept() makes it (socketmodule.c's
- * makesockaddr()).  What to do with the connections and with the error
- * that stopped the batch stays in tideloop/_loop.py, as in asyncio. */
-#include "tideloop.h"
+ * address is made as socket.accept() makes it (pysock.c).  What to do
+ * with the connections and with the error that stopped the batch stays in
+ * tideloop/_loop.py, as in asyncio.
+ *
+ * Each connection's transport is made by SocketTransport._accepted() (at
+ * the end of this file), as asyncio's _SelectorSocketTransport.__init__
+ * makes it, with asyncio's Python steps (_FlowControlMixin.__init__, the
+ * TransportSocket, the _transports entry) done in C. */
+#include "transport.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <stddef.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #ifdef TL_HAVE_ACCEPT_BATCH
-
-/* An IPv4 address in dotted decimal, as inet_ntop() writes it, without
- * glibc's sprintf() (a third of the cost of making the address).  New
- * reference. */
-static PyObject *
-accept_ipv4_str(const struct in_addr *in)
-{
-    const unsigned char *b = (const unsigned char *)&in->s_addr;
-    char buf[16];
-    char *p = buf;
-    for (int i = 0; i < 4; i++) {
-        unsigned int v = b[i];
-        if (i > 0) {
-            *p++ = '.';
-        }
-        if (v >= 100) {
-            *p++ = (char)('0' + v / 100);
-            v %= 100;
-            *p++ = (char)('0' + v / 10);
-        }
-        else if (v >= 10) {
-            *p++ = (char)('0' + v / 10);
-        }
-        *p++ = (char)('0' + v % 10);
-    }
-    return PyUnicode_FromStringAndSize(buf, p - buf);
-}
-
-/* socketmodule.c's makesockaddr() for the families _loop.py hands here
- * (AF_INET, AF_INET6, AF_UNIX); `ss` was zeroed before accept4().  New
- * reference. */
-static PyObject *
-accept_make_addr(const struct sockaddr_storage *ss, socklen_t len)
-{
-    char buf[INET6_ADDRSTRLEN];
-    if (len == 0) {
-        Py_RETURN_NONE;
-    }
-    switch (ss->ss_family) {
-    case AF_INET: {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
-        PyObject *host = accept_ipv4_str(&a->sin_addr);
-        if (host == NULL) {
-            return NULL;
-        }
-        return Py_BuildValue("Ni", host, ntohs(a->sin_port));
-    }
-    case AF_INET6: {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
-        if (inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf)) == NULL) {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        return Py_BuildValue("siII", buf, ntohs(a->sin6_port),
-                             (unsigned int)ntohl(a->sin6_flowinfo),
-                             (unsigned int)a->sin6_scope_id);
-    }
-    case AF_UNIX: {
-        const struct sockaddr_un *a = (const struct sockaddr_un *)ss;
-        size_t off = offsetof(struct sockaddr_un, sun_path);
-#ifdef __linux__
-        /* The Linux abstract namespace: bytes, as CPython returns them. */
-        if (len > off && a->sun_path[0] == 0) {
-            return PyBytes_FromStringAndSize(a->sun_path,
-                                             (Py_ssize_t)(len - off));
-        }
-#endif
-        (void)off;
-        return PyUnicode_DecodeFSDefault(a->sun_path);
-    }
-    }
-    PyErr_SetString(PyExc_OSError, "unsupported address family");
-    return NULL;
-}
 
 /* One accept4() on `lfd`: 1 with *fd and *addr (new reference) set, 0
  * with *err set to the errno that stopped it, -1 with an exception set
@@ -122,7 +52,7 @@ accept_one(int lfd, int *fd, PyObject **addr, int *err)
         *err = errno;
         return 0;
     }
-    *addr = accept_make_addr(&ss, len);
+    *addr = tl_sockaddr_to_py((struct sockaddr *)&ss, len);
     if (*addr == NULL) {
         close(c);
         return -1;
@@ -132,11 +62,14 @@ accept_one(int lfd, int *fd, PyObject **addr, int *err)
 }
 
 /* socket_cls(family, type, proto, fd), `type` with SOCK_NONBLOCK: the
- * accepted connection's socket object, in non-blocking mode.  Closes `fd`
- * if it fails.  New reference. */
+ * accepted connection's socket object, in non-blocking mode; made in C
+ * for socket.socket itself.  Closes `fd` if it fails.  New reference. */
 static PyObject *
-accept_wrap(PyObject *const *spec, int fd)
+accept_wrap(tl_state *st, PyObject *const *spec, int fd)
 {
+    if (spec[0] == st->socket_type) {
+        return tl_socket_from_fd(st, spec + 1, fd);
+    }
     PyObject *fdobj = PyLong_FromLong(fd);
     PyObject *conn = NULL;
     if (fdobj != NULL) {
@@ -230,7 +163,7 @@ tl_accept_batch(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
             break;
         }
-        PyObject *conn = accept_wrap(args, fd);
+        PyObject *conn = accept_wrap(self->st, args, fd);
         int ok = conn != NULL && PyList_Append(accepted, conn) == 0 &&
                  PyList_Append(accepted, addr) == 0;
         Py_DECREF(addr);
@@ -246,3 +179,249 @@ tl_accept_batch(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 #endif
+
+/* ---- the transport of an accepted connection ------------------------ */
+
+/* _accepted()'s flags, computed once per batch by tideloop/_loop.py. */
+#define TL_ACCEPT_NODELAY 1      /* set TCP_NODELAY (asyncio's check) */
+#define TL_ACCEPT_CHECK_FD 4     /* loop._ensure_fd_no_transport(), 3.12+ */
+
+/* asyncio's _FlowControlMixin._set_write_buffer_limits() defaults. */
+#define TL_FLOW_HIGH_WATER (64 * 1024)
+#define TL_FLOW_LOW_WATER (TL_FLOW_HIGH_WATER / 4)
+
+int
+tl_accept_init(tl_state *st)
+{
+    PyObject *weakref = PyImport_ImportModule("weakref");
+    if (weakref == NULL) {
+        return -1;
+    }
+    st->KeyedRefType = PyObject_GetAttrString(weakref, "KeyedRef");
+    st->WeakValueDictType =
+        PyObject_GetAttrString(weakref, "WeakValueDictionary");
+    Py_DECREF(weakref);
+    if (st->KeyedRefType == NULL || st->WeakValueDictType == NULL) {
+        return -1;
+    }
+    if (!PyType_Check(st->KeyedRefType)) {
+        PyErr_SetString(PyExc_TypeError, "weakref.KeyedRef is not a type");
+        return -1;
+    }
+    return 0;
+}
+
+/* obj.<name> = value for each of the n (name, value) pairs: 0, or -1
+ * with an exception set.  Steals the values (NULL: already failed). */
+static int
+accept_set_attrs(PyObject *obj, PyObject *const *names, PyObject **values,
+                 int n)
+{
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        if (rc == 0 &&
+            (values[i] == NULL ||
+             PyObject_SetAttr(obj, names[i], values[i]) < 0)) {
+            rc = -1;
+        }
+        Py_XDECREF(values[i]);
+    }
+    return rc;
+}
+
+/* _FlowControlMixin.__init__(self, extra, loop) (with BaseTransport's and
+ * the default _set_write_buffer_limits()), then extra['socket'] =
+ * TransportSocket(sock) (its __init__: self._sock = sock) and
+ * extra['sockname'] (None if getsockname() fails); the peername is in
+ * `extra` already.  0, or -1 with an exception set. */
+static int
+accepted_init_extra(PyObject *self, tl_state *st, PyObject *sock,
+                    PyObject *extra)
+{
+    tl_transport *t = TR(self);
+    PyObject *names[5] = {st->str_extra, st->str_loop_slot,
+                          st->str_protocol_paused, st->str_high_water,
+                          st->str_low_water};
+    PyObject *values[5] = {Py_NewRef(extra), Py_NewRef(t->s.loop),
+                           Py_NewRef(Py_False),
+                           PyLong_FromLong(TL_FLOW_HIGH_WATER),
+                           PyLong_FromLong(TL_FLOW_LOW_WATER)};
+    if (accept_set_attrs(self, names, values, 5) < 0) {
+        return -1;
+    }
+    PyTypeObject *tstype = (PyTypeObject *)st->TransportSocket;
+    PyObject *tsock = tstype->tp_alloc(tstype, 0);
+    PyObject *sockval = Py_NewRef(sock);
+    if (tsock == NULL ||
+        accept_set_attrs(tsock, &st->str_sock, &sockval, 1) < 0 ||
+        PyDict_SetItem(extra, st->str_socket, tsock) < 0) {
+        Py_XDECREF(tsock);
+        return -1;
+    }
+    Py_DECREF(tsock);
+    PyObject *name = tl_socket_sockname(st, sock, t->s.fd, t->family);
+    if (name == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_OSError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        name = Py_NewRef(Py_None);
+    }
+    int rc = PyDict_SetItem(extra, st->str_sockname, name);
+    Py_DECREF(name);
+    return rc;
+}
+
+/* map[key] = value for the loop's WeakValueDictionary, as its
+ * __setitem__ does (pending removals committed, then data[key] =
+ * KeyedRef(value, map._remove, key)) without its Python frames; another
+ * mapping gets PyObject_SetItem().  0, or -1 with an exception set. */
+static int
+accept_weakvalue_set(tl_state *st, PyObject *map, PyObject *key,
+                     PyObject *value)
+{
+    if (Py_TYPE(map) != (PyTypeObject *)st->WeakValueDictType) {
+        return PyObject_SetItem(map, key, value);
+    }
+    PyObject *pending = PyObject_GetAttr(map, st->str_pending_removals);
+    int some = pending == NULL ? -1 : PyObject_IsTrue(pending);
+    Py_XDECREF(pending);
+    if (some > 0) {
+        PyObject *args[1] = {map};
+        PyObject *r = tl_call_method(st->str_commit_removals, args, 1);
+        some = r == NULL ? -1 : 0;
+        Py_XDECREF(r);
+    }
+    PyObject *remove = some < 0 ? NULL : PyObject_GetAttr(map, st->str_remove);
+    PyObject *args = remove == NULL ? NULL : PyTuple_Pack(2, value, remove);
+    Py_XDECREF(remove);
+    if (args == NULL) {
+        return -1;
+    }
+    /* KeyedRef.__new__: ref.__new__(KeyedRef, value, callback), then
+     * self.key = key; its __init__ (ref.__init__) only checks the
+     * arguments. */
+    PyTypeObject *kr = (PyTypeObject *)st->KeyedRefType;
+    PyObject *ref = kr->tp_base->tp_new(kr, args, NULL);
+    Py_DECREF(args);
+    PyObject *keyval = Py_NewRef(key);
+    if (ref == NULL || accept_set_attrs(ref, &st->str_key, &keyval, 1) < 0) {
+        Py_XDECREF(ref);
+        return -1;
+    }
+    PyObject *data = PyObject_GetAttr(map, st->str_data);
+    int rc = data == NULL ? -1 : PyObject_SetItem(data, key, ref);
+    Py_XDECREF(data);
+    Py_DECREF(ref);
+    return rc;
+}
+
+/* server._attach(transport) (3.13+) or server._attach(), then the
+ * transport records its server, then loop._transports[fd] = transport:
+ * the order of tideloop/_transports.py's make_socket_transport().  0, or
+ * -1 with an exception set. */
+static int
+accepted_register(PyObject *self, tl_state *st, PyObject *server)
+{
+    tl_transport *t = TR(self);
+    if (server != Py_None) {
+        if (tl_transport_server_call(server, st->str_attach, self) < 0) {
+            return -1;
+        }
+        Py_XSETREF(t->server, Py_NewRef(server));
+    }
+    PyObject *map = PyObject_GetAttr((PyObject *)t->s.loop,
+                                     st->str_transports);
+    PyObject *key = map != NULL ? PyLong_FromLong(t->s.fd) : NULL;
+    int rc = key != NULL ? accept_weakvalue_set(st, map, key, self) : -1;
+    Py_XDECREF(key);
+    Py_XDECREF(map);
+    return rc;
+}
+
+/* TCP_NODELAY if asked, then connection_made(transport) and
+ * _start_reading() scheduled in the transport's context.  0, or -1 with
+ * an exception set. */
+static int
+accepted_start(PyObject *self, tl_state *st, PyObject *protocol, int flags)
+{
+    tl_transport *t = TR(self);
+    int one = 1;
+    if ((flags & TL_ACCEPT_NODELAY) &&
+        setsockopt(t->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) <
+            0) {
+        tl_err_from_errno(errno);
+        return -1;
+    }
+    PyObject *made = PyObject_GetAttr(protocol, st->str_connection_made);
+    if (made == NULL) {
+        return -1;
+    }
+    PyObject *h = tl_loop_call_soon(t->s.loop, made, self, t->s.context);
+    Py_DECREF(made);
+    if (h == NULL) {
+        return -1;
+    }
+    Py_DECREF(h);
+    PyObject *start = PyObject_GetAttr(self, st->str_start_reading);
+    if (start == NULL) {
+        return -1;
+    }
+    h = tl_loop_call_soon(t->s.loop, start, NULL, t->s.context);
+    Py_DECREF(start);
+    if (h == NULL) {
+        return -1;
+    }
+    Py_DECREF(h);
+    return 0;
+}
+
+/* _accepted(loop, sock, protocol, peername, server, context, flags): the
+ * transport of an accepted connection, made as tideloop/_transports.py's
+ * make_socket_transport(loop, sock, protocol, extra={'peername': ...},
+ * server=server, context=context, nodelay=...) makes it, step for step,
+ * without its Python frames.  `context`: a contextvars.Context (the
+ * connection's copy).  `flags`: TL_ACCEPT_*.  New reference, or
+ * NULL with an exception set (the transport made so far is dropped, as
+ * the Python factory's would be). */
+PyObject *
+tl_accept_transport(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 7 || !PyContext_CheckExact(args[5]) ||
+        !PyLong_Check(args[6])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_accepted(loop, sock, protocol, peername, server, "
+                        "context, flags)");
+        return NULL;
+    }
+    PyObject *loop = args[0], *sock = args[1], *protocol = args[2];
+    int flags = (int)PyLong_AsLong(args[6]);
+    tl_state *st = tl_state_from_type((PyTypeObject *)cls);
+    if (st == NULL || (flags == -1 && PyErr_Occurred())) {
+        return NULL;
+    }
+    if (flags & TL_ACCEPT_CHECK_FD) {
+        PyObject *r = PyObject_CallMethodOneArg(
+            loop, st->str_ensure_fd_no_transport, sock);
+        if (r == NULL) {
+            return NULL;
+        }
+        Py_DECREF(r);
+    }
+    PyObject *self = tl_transport_new((PyTypeObject *)cls, loop, sock,
+                                      protocol, args[5]);
+    if (self == NULL) {
+        return NULL;
+    }
+    PyObject *extra = PyDict_New();
+    if (extra == NULL || PyDict_SetItem(extra, st->str_peername, args[3]) ||
+        accepted_init_extra(self, st, sock, extra) < 0 ||
+        accepted_register(self, st, args[4]) < 0 ||
+        accepted_start(self, st, protocol, flags) < 0) {
+        Py_XDECREF(extra);
+        Py_DECREF(self);
+        return NULL;
+    }
+    Py_DECREF(extra);
+    return self;
+}

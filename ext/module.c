@@ -32,8 +32,8 @@ tl_state_from_type(PyTypeObject *type)
 /* The keywords of _set_helpers(), in the order of enum tl_helper_id. */
 static const char *const helper_names[TL_H_COUNT] = {
     "report_exception", "extract_stack", "log_slow", "check_debug",
-    "handle_repr", "fd_origin", "tr_fatal_error", "tr_server_detach",
-    "tr_debug_log", "tr_warn_send", "tr_finalize", "tr_repr",
+    "handle_repr", "fd_origin", "tr_fatal_error", "tr_debug_log",
+    "tr_warn_send", "tr_finalize", "tr_repr",
     "pipe_fatal_error", "pipe_log", "pipe_finalize", "pipe_repr"};
 
 /* _set_helpers(name=function, ...): install entries of the one helper
@@ -109,7 +109,7 @@ module_add_backends(PyObject *module)
     return r;
 }
 
-/* In the order of tl_state's str_data_received ... str_sock_check. */
+/* In the order of tl_state's str_data_received ... str_detach. */
 static const char *const tl_method_names[] = {
     "data_received", "datagram_received", "get_buffer", "buffer_updated",
     "eof_received", "connection_lost", "error_received", "sendto",
@@ -119,6 +119,9 @@ static const char *const tl_method_names[] = {
     "fileno", "gettimeout", "done", "set_result", "set_exception", "cancel",
     "data", "_sock_waiters", "_sock_sweeper", "_sock_arm_sweeper",
     "_sock_check",
+    "_extra", "_loop", "_protocol_paused", "_high_water", "_low_water",
+    "_sock", "_io_refs", "_closed", "close", "key", "_pending_removals",
+    "_commit_removals", "_remove", "_detach",
 };
 
 static int
@@ -210,7 +213,8 @@ tl_exec(PyObject *module)
     if (st->set_running_loop == NULL) {
         goto error;
     }
-    if (module_intern_method_names(st) < 0 || tl_sockops_init(st) < 0) {
+    if (module_intern_method_names(st) < 0 || tl_sockops_init(st) < 0 ||
+        tl_pysock_init(st) < 0 || tl_accept_init(st) < 0) {
         goto error;
     }
     if (tl_handle_init_types(module, st) < 0 ||
@@ -254,8 +258,10 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->BufferedProtocolType);
     Py_VISIT(st->maybe_pause);
     Py_VISIT(st->maybe_resume);
-    Py_VISIT(st->flow_init);
     Py_VISIT(st->TransportSocket);
+    Py_VISIT(st->socket_close);
+    Py_VISIT(st->KeyedRefType);
+    Py_VISIT(st->WeakValueDictType);
     Py_VISIT(st->ReadPipeType);
     Py_VISIT(st->WritePipeType);
     return tl_ssl_traverse(st, visit, arg);
@@ -284,8 +290,10 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->maybe_pause);
     Py_CLEAR(st->maybe_resume);
-    Py_CLEAR(st->flow_init);
     Py_CLEAR(st->TransportSocket);
+    Py_CLEAR(st->socket_close);
+    Py_CLEAR(st->KeyedRefType);
+    Py_CLEAR(st->WeakValueDictType);
     for (size_t i = 0; i < Py_ARRAY_LENGTH(st->method_names); i++) {
         Py_CLEAR(st->method_names[i]);
     }

@@ -60,7 +60,6 @@ typedef struct tl_state {
             PyObject *handle_repr;       /* (handle) -> str */
             PyObject *fd_origin;         /* (source_traceback, writer) */
             PyObject *tr_fatal_error;    /* (transport, exc, message) */
-            PyObject *tr_server_detach;  /* (server, transport) */
             PyObject *tr_debug_log;      /* (transport, format) */
             PyObject *tr_warn_send;      /* (transport,): after close */
             PyObject *tr_finalize;       /* (transport,): unclosed */
@@ -70,7 +69,7 @@ typedef struct tl_state {
             PyObject *pipe_finalize;     /* (transport,): unclosed */
             PyObject *pipe_repr;         /* (transport,) -> str */
         };
-        PyObject *helpers[16];
+        PyObject *helpers[15];
     };
 
     /* The C transports (stream.c; transport.c, udp.c, pipe.c). */
@@ -118,8 +117,24 @@ typedef struct tl_state {
             PyObject *str_sock_sweeper;
             PyObject *str_sock_arm_sweeper;
             PyObject *str_sock_check;
+            /* accept.c, transport.c, pysock.c: an accepted connection's
+             * socket object and transport made and closed in C. */
+            PyObject *str_extra;           /* asyncio's transport slots */
+            PyObject *str_loop_slot;       /* "_loop" */
+            PyObject *str_protocol_paused;
+            PyObject *str_high_water;
+            PyObject *str_low_water;
+            PyObject *str_sock;            /* TransportSocket's slot */
+            PyObject *str_io_refs;         /* socket.socket's slots */
+            PyObject *str_closed;
+            PyObject *str_close;
+            PyObject *str_key;             /* weakref.KeyedRef's slot */
+            PyObject *str_pending_removals; /* WeakValueDictionary's */
+            PyObject *str_commit_removals;
+            PyObject *str_remove;
+            PyObject *str_detach;          /* Server._detach */
         };
-        PyObject *method_names[28];
+        PyObject *method_names[42];
     };
     /* sockops.c: socket.socket (whose recv() and send() it may do
      * itself), and per operation the socket method it calls [0..5] and
@@ -128,8 +143,10 @@ typedef struct tl_state {
     PyObject *sop_names[12];
     PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
     PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
-    PyObject *flow_init;         /* _FlowControlMixin.__init__ */
     PyObject *TransportSocket;   /* asyncio.trsock.TransportSocket */
+    PyObject *socket_close;      /* _socket.socket.close (pysock.c) */
+    PyObject *KeyedRefType;      /* weakref.KeyedRef (accept.c) */
+    PyObject *WeakValueDictType; /* weakref.WeakValueDictionary */
 
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
@@ -156,7 +173,7 @@ typedef struct tl_state {
 enum tl_helper_id {
     TL_H_REPORT_EXCEPTION, TL_H_EXTRACT_STACK, TL_H_LOG_SLOW,
     TL_H_CHECK_DEBUG, TL_H_HANDLE_REPR, TL_H_FD_ORIGIN,
-    TL_H_TR_FATAL, TL_H_TR_SERVER_DETACH, TL_H_TR_DEBUG_LOG,
+    TL_H_TR_FATAL, TL_H_TR_DEBUG_LOG,
     TL_H_TR_WARN_SEND, TL_H_TR_FINALIZE, TL_H_TR_REPR,
     TL_H_PIPE_FATAL, TL_H_PIPE_LOG, TL_H_PIPE_FINALIZE, TL_H_PIPE_REPR,
     TL_H_COUNT
@@ -323,6 +340,32 @@ int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
 PyObject *tl_accept_batch(LoopObject *self, PyObject *const *args,
                           Py_ssize_t nargs);
 #endif
+
+/* pysock.c: the address `sa` (`len` bytes, in a zeroed buffer) as
+ * socketmodule.c's makesockaddr() makes it: None for len 0, (host, port)
+ * for AF_INET, (host, port, flowinfo, scope_id) for AF_INET6, the path
+ * (str) or Linux abstract name (bytes) for AF_UNIX, (family, sa_data)
+ * for other families.  New reference. */
+PyObject *tl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len);
+/* Find _socket.socket.close (module creation, after tl_sockops_init()):
+ * 0, or -1 with an exception set. */
+int tl_pysock_init(tl_state *st);
+/* socket.socket(spec[0], spec[1], spec[2], fileno=fd) (family, type,
+ * proto), made as socket.py's __init__ makes it, without its frame;
+ * `fd` is closed if it fails.  New reference. */
+PyObject *tl_socket_from_fd(tl_state *st, PyObject *const *spec, int fd);
+/* sock.close(), socket.py's close() done in C for an exact socket.socket:
+ * 0, or -1 with an exception set. */
+int tl_socket_close(tl_state *st, PyObject *sock);
+/* sock.getsockname() of the socket on `fd` of address family `family`,
+ * straight from getsockname() for an exact socket.socket of AF_INET,
+ * AF_INET6 or AF_UNIX.  New reference. */
+PyObject *tl_socket_sockname(tl_state *st, PyObject *sock, int fd,
+                             int family);
+
+/* accept.c: find weakref.KeyedRef and WeakValueDictionary (module
+ * creation): 0, or -1 with an exception set. */
+int tl_accept_init(tl_state *st);
 
 /* dns.c */
 PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *const *args,

@@ -58,6 +58,30 @@ tl_transport_call_protocol(tl_transport *t, PyObject *name, PyObject *arg)
     return r;
 }
 
+/* server._attach(transport)/_detach(transport) (3.13+), or
+ * server._attach()/_detach() before (`name`: st->str_attach or
+ * st->str_detach): 0, or -1 with an exception set. */
+static inline int
+tl_transport_server_call(PyObject *server, PyObject *name, PyObject *tr)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *args[2] = {server, tr};
+    PyObject *r = tl_call_method(name, args, 2);
+#else
+    PyObject *args[1] = {server};
+    PyObject *r = tl_call_method(name, args, 1);
+    (void)tr;
+#endif
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* accept.c: SocketTransport._accepted(loop, sock, protocol, peername,
+ * server, context, flags), the transport of an accepted connection.
+ * New reference. */
+PyObject *tl_accept_transport(PyObject *cls, PyObject *const *args,
+                              Py_ssize_t nargs);
+
 /* The running Python's messages: 3.14 reworded the socket transport's
  * write() (not the datagram transport's sendto()). */
 #define TL_NOT_BYTES_LIKE \

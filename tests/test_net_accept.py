@@ -5,6 +5,7 @@ ACCEPT_RETRY_DELAY without spinning and without dropping the listener.
 Compared with stock asyncio."""
 import asyncio
 import contextvars
+import gc
 import json
 import os
 import socket
@@ -518,3 +519,96 @@ def test_factory_raises(compare):
         return _run_with_clients(loop, main)
 
     compare(scenario, min_events=1)
+
+
+class Lost(asyncio.Protocol):
+    """Records connection_made/connection_lost in `events`."""
+
+    def __init__(self, made, events):
+        self.made = made
+        self.events = events
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.made.append(transport)
+        self.events.append("made")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", exc))
+
+
+def _accepted_state(loop, tr, lsock, client):
+    """What asyncio's _SelectorSocketTransport.__init__ leaves on an
+    accepted connection's transport: its extra info, write buffer limits,
+    flow control state, and its loop._transports entry (a KeyedRef to the
+    transport under its fd, with the dictionary's own callback)."""
+    s = tr.get_extra_info("socket")
+    fd = s.fileno()
+    ref = loop._transports.data[fd]
+    return [
+        ("socket", type(s).__name__, str(s.family), str(s.type), s.proto,
+         s._sock.gettimeout(), s._sock._io_refs, s._sock._closed),
+        ("sockname", tr.get_extra_info("sockname") == lsock.getsockname()),
+        ("peername", tr.get_extra_info("peername") == client.getsockname()),
+        ("extra keys", sorted(tr._extra)),
+        ("limits", tr.get_write_buffer_limits(), tr._protocol_paused,
+         tr._loop is loop),
+        ("_transports", loop._transports.get(fd) is tr,
+         type(ref).__name__, ref.key == fd, ref() is tr,
+         ref.__callback__ is loop._transports._remove),
+    ]
+
+
+@pytest.mark.parametrize("where", ["tcp4", "tcp6", "unix"])
+def test_accepted_transport_life(compare, where):
+    """An accepted connection's transport from start to end, as asyncio
+    makes and ends it: its state (_accepted_state), then close(): the
+    socket object is closed after connection_lost() unless a makefile()
+    still holds it (socket.close()'s _io_refs), the server's wait_closed()
+    waits for the connection as asyncio's does on this Python, and the
+    loop._transports entry goes with the transport."""
+    from netsupport import has_ipv6
+    if where == "tcp6" and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+
+    def scenario(loop):
+        made = []
+        events = []
+
+        async def main(d, clients):
+            lsock = _listener(where, d)
+            clients += _burst_clients(lsock, where, d, 2)
+            server = await _serve(loop, where, lambda: Lost(made, events),
+                                  lsock)
+            while len(made) < 2:
+                await asyncio.sleep(0)
+            events.extend(_accepted_state(loop, made[0], lsock, clients[0]))
+            raw = [tr.get_extra_info("socket")._sock for tr in made]
+            fds = [s.fileno() for s in raw]
+            held = raw[1].makefile("rb")  # _io_refs 1: close() waits
+            server.close()
+            closed = asyncio.ensure_future(server.wait_closed())
+            for _ in range(3):
+                await asyncio.sleep(0)
+            events.append(("server closed", closed.done()))
+            for tr in made:
+                tr.close()
+                events.append(("closing", tr.is_closing(),
+                               tr.get_extra_info("socket").fileno() != -1))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            events.append(("after lost", [s.fileno() == -1 for s in raw],
+                           [s._closed for s in raw], closed.done()))
+            held.close()
+            await wait(closed)
+            events.append(("held closed", raw[1].fileno()))
+            del made[:], tr
+            gc.collect()
+            events.append(("entries", [fd in loop._transports.data
+                                       for fd in fds]))
+            return events
+
+        return _run_with_clients(loop, main)
+
+    trace = compare(scenario)
+    assert ("after lost", [True, False], [True, True], True) in trace

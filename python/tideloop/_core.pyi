@@ -66,7 +66,6 @@ def _set_helpers(
     handle_repr: Callable[[Handle], str] = ...,
     fd_origin: Callable[[list[Any], bool], object] | None = ...,
     tr_fatal_error: Callable[[Any, BaseException, str], object] = ...,
-    tr_server_detach: Callable[[Any, Any], object] = ...,
     tr_debug_log: Callable[[Any, str], object] = ...,
     tr_warn_send: Callable[[Any], object] = ...,
     tr_finalize: Callable[[Any], object] = ...,

@@ -24,6 +24,7 @@ import selectors
 import logging
 import os
 import signal
+import _socket
 import socket
 import sys
 import threading
@@ -501,12 +502,14 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             return None
         context = more[2] if len(more) > 2 else kw.get("context")
         # socket.accept()'s work, with the listener's family, type and
-        # proto read once per event, not per connection (each read makes
-        # an enum); a socket subclass keeps its own accept().
+        # proto read once per event, not per connection, as plain ints
+        # (socket.socket's properties make an enum member each time); a
+        # socket subclass keeps its own accept().
         plain = sock.__class__ is _socket_cls
         nodelay = None
         if plain:
-            family, kind, proto = sock.family, sock.type, sock.proto
+            family, kind = _SOCK_FAMILY(sock), _SOCK_TYPE(sock)
+            proto = sock.proto
             nodelay = (family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
                        and proto == socket.IPPROTO_TCP)
             if _HAVE_ACCEPT_BATCH and family in _BATCH_FAMILIES:
@@ -1013,6 +1016,9 @@ _SOCK_SWEEP_FIRST = 0.005
 _SOCK_SWEEP_MAX = 1.0
 _SEL_ACCEPT = _SEL["_accept_connection"]
 _socket_cls = socket.socket
+# _socket.socket's own family/type getters: the ints, no enum member.
+_SOCK_FAMILY = _socket.socket.family.__get__
+_SOCK_TYPE = _socket.socket.type.__get__
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
                            errno.ENOMEM)
@@ -1022,13 +1028,11 @@ _ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
 _ACCEPT_ABORTED_CONTINUES = sys.version_info >= (3, 14)
 # The C accept loop (ext/accept.c: accept4(), where the OS has
 # SOCK_NONBLOCK), for the families whose addresses it makes.
-# _core.SocketTransport._accepted()'s flags (ext/transport.c): TCP_NODELAY;
-# server._attach(transport) (3.13+) rather than _attach();
+# _core.SocketTransport._accepted()'s flags (ext/accept.c): TCP_NODELAY;
 # loop._ensure_fd_no_transport() first (3.12+).
 _SocketTransport = _core.SocketTransport
 _ACCEPT_NODELAY = 1
-_ACCEPT_FLAGS = ((2 if _transports._ATTACH_TAKES_TRANSPORT else 0)
-                 | (4 if _transports._CHECKS_FD else 0))
+_ACCEPT_FLAGS = 4 if _transports._CHECKS_FD else 0
 _HAVE_ACCEPT_BATCH = hasattr(_core.LoopBase, "_accept_batch")
 _SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _BATCH_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)

@@ -193,7 +193,6 @@ def _repr(tr: Any) -> str:
 
 
 _core._set_helpers(tr_fatal_error=_fatal_error,
-                   tr_server_detach=_server_detach,
                    tr_debug_log=_debug_log,
                    tr_warn_send=_warn_send,
                    tr_finalize=_finalize,
