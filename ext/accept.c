@@ -211,24 +211,6 @@ tl_accept_init(tl_state *st)
     return 0;
 }
 
-/* obj.<name> = value for each of the n (name, value) pairs: 0, or -1
- * with an exception set.  Steals the values (NULL: already failed). */
-static int
-accept_set_attrs(PyObject *obj, PyObject *const *names, PyObject **values,
-                 int n)
-{
-    int rc = 0;
-    for (int i = 0; i < n; i++) {
-        if (rc == 0 &&
-            (values[i] == NULL ||
-             PyObject_SetAttr(obj, names[i], values[i]) < 0)) {
-            rc = -1;
-        }
-        Py_XDECREF(values[i]);
-    }
-    return rc;
-}
-
 /* _FlowControlMixin.__init__(self, extra, loop) (with BaseTransport's and
  * the default _set_write_buffer_limits()), then extra['socket'] =
  * TransportSocket(sock) (its __init__: self._sock = sock) and
@@ -239,21 +221,27 @@ accepted_init_extra(PyObject *self, tl_state *st, PyObject *sock,
                     PyObject *extra)
 {
     tl_transport *t = TR(self);
-    PyObject *names[5] = {st->str_extra, st->str_loop_slot,
-                          st->str_protocol_paused, st->str_high_water,
-                          st->str_low_water};
-    PyObject *values[5] = {Py_NewRef(extra), Py_NewRef(t->s.loop),
-                           Py_NewRef(Py_False),
-                           PyLong_FromLong(TL_FLOW_HIGH_WATER),
-                           PyLong_FromLong(TL_FLOW_LOW_WATER)};
-    if (accept_set_attrs(self, names, values, 5) < 0) {
+    PyObject *high = PyLong_FromLong(TL_FLOW_HIGH_WATER);
+    PyObject *low = high == NULL ? NULL : PyLong_FromLong(TL_FLOW_LOW_WATER);
+    int rc = low == NULL ||
+             tl_slot_set(st, self, TL_SLOT_EXTRA, st->str_extra, extra) ||
+             tl_slot_set(st, self, TL_SLOT_LOOP, st->str_loop_slot,
+                         (PyObject *)t->s.loop) ||
+             tl_slot_set(st, self, TL_SLOT_PROTOCOL_PAUSED,
+                         st->str_protocol_paused, Py_False) ||
+             tl_slot_set(st, self, TL_SLOT_HIGH_WATER, st->str_high_water,
+                         high) ||
+             tl_slot_set(st, self, TL_SLOT_LOW_WATER, st->str_low_water,
+                         low);
+    Py_XDECREF(high);
+    Py_XDECREF(low);
+    if (rc) {
         return -1;
     }
     PyTypeObject *tstype = (PyTypeObject *)st->TransportSocket;
     PyObject *tsock = tstype->tp_alloc(tstype, 0);
-    PyObject *sockval = Py_NewRef(sock);
     if (tsock == NULL ||
-        accept_set_attrs(tsock, &st->str_sock, &sockval, 1) < 0 ||
+        tl_slot_set(st, tsock, TL_SLOT_TSOCK_SOCK, st->str_sock, sock) < 0 ||
         PyDict_SetItem(extra, st->str_socket, tsock) < 0) {
         Py_XDECREF(tsock);
         return -1;
@@ -267,7 +255,7 @@ accepted_init_extra(PyObject *self, tl_state *st, PyObject *sock,
         PyErr_Clear();
         name = Py_NewRef(Py_None);
     }
-    int rc = PyDict_SetItem(extra, st->str_sockname, name);
+    rc = PyDict_SetItem(extra, st->str_sockname, name);
     Py_DECREF(name);
     return rc;
 }
@@ -304,8 +292,7 @@ accept_weakvalue_set(tl_state *st, PyObject *map, PyObject *key,
     PyTypeObject *kr = (PyTypeObject *)st->KeyedRefType;
     PyObject *ref = kr->tp_base->tp_new(kr, args, NULL);
     Py_DECREF(args);
-    PyObject *keyval = Py_NewRef(key);
-    if (ref == NULL || accept_set_attrs(ref, &st->str_key, &keyval, 1) < 0) {
+    if (ref == NULL || tl_slot_set(st, ref, TL_SLOT_KEY, st->str_key, key) < 0) {
         Py_XDECREF(ref);
         return -1;
     }

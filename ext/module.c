@@ -1,6 +1,7 @@
 /* Module tideloop._core: state, type creation, and the helpers that the
  * Python half of the package installs. */
 #include "tideloop.h"
+#include <structmember.h>
 #include "sockops.h"
 #include "sslproto.h"
 
@@ -124,6 +125,53 @@ static const char *const tl_method_names[] = {
     "_commit_removals", "_remove", "_detach",
 };
 
+/* The offset of the plain object member `name` (a __slots__ entry) of the
+ * class `tp` or its bases, or -1 if `name` is something else there (a
+ * property, say).  -1 with an exception set only on failure. */
+static Py_ssize_t
+module_slot_offset(PyObject *tp, PyObject *name, int *failed)
+{
+    PyObject *d = PyObject_GetAttr(tp, name);
+    Py_ssize_t off = -1;
+    if (d == NULL) {
+        *failed = 1;
+        return -1;
+    }
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY)) {
+            off = m->offset;
+        }
+    }
+    Py_DECREF(d);
+    return off;
+}
+
+/* tl_state.slot_offsets, once the classes are known: 0, or -1 with an
+ * exception set. */
+static int
+module_find_slots(tl_state *st)
+{
+    PyObject *tr = (PyObject *)st->SocketTransportType;
+    PyObject *const where[TL_SLOT_COUNT][2] = {
+        {tr, st->str_extra},
+        {tr, st->str_loop_slot},
+        {tr, st->str_protocol_paused},
+        {tr, st->str_high_water},
+        {tr, st->str_low_water},
+        {st->TransportSocket, st->str_sock},
+        {st->socket_type, st->str_io_refs},
+        {st->socket_type, st->str_closed},
+        {st->KeyedRefType, st->str_key}};
+    int failed = 0;
+    Py_BUILD_ASSERT(Py_ARRAY_LENGTH(st->slot_offsets) == TL_SLOT_COUNT);
+    for (int i = 0; i < TL_SLOT_COUNT; i++) {
+        st->slot_offsets[i] =
+            module_slot_offset(where[i][0], where[i][1], &failed);
+    }
+    return failed ? -1 : 0;
+}
+
 static int
 module_intern_method_names(tl_state *st)
 {
@@ -223,7 +271,7 @@ tl_exec(PyObject *module)
         tl_udp_init_types(module, st) < 0 ||
         tl_pipe_init_types(module, st) < 0 ||
         tl_ssl_init_types(module, st) < 0 ||
-        module_add_backends(module) < 0) {
+        module_find_slots(st) < 0 || module_add_backends(module) < 0) {
         goto error;
     }
     Py_DECREF(asyncio_futures);

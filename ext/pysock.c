@@ -125,8 +125,10 @@ tl_socket_from_fd(tl_state *st, PyObject *const *spec, int fd)
     }
     Py_DECREF(args);
     PyObject *zero = PyLong_FromLong(0);
-    if (zero == NULL || PyObject_SetAttr(sock, st->str_io_refs, zero) < 0 ||
-        PyObject_SetAttr(sock, st->str_closed, Py_False) < 0) {
+    if (zero == NULL ||
+        tl_slot_set(st, sock, TL_SLOT_IO_REFS, st->str_io_refs, zero) < 0 ||
+        tl_slot_set(st, sock, TL_SLOT_CLOSED, st->str_closed, Py_False) <
+            0) {
         Py_CLEAR(sock);
     }
     Py_XDECREF(zero);
@@ -143,10 +145,12 @@ tl_socket_close(tl_state *st, PyObject *sock)
     else {
         /* socket.socket.close(): self._closed = True; if self._io_refs
          * <= 0: _socket.socket.close(self). */
-        if (PyObject_SetAttr(sock, st->str_closed, Py_True) < 0) {
+        if (tl_slot_set(st, sock, TL_SLOT_CLOSED, st->str_closed, Py_True) <
+            0) {
             return -1;
         }
-        PyObject *refs = PyObject_GetAttr(sock, st->str_io_refs);
+        PyObject *refs =
+            tl_slot_get(st, sock, TL_SLOT_IO_REFS, st->str_io_refs);
         PyObject *zero = PyLong_FromLong(0);
         int busy = refs == NULL || zero == NULL
                        ? -1

@@ -147,6 +147,10 @@ typedef struct tl_state {
     PyObject *socket_close;      /* _socket.socket.close (pysock.c) */
     PyObject *KeyedRefType;      /* weakref.KeyedRef (accept.c) */
     PyObject *WeakValueDictType; /* weakref.WeakValueDictionary */
+    /* Where the Python classes' __slots__ that accept.c, transport.c
+     * and pysock.c set per connection sit in their objects (enum
+     * tl_slot_id; -1: set by name). */
+    Py_ssize_t slot_offsets[9];  /* TL_SLOT_COUNT */
 
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
@@ -168,6 +172,15 @@ typedef struct tl_state {
     struct HandleObject *handle_free[2];
     int handle_nfree[2];
 } tl_state;
+
+/* Indexes of tl_state.slot_offsets: asyncio's transport slots (of
+ * _FlowControlMixin and BaseTransport), TransportSocket's _sock,
+ * socket.socket's _io_refs and _closed, weakref.KeyedRef's key. */
+enum tl_slot_id {
+    TL_SLOT_EXTRA, TL_SLOT_LOOP, TL_SLOT_PROTOCOL_PAUSED,
+    TL_SLOT_HIGH_WATER, TL_SLOT_LOW_WATER, TL_SLOT_TSOCK_SOCK,
+    TL_SLOT_IO_REFS, TL_SLOT_CLOSED, TL_SLOT_KEY, TL_SLOT_COUNT
+};
 
 /* Indexes of tl_state.helpers, in the order of its named fields. */
 enum tl_helper_id {
@@ -319,6 +332,33 @@ typedef struct LoopObject {
 
 /* module.c */
 tl_state *tl_state_from_type(PyTypeObject *type);
+
+/* obj.<slot> = value (borrowed) for a __slots__ member of a Python class
+ * (enum tl_slot_id), stored as its member descriptor stores it, or set
+ * by name where the class has no such plain member.  0, or -1 with an
+ * exception set. */
+static inline int
+tl_slot_set(tl_state *st, PyObject *obj, int slot, PyObject *name,
+            PyObject *value)
+{
+    Py_ssize_t off = st->slot_offsets[slot];
+    if (off < 0) {
+        return PyObject_SetAttr(obj, name, value);
+    }
+    PyObject **p = (PyObject **)((char *)obj + off);
+    Py_XSETREF(*p, Py_NewRef(value));
+    return 0;
+}
+
+/* obj.<slot>, read as tl_slot_set() writes it.  New reference. */
+static inline PyObject *
+tl_slot_get(tl_state *st, PyObject *obj, int slot, PyObject *name)
+{
+    Py_ssize_t off = st->slot_offsets[slot];
+    PyObject *v = off < 0 ? NULL : *(PyObject **)((char *)obj + off);
+    /* Unset: the AttributeError the descriptor raises. */
+    return v != NULL ? Py_NewRef(v) : PyObject_GetAttr(obj, name);
+}
 
 /* loop.c */
 int tl_loop_init_types(PyObject *module, tl_state *st);

@@ -112,7 +112,7 @@ tl_transport_lost(PyObject *self, PyObject *exc)
         Py_CLEAR(t->s.file);
     }
     Py_CLEAR(t->s.protocol);
-    if (PyObject_SetAttr(self, st->str_loop_slot, Py_None) < 0) {
+    if (tl_slot_set(st, self, TL_SLOT_LOOP, st->str_loop_slot, Py_None) < 0) {
         PyErr_Clear();
     }
     PyObject *server = t->server;
@@ -723,8 +723,8 @@ tl_transport_new(PyTypeObject *tp, PyObject *loop, PyObject *sock,
         return NULL;
     }
     int fd;
-    if (tl_stream_fd_arg(PyObject_CallMethod(sock, "fileno", NULL), &fd) <
-        0) {
+    if (tl_stream_fd_arg(PyObject_CallMethodNoArgs(sock, st->str_fileno),
+                         &fd) < 0) {
         return NULL;
     }
     long family = transport_family(sock, fd);
