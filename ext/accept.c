@@ -11,10 +11,12 @@
  * with the connections and with the error that stopped the batch stays in
  * tideloop/_loop.py, as in asyncio.
  *
- * Each connection's transport is made by SocketTransport._accepted() (at
- * the end of this file), as asyncio's _SelectorSocketTransport.__init__
- * makes it, with asyncio's Python steps (_FlowControlMixin.__init__, the
- * TransportSocket, the _transports entry) done in C. */
+ * One iteration later, as asyncio's accept tasks would, _accept_made()
+ * (at the end of this file, in every build) makes a run of connections'
+ * protocols, each in its own copy of the context, and their transports,
+ * as asyncio's _SelectorSocketTransport.__init__ makes them, with
+ * asyncio's Python steps (_FlowControlMixin.__init__, the TransportSocket,
+ * the _transports entry) done in C. */
 #include "transport.h"
 
 #include <errno.h>
@@ -182,10 +184,6 @@ tl_accept_batch(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* ---- the transport of an accepted connection ------------------------ */
 
-/* _accepted()'s flags, computed once per batch by tideloop/_loop.py. */
-#define TL_ACCEPT_NODELAY 1      /* set TCP_NODELAY (asyncio's check) */
-#define TL_ACCEPT_CHECK_FD 4     /* loop._ensure_fd_no_transport(), 3.12+ */
-
 /* asyncio's _FlowControlMixin._set_write_buffer_limits() defaults. */
 #define TL_FLOW_HIGH_WATER (64 * 1024)
 #define TL_FLOW_LOW_WATER (TL_FLOW_HIGH_WATER / 4)
@@ -326,89 +324,193 @@ accepted_register(PyObject *self, tl_state *st, PyObject *server)
     return rc;
 }
 
+/* loop.call_soon(obj.<name>, arg) (arg NULL: no argument) in the
+ * transport's context: 0, or -1 with an exception set. */
+static int
+accepted_soon(tl_transport *t, PyObject *obj, PyObject *name, PyObject *arg)
+{
+    PyObject *fn = PyObject_GetAttr(obj, name);
+    if (fn == NULL) {
+        return -1;
+    }
+    PyObject *h = tl_loop_call_soon(t->s.loop, fn, arg, t->s.context);
+    Py_DECREF(fn);
+    Py_XDECREF(h);
+    return h == NULL ? -1 : 0;
+}
+
 /* TCP_NODELAY if asked, then connection_made(transport) and
  * _start_reading() scheduled in the transport's context.  0, or -1 with
  * an exception set. */
 static int
-accepted_start(PyObject *self, tl_state *st, PyObject *protocol, int flags)
+accepted_start(PyObject *self, tl_state *st, PyObject *protocol, int nodelay)
 {
     tl_transport *t = TR(self);
     int one = 1;
-    if ((flags & TL_ACCEPT_NODELAY) &&
+    if (nodelay &&
         setsockopt(t->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) <
             0) {
         tl_err_from_errno(errno);
         return -1;
     }
-    PyObject *made = PyObject_GetAttr(protocol, st->str_connection_made);
-    if (made == NULL) {
+    if (accepted_soon(t, protocol, st->str_connection_made, self) < 0 ||
+        accepted_soon(t, self, st->str_start_reading, NULL) < 0) {
         return -1;
     }
-    PyObject *h = tl_loop_call_soon(t->s.loop, made, self, t->s.context);
-    Py_DECREF(made);
-    if (h == NULL) {
-        return -1;
-    }
-    Py_DECREF(h);
-    PyObject *start = PyObject_GetAttr(self, st->str_start_reading);
-    if (start == NULL) {
-        return -1;
-    }
-    h = tl_loop_call_soon(t->s.loop, start, NULL, t->s.context);
-    Py_DECREF(start);
-    if (h == NULL) {
-        return -1;
-    }
-    Py_DECREF(h);
     return 0;
 }
 
-/* _accepted(loop, sock, protocol, peername, server, context, flags): the
- * transport of an accepted connection, made as tideloop/_transports.py's
- * make_socket_transport(loop, sock, protocol, extra={'peername': ...},
- * server=server, context=context, nodelay=...) makes it, step for step,
- * without its Python frames.  `context`: a contextvars.Context (the
- * connection's copy).  `flags`: TL_ACCEPT_*.  New reference, or
- * NULL with an exception set (the transport made so far is dropped, as
- * the Python factory's would be). */
-PyObject *
-tl_accept_transport(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
+/* The transport of an accepted connection, made as tideloop/_transports.py's
+ * make_socket_transport(loop, sock, protocol, extra={'peername': peer},
+ * server=server, context=ctx, nodelay=nodelay) makes it, step for step,
+ * without its Python frames.  `ctx`: the connection's copy of the
+ * context.  New reference, or NULL with an exception set (the transport
+ * made so far is dropped, as the Python factory's would be). */
+static PyObject *
+accepted_transport(tl_state *st, PyObject *loop, PyObject *sock,
+                   PyObject *protocol, PyObject *peer, PyObject *server,
+                   PyObject *ctx, int nodelay)
 {
-    if (nargs != 7 || !PyContext_CheckExact(args[5]) ||
-        !PyLong_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_accepted(loop, sock, protocol, peername, server, "
-                        "context, flags)");
+#if PY_VERSION_HEX >= 0x030C0000
+    /* 3.12+ refuse an fd that a live transport still owns. */
+    PyObject *r = PyObject_CallMethodOneArg(
+        loop, st->str_ensure_fd_no_transport, sock);
+    if (r == NULL) {
         return NULL;
     }
-    PyObject *loop = args[0], *sock = args[1], *protocol = args[2];
-    int flags = (int)PyLong_AsLong(args[6]);
-    tl_state *st = tl_state_from_type((PyTypeObject *)cls);
-    if (st == NULL || (flags == -1 && PyErr_Occurred())) {
-        return NULL;
-    }
-    if (flags & TL_ACCEPT_CHECK_FD) {
-        PyObject *r = PyObject_CallMethodOneArg(
-            loop, st->str_ensure_fd_no_transport, sock);
-        if (r == NULL) {
-            return NULL;
-        }
-        Py_DECREF(r);
-    }
-    PyObject *self = tl_transport_new((PyTypeObject *)cls, loop, sock,
-                                      protocol, args[5]);
+    Py_DECREF(r);
+#endif
+    PyObject *self = tl_transport_new(st->SocketTransportType, loop, sock,
+                                      protocol, ctx);
     if (self == NULL) {
         return NULL;
     }
     PyObject *extra = PyDict_New();
-    if (extra == NULL || PyDict_SetItem(extra, st->str_peername, args[3]) ||
+    if (extra == NULL || PyDict_SetItem(extra, st->str_peername, peer) ||
         accepted_init_extra(self, st, sock, extra) < 0 ||
-        accepted_register(self, st, args[4]) < 0 ||
-        accepted_start(self, st, protocol, flags) < 0) {
+        accepted_register(self, st, server) < 0 ||
+        accepted_start(self, st, protocol, nodelay) < 0) {
         Py_XDECREF(extra);
         Py_DECREF(self);
         return NULL;
     }
     Py_DECREF(extra);
     return self;
+}
+
+/* One connection of _accept_made(): its protocol made in `ctx`
+ * (ctx.run(protocol_factory)), then its transport: ours, or for a socket
+ * subclass (nodelay None) the Python factory's, whose asyncio
+ * _set_nodelay() checks the socket.  0, or -1 with an exception set. */
+static int
+accept_made_one(LoopObject *loop, PyObject *const *args, PyObject *conn,
+                PyObject *peer, PyObject *ctx, int nodelay)
+{
+    tl_state *st = loop->st;
+    if (PyContext_Enter(ctx) < 0) {
+        return -1;
+    }
+    PyObject *protocol = PyObject_CallNoArgs(args[0]);
+    if (PyContext_Exit(ctx) < 0 || protocol == NULL) {
+        Py_XDECREF(protocol);
+        return -1;
+    }
+    PyObject *tr;
+    if (args[2] == Py_None) {
+        PyObject *fn = st->helpers[TL_H_TR_ACCEPTED];
+        PyObject *margs[6] = {(PyObject *)loop, conn, protocol, peer,
+                              args[1], ctx};
+        tr = fn != NULL ? PyObject_Vectorcall(fn, margs, 6, NULL)
+                        : PyErr_Format(PyExc_RuntimeError,
+                                       "tideloop helpers not installed");
+    }
+    else {
+        tr = accepted_transport(st, (PyObject *)loop, conn, protocol, peer,
+                                args[1], ctx, nodelay);
+    }
+    Py_DECREF(protocol);
+    Py_XDECREF(tr);
+    return tr == NULL ? -1 : 0;
+}
+
+/* A connection of _accept_made() failed (the exception is pending): it
+ * is closed.  SystemExit and KeyboardInterrupt propagate (-1), after the
+ * connections after it, from run[i + 2], are handed to a later
+ * _accept_made(); anything else is dropped (0).  What conn.close() or
+ * call_soon() raise propagates, with the first exception as its
+ * context. */
+static int
+accept_made_failed(LoopObject *loop, PyObject *const *args, PyObject *conn,
+                   Py_ssize_t i)
+{
+    tl_state *st = loop->st;
+    int stop = PyErr_ExceptionMatches(PyExc_SystemExit) ||
+               PyErr_ExceptionMatches(PyExc_KeyboardInterrupt);
+    PyObject *exc = tl_fetch_exception();
+    if (tl_socket_close(st, conn) < 0) {
+        tl_err_chain(exc);
+        return -1;
+    }
+    if (!stop) {
+        Py_DECREF(exc);
+        return 0;
+    }
+    PyObject *run = args[4];
+    Py_ssize_t n = PyList_GET_SIZE(run);
+    if (i + 2 < n) {
+        PyObject *again = PyObject_GetAttr((PyObject *)loop,
+                                           st->str_accept_made);
+        PyObject *rest = again == NULL ? NULL
+                                       : PyList_GetSlice(run, i + 2, n);
+        PyObject *r = NULL;
+        if (rest != NULL) {
+            PyObject *cargs[7] = {(PyObject *)loop, again, args[0], args[1],
+                                  args[2], args[3], rest};
+            r = tl_call_method(st->str_call_soon, cargs, 7);
+        }
+        Py_XDECREF(again);
+        Py_XDECREF(rest);
+        if (r == NULL) {
+            tl_err_chain(exc);
+            return -1;
+        }
+        Py_DECREF(r);
+    }
+    tl_restore_exception(exc);
+    return -1;
+}
+
+PyObject *
+tl_accept_made(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5 || !PyList_Check(args[4]) ||
+        (args[3] != Py_None && !PyContext_CheckExact(args[3]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_accept_made(protocol_factory, server, nodelay, "
+                        "context, run)");
+        return NULL;
+    }
+    int nodelay = args[2] != Py_None ? PyObject_IsTrue(args[2]) : 0;
+    if (nodelay < 0) {
+        return NULL;
+    }
+    PyObject *run = args[4];
+    for (Py_ssize_t i = 0; i + 1 < PyList_GET_SIZE(run); i += 2) {
+        PyObject *ctx = args[3] != Py_None ? PyContext_Copy(args[3])
+                                           : PyContext_CopyCurrent();
+        if (ctx == NULL) {
+            return NULL;
+        }
+        PyObject *conn = Py_NewRef(PyList_GET_ITEM(run, i));
+        PyObject *peer = Py_NewRef(PyList_GET_ITEM(run, i + 1));
+        int rc = accept_made_one(self, args, conn, peer, ctx, nodelay);
+        Py_DECREF(ctx);
+        Py_DECREF(peer);
+        if (rc < 0 && accept_made_failed(self, args, conn, i) < 0) {
+            Py_DECREF(conn);
+            return NULL;
+        }
+        Py_DECREF(conn);
+    }
+    Py_RETURN_NONE;
 }

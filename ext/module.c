@@ -33,7 +33,8 @@ tl_state_from_type(PyTypeObject *type)
 /* The keywords of _set_helpers(), in the order of enum tl_helper_id. */
 static const char *const helper_names[TL_H_COUNT] = {
     "report_exception", "extract_stack", "log_slow", "check_debug",
-    "handle_repr", "fd_origin", "tr_fatal_error", "tr_debug_log",
+    "handle_repr", "fd_origin", "tr_fatal_error", "tr_accepted",
+    "tr_debug_log",
     "tr_warn_send", "tr_finalize", "tr_repr",
     "pipe_fatal_error", "pipe_log", "pipe_finalize", "pipe_repr"};
 
@@ -110,7 +111,7 @@ module_add_backends(PyObject *module)
     return r;
 }
 
-/* In the order of tl_state's str_data_received ... str_detach. */
+/* In the order of tl_state's str_data_received ... str_call_soon. */
 static const char *const tl_method_names[] = {
     "data_received", "datagram_received", "get_buffer", "buffer_updated",
     "eof_received", "connection_lost", "error_received", "sendto",
@@ -122,7 +123,7 @@ static const char *const tl_method_names[] = {
     "_sock_check",
     "_extra", "_loop", "_protocol_paused", "_high_water", "_low_water",
     "_sock", "_io_refs", "_closed", "close", "key", "_pending_removals",
-    "_commit_removals", "_remove", "_detach",
+    "_commit_removals", "_remove", "_detach", "_accept_made", "call_soon",
 };
 
 /* The offset of the plain object member `name` (a __slots__ entry) of the

@@ -60,6 +60,9 @@ typedef struct tl_state {
             PyObject *handle_repr;       /* (handle) -> str */
             PyObject *fd_origin;         /* (source_traceback, writer) */
             PyObject *tr_fatal_error;    /* (transport, exc, message) */
+            /* (loop, sock, protocol, peername, server, context): an
+             * accepted connection's transport for a socket subclass */
+            PyObject *tr_accepted;
             PyObject *tr_debug_log;      /* (transport, format) */
             PyObject *tr_warn_send;      /* (transport,): after close */
             PyObject *tr_finalize;       /* (transport,): unclosed */
@@ -69,7 +72,7 @@ typedef struct tl_state {
             PyObject *pipe_finalize;     /* (transport,): unclosed */
             PyObject *pipe_repr;         /* (transport,) -> str */
         };
-        PyObject *helpers[15];
+        PyObject *helpers[16];
     };
 
     /* The C transports (stream.c; transport.c, udp.c, pipe.c). */
@@ -133,8 +136,10 @@ typedef struct tl_state {
             PyObject *str_commit_removals;
             PyObject *str_remove;
             PyObject *str_detach;          /* Server._detach */
+            PyObject *str_accept_made;     /* the loop's, to call_soon() */
+            PyObject *str_call_soon;
         };
-        PyObject *method_names[42];
+        PyObject *method_names[44];
     };
     /* sockops.c: socket.socket (whose recv() and send() it may do
      * itself), and per operation the socket method it calls [0..5] and
@@ -186,7 +191,7 @@ enum tl_slot_id {
 enum tl_helper_id {
     TL_H_REPORT_EXCEPTION, TL_H_EXTRACT_STACK, TL_H_LOG_SLOW,
     TL_H_CHECK_DEBUG, TL_H_HANDLE_REPR, TL_H_FD_ORIGIN,
-    TL_H_TR_FATAL, TL_H_TR_DEBUG_LOG,
+    TL_H_TR_FATAL, TL_H_TR_ACCEPTED, TL_H_TR_DEBUG_LOG,
     TL_H_TR_WARN_SEND, TL_H_TR_FINALIZE, TL_H_TR_REPR,
     TL_H_PIPE_FATAL, TL_H_PIPE_LOG, TL_H_PIPE_FINALIZE, TL_H_PIPE_REPR,
     TL_H_COUNT
@@ -406,6 +411,12 @@ PyObject *tl_socket_sockname(tl_state *st, PyObject *sock, int fd,
 /* accept.c: find weakref.KeyedRef and WeakValueDictionary (module
  * creation): 0, or -1 with an exception set. */
 int tl_accept_init(tl_state *st);
+/* accept.c: _accept_made(protocol_factory, server, nodelay, context, run),
+ * what asyncio's accept tasks do for a run of accepted connections
+ * [conn, addr, conn, addr, ...] (see accept.c); in every build.  New
+ * reference. */
+PyObject *tl_accept_made(LoopObject *self, PyObject *const *args,
+                         Py_ssize_t nargs);
 
 /* dns.c */
 PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *const *args,

@@ -830,8 +830,6 @@ static PyMethodDef Transport_methods[] = {
      METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Transport_reset_empty_waiter,
      METH_NOARGS, NULL},
-    {"_accepted", (PyCFunction)(void (*)(void))tl_accept_transport,
-     METH_FASTCALL | METH_CLASS, NULL},
     {NULL}};
 
 static const tl_stream_spec tcp_spec = {

@@ -76,12 +76,6 @@ tl_transport_server_call(PyObject *server, PyObject *name, PyObject *tr)
     return r == NULL ? -1 : 0;
 }
 
-/* accept.c: SocketTransport._accepted(loop, sock, protocol, peername,
- * server, context, flags), the transport of an accepted connection.
- * New reference. */
-PyObject *tl_accept_transport(PyObject *cls, PyObject *const *args,
-                              Py_ssize_t nargs);
-
 /* The running Python's messages: 3.14 reworded the socket transport's
  * write() (not the datagram transport's sendto()). */
 #define TL_NOT_BYTES_LIKE \

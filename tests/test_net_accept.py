@@ -28,16 +28,22 @@ class Counted(asyncio.Protocol):
         self.made.append(transport)
 
 
-def _listener(where, d, queue=64):
+class SubSocket(socket.socket):
+    """A socket subclass: tideloop keeps its own accept() and asyncio's
+    transport factory for its connections."""
+
+
+def _listener(where, d, queue=64, cls=socket.socket, proto=0):
     """A listening socket ("tcp4", "tcp6" or "unix" in the folder `d`)
     with a large kernel queue: clients connect before serving starts,
-    whatever backlog create_server() gets."""
+    whatever backlog create_server() gets.  `cls`: socket.socket or
+    SubSocket."""
     if where == "unix":
-        s = socket.socket(socket.AF_UNIX)
+        s = cls(socket.AF_UNIX)
         s.bind(os.path.join(d, "s"))
     else:
-        s = socket.socket(
-            socket.AF_INET6 if where == "tcp6" else socket.AF_INET)
+        s = cls(socket.AF_INET6 if where == "tcp6" else socket.AF_INET,
+                socket.SOCK_STREAM, proto)
         s.bind(("::1" if where == "tcp6" else HOST4, 0))
     s.listen(queue)
     return s
@@ -344,7 +350,8 @@ def test_accept_ordering(compare, where, task_factory):
     assert trace.index("factory0") < trace.index("made0")
 
 
-def test_factory_keyboard_interrupt(compare):
+@pytest.mark.parametrize("cls", [socket.socket, SubSocket])
+def test_factory_keyboard_interrupt(compare, cls):
     """KeyboardInterrupt from the protocol factory leaves the loop's
     run_until_complete() (asyncio: from the accept task); the other
     connections accepted with it are still made when the loop runs
@@ -385,7 +392,7 @@ def test_factory_keyboard_interrupt(compare):
             server.close()
             await wait(server.wait_closed())
 
-        lsock = _listener("tcp4", None)
+        lsock = _listener("tcp4", None, cls=cls)
         clients = []
         try:
             for _ in range(3):
@@ -480,7 +487,8 @@ def test_burst_all_accepted(compare, where):
     assert [e[0] for e in trace] == want
 
 
-def test_factory_raises(compare):
+@pytest.mark.parametrize("cls", [socket.socket, SubSocket])
+def test_factory_raises(compare, cls):
     """A protocol factory that raises: outside debug mode nothing is
     reported, that connection is closed (its client reads EOF), and the
     connections accepted with it are made."""
@@ -498,7 +506,10 @@ def test_factory_raises(compare):
         async def main(d, clients):
             loop.set_exception_handler(
                 lambda lp, ctx: events.append(("handler", ctx["message"])))
-            lsock = _listener("tcp4", None)
+            # proto IPPROTO_TCP: asyncio sets TCP_NODELAY on its
+            # connections.
+            lsock = _listener("tcp4", None, cls=cls,
+                              proto=socket.IPPROTO_TCP)
             clients += _burst_clients(lsock, "tcp4", None, 3)
             server = await loop.create_server(factory, sock=lsock)
             while len(made) < 2:
@@ -513,6 +524,13 @@ def test_factory_raises(compare):
                 except BlockingIOError:
                     eof.append(False)
             events.append(("eof", eof, "calls", calls[0]))
+            for tr in made:
+                s = tr.get_extra_info("socket")
+                events.append((
+                    "made", type(s._sock).__name__, s.proto,
+                    s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0,
+                    tr.get_extra_info("peername") in
+                    [c.getsockname() for c in clients]))
             await _shut(server, made)
             return events
 
