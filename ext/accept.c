@@ -298,7 +298,58 @@ accept_weakvalue_set(tl_state *st, PyObject *map, PyObject *key,
     int rc = data == NULL ? -1 : PyObject_SetItem(data, key, ref);
     Py_XDECREF(data);
     Py_DECREF(ref);
+    if (rc == 0) {
+        Py_XSETREF(TR(value)->registry, Py_NewRef(map));
+    }
     return rc;
+}
+
+/* What the entry's callback (the WeakValueDictionary's _remove) would do
+ * once the transport is gone, done while it dies: data[fd] deleted if it
+ * is still the transport's KeyedRef, unless the dictionary is being
+ * iterated (then the callback queues the key in _pending_removals).  0,
+ * or -1 with an exception set. */
+static int
+accept_forget_entry(tl_state *st, PyObject *self, PyObject *map)
+{
+    PyObject *iterating = PyObject_GetAttr(map, st->str_iterating);
+    int busy = iterating == NULL ? -1 : PyObject_IsTrue(iterating);
+    Py_XDECREF(iterating);
+    if (busy != 0) {
+        return busy;
+    }
+    PyObject *data = PyObject_GetAttr(map, st->str_data);
+    PyObject *key = data == NULL ? NULL : PyLong_FromLong(TR(self)->s.fd);
+    PyObject *ref = key == NULL ? NULL : PyDict_GetItemWithError(data, key);
+    int rc = ref == NULL && PyErr_Occurred() ? -1 : 0;
+    if (ref != NULL && PyWeakref_Check(ref) &&
+        ((PyWeakReference *)ref)->wr_object == self) {
+        rc = PyDict_DelItem(data, key);
+    }
+    Py_XDECREF(key);
+    Py_XDECREF(data);
+    return data == NULL ? -1 : rc;
+}
+
+void
+tl_accept_forget(PyObject *self)
+{
+    tl_transport *t = TR(self);
+    PyObject *map = t->registry;
+    if (map == NULL) {
+        return;
+    }
+    t->registry = NULL;
+    PyObject *exc = PyErr_Occurred() ? tl_fetch_exception() : NULL;
+    tl_state *st = tr_state(self);
+    if (st == NULL || accept_forget_entry(st, self, map) < 0) {
+        /* The callback is still there to do it. */
+        PyErr_Clear();
+    }
+    if (exc != NULL) {
+        tl_restore_exception(exc);
+    }
+    Py_DECREF(map);
 }
 
 /* server._attach(transport) (3.13+) or server._attach(), then the

@@ -123,7 +123,8 @@ static const char *const tl_method_names[] = {
     "_sock_check",
     "_extra", "_loop", "_protocol_paused", "_high_water", "_low_water",
     "_sock", "_io_refs", "_closed", "close", "key", "_pending_removals",
-    "_commit_removals", "_remove", "_detach", "_accept_made", "call_soon",
+    "_commit_removals", "_remove", "_iterating", "_detach", "_accept_made",
+    "call_soon",
 };
 
 /* The offset of the plain object member `name` (a __slots__ entry) of the

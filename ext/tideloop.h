@@ -135,11 +135,12 @@ typedef struct tl_state {
             PyObject *str_pending_removals; /* WeakValueDictionary's */
             PyObject *str_commit_removals;
             PyObject *str_remove;
+            PyObject *str_iterating;
             PyObject *str_detach;          /* Server._detach */
             PyObject *str_accept_made;     /* the loop's, to call_soon() */
             PyObject *str_call_soon;
         };
-        PyObject *method_names[44];
+        PyObject *method_names[45];
     };
     /* sockops.c: socket.socket (whose recv() and send() it may do
      * itself), and per operation the socket method it calls [0..5] and

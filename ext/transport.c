@@ -37,6 +37,7 @@ tl_transport_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->server);
     Py_VISIT(t->empty_waiter);
     Py_VISIT(t->address);
+    Py_VISIT(t->registry);
     if (t->peer != NULL) {
         Py_VISIT(t->peer->addr);
     }
@@ -50,6 +51,7 @@ tl_transport_clear(PyObject *self)
     Py_CLEAR(t->server);
     Py_CLEAR(t->empty_waiter);
     Py_CLEAR(t->address);
+    Py_CLEAR(t->registry);
     if (t->peer != NULL) {
         tl_udp_peer *peer = t->peer;
         t->peer = NULL;

@@ -630,3 +630,46 @@ def test_accepted_transport_life(compare, where):
 
     trace = compare(scenario)
     assert ("after lost", [True, False], [True, True], True) in trace
+
+
+def test_accepted_transport_dies_while_iterated(compare):
+    """A closed accepted transport dropped while loop._transports is
+    iterated: its entry stays until the iteration ends (asyncio's
+    WeakValueDictionary defers the removal), then goes."""
+    def scenario(loop):
+        made = []
+        events = []
+
+        async def main(d, clients):
+            lsock = _listener("tcp4", d)
+            clients += _burst_clients(lsock, "tcp4", d, 2)
+            server = await _serve(loop, "tcp4", lambda: Lost(made, events),
+                                  lsock)
+            while len(made) < 2:
+                await asyncio.sleep(0)
+            fds = [tr.get_extra_info("socket").fileno() for tr in made]
+            for tr in made:
+                tr.close()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            seen = []
+            victim = [made.pop(0)]
+            # keys(): its generator holds no transport while suspended.
+            for fd in loop._transports.keys():
+                if victim and loop._transports.data[fd]() is victim[0]:
+                    del victim[:]
+                    gc.collect()
+                    seen.append(("dropped", fd == fds[0],
+                                 fds[0] in loop._transports.data,
+                                 len(loop._transports._pending_removals)))
+            events.append(seen)
+            events.append(("after", [fd in loop._transports.data
+                                     for fd in fds]))
+            await _shut(server, [])
+            made.clear()
+            return events
+
+        return _run_with_clients(loop, main)
+
+    trace = compare(scenario)
+    assert trace[-2] == [("dropped", True, True, 1)]
