@@ -307,8 +307,8 @@ accept_weakvalue_set(tl_state *st, PyObject *map, PyObject *key,
 /* What the entry's callback (the WeakValueDictionary's _remove) would do
  * once the transport is gone, done while it dies: data[fd] deleted if it
  * is still the transport's KeyedRef, unless the dictionary is being
- * iterated (then the callback queues the key in _pending_removals).  0,
- * or -1 with an exception set. */
+ * iterated (then the callback queues the key in _pending_removals: 1).
+ * 0, 1, or -1 with an exception set. */
 static int
 accept_forget_entry(tl_state *st, PyObject *self, PyObject *map)
 {
@@ -319,7 +319,9 @@ accept_forget_entry(tl_state *st, PyObject *self, PyObject *map)
         return busy;
     }
     PyObject *data = PyObject_GetAttr(map, st->str_data);
-    PyObject *key = data == NULL ? NULL : PyLong_FromLong(TR(self)->s.fd);
+    PyObject *key = data == NULL || !PyDict_Check(data)
+                        ? NULL
+                        : PyLong_FromLong(TR(self)->s.fd);
     PyObject *ref = key == NULL ? NULL : PyDict_GetItemWithError(data, key);
     int rc = ref == NULL && PyErr_Occurred() ? -1 : 0;
     if (ref != NULL && PyWeakref_Check(ref) &&
