@@ -128,38 +128,6 @@ dns_after(uv_work_t *w, int status)
 
 /* ---- results as socket.getaddrinfo() builds them -------------------- */
 
-/* socketmodule.c's makesockaddr() for what getaddrinfo() returns. */
-static PyObject *
-dns_sockaddr(const struct sockaddr *sa, socklen_t len)
-{
-    char buf[INET6_ADDRSTRLEN];
-    if (len == 0 || sa == NULL) {
-        Py_RETURN_NONE;
-    }
-    switch (sa->sa_family) {
-    case AF_INET: {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        if (inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf)) == NULL) {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        return Py_BuildValue("si", buf, ntohs(a->sin_port));
-    }
-    case AF_INET6: {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        if (inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf)) == NULL) {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        return Py_BuildValue("siII", buf, ntohs(a->sin6_port),
-                             (unsigned int)ntohl(a->sin6_flowinfo),
-                             (unsigned int)a->sin6_scope_id);
-    }
-    default:
-        /* What CPython does for a family it does not know. */
-        return Py_BuildValue("iy#", sa->sa_family, sa->sa_data,
-                             (Py_ssize_t)sizeof(sa->sa_data));
-    }
-}
-
 /* socket.gaierror(code, message), or OSError for EAI_SYSTEM: what
  * socketmodule.c's set_gaierror() raises.  New reference. */
 static PyObject *
@@ -234,7 +202,7 @@ dns_addrinfo_list(tl_state *st, const struct addrinfo *res)
             dns_intenum(st, 1, ai->ai_socktype),
             PyLong_FromLong(ai->ai_protocol),
             PyUnicode_FromString(ai->ai_canonname ? ai->ai_canonname : ""),
-            dns_sockaddr(ai->ai_addr, ai->ai_addrlen),
+            tl_sockaddr_to_py(ai->ai_addr, ai->ai_addrlen),
         };
         int bad = 0;
         for (int i = 0; i < 5; i++) {

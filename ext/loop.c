@@ -774,6 +774,8 @@ static PyMethodDef Loop_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_sock_start", (PyCFunction)(void (*)(void))tl_sockops_start,
      METH_FASTCALL, NULL},
+    {"_accept_made", (PyCFunction)(void (*)(void))tl_accept_made,
+     METH_FASTCALL, NULL},
 #ifdef TL_HAVE_ACCEPT_BATCH
     {"_accept_batch", (PyCFunction)(void (*)(void))tl_accept_batch,
      METH_FASTCALL, NULL},

@@ -1,6 +1,7 @@
 /* Module tideloop._core: state, type creation, and the helpers that the
  * Python half of the package installs. */
 #include "tideloop.h"
+#include <structmember.h>
 #include "sockops.h"
 #include "sslproto.h"
 
@@ -32,8 +33,9 @@ tl_state_from_type(PyTypeObject *type)
 /* The keywords of _set_helpers(), in the order of enum tl_helper_id. */
 static const char *const helper_names[TL_H_COUNT] = {
     "report_exception", "extract_stack", "log_slow", "check_debug",
-    "handle_repr", "fd_origin", "tr_fatal_error", "tr_server_detach",
-    "tr_debug_log", "tr_warn_send", "tr_finalize", "tr_repr",
+    "handle_repr", "fd_origin", "tr_fatal_error", "tr_accepted",
+    "tr_debug_log",
+    "tr_warn_send", "tr_finalize", "tr_repr",
     "pipe_fatal_error", "pipe_log", "pipe_finalize", "pipe_repr"};
 
 /* _set_helpers(name=function, ...): install entries of the one helper
@@ -109,7 +111,7 @@ module_add_backends(PyObject *module)
     return r;
 }
 
-/* In the order of tl_state's str_data_received ... str_sock_check. */
+/* In the order of tl_state's str_data_received ... str_call_soon. */
 static const char *const tl_method_names[] = {
     "data_received", "datagram_received", "get_buffer", "buffer_updated",
     "eof_received", "connection_lost", "error_received", "sendto",
@@ -119,7 +121,58 @@ static const char *const tl_method_names[] = {
     "fileno", "gettimeout", "done", "set_result", "set_exception", "cancel",
     "data", "_sock_waiters", "_sock_sweeper", "_sock_arm_sweeper",
     "_sock_check",
+    "_extra", "_loop", "_protocol_paused", "_high_water", "_low_water",
+    "_sock", "_io_refs", "_closed", "close", "key", "_pending_removals",
+    "_commit_removals", "_remove", "_iterating", "_detach", "_accept_made",
+    "call_soon",
 };
+
+/* The offset of the plain object member `name` (a __slots__ entry) of the
+ * class `tp` or its bases, or -1 if `name` is something else there (a
+ * property, say).  -1 with an exception set only on failure. */
+static Py_ssize_t
+module_slot_offset(PyObject *tp, PyObject *name, int *failed)
+{
+    PyObject *d = PyObject_GetAttr(tp, name);
+    Py_ssize_t off = -1;
+    if (d == NULL) {
+        *failed = 1;
+        return -1;
+    }
+    if (Py_IS_TYPE(d, &PyMemberDescr_Type)) {
+        PyMemberDef *m = ((PyMemberDescrObject *)d)->d_member;
+        if (m->type == T_OBJECT_EX && !(m->flags & READONLY)) {
+            off = m->offset;
+        }
+    }
+    Py_DECREF(d);
+    return off;
+}
+
+/* tl_state.slot_offsets, once the classes are known: 0, or -1 with an
+ * exception set. */
+static int
+module_find_slots(tl_state *st)
+{
+    PyObject *tr = (PyObject *)st->SocketTransportType;
+    PyObject *const where[TL_SLOT_COUNT][2] = {
+        {tr, st->str_extra},
+        {tr, st->str_loop_slot},
+        {tr, st->str_protocol_paused},
+        {tr, st->str_high_water},
+        {tr, st->str_low_water},
+        {st->TransportSocket, st->str_sock},
+        {st->socket_type, st->str_io_refs},
+        {st->socket_type, st->str_closed},
+        {st->KeyedRefType, st->str_key}};
+    int failed = 0;
+    Py_BUILD_ASSERT(Py_ARRAY_LENGTH(st->slot_offsets) == TL_SLOT_COUNT);
+    for (int i = 0; i < TL_SLOT_COUNT; i++) {
+        st->slot_offsets[i] =
+            module_slot_offset(where[i][0], where[i][1], &failed);
+    }
+    return failed ? -1 : 0;
+}
 
 static int
 module_intern_method_names(tl_state *st)
@@ -210,7 +263,8 @@ tl_exec(PyObject *module)
     if (st->set_running_loop == NULL) {
         goto error;
     }
-    if (module_intern_method_names(st) < 0 || tl_sockops_init(st) < 0) {
+    if (module_intern_method_names(st) < 0 || tl_sockops_init(st) < 0 ||
+        tl_pysock_init(st) < 0 || tl_accept_init(st) < 0) {
         goto error;
     }
     if (tl_handle_init_types(module, st) < 0 ||
@@ -219,7 +273,7 @@ tl_exec(PyObject *module)
         tl_udp_init_types(module, st) < 0 ||
         tl_pipe_init_types(module, st) < 0 ||
         tl_ssl_init_types(module, st) < 0 ||
-        module_add_backends(module) < 0) {
+        module_find_slots(st) < 0 || module_add_backends(module) < 0) {
         goto error;
     }
     Py_DECREF(asyncio_futures);
@@ -254,8 +308,10 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->BufferedProtocolType);
     Py_VISIT(st->maybe_pause);
     Py_VISIT(st->maybe_resume);
-    Py_VISIT(st->flow_init);
     Py_VISIT(st->TransportSocket);
+    Py_VISIT(st->socket_close);
+    Py_VISIT(st->KeyedRefType);
+    Py_VISIT(st->WeakValueDictType);
     Py_VISIT(st->ReadPipeType);
     Py_VISIT(st->WritePipeType);
     return tl_ssl_traverse(st, visit, arg);
@@ -284,8 +340,10 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->BufferedProtocolType);
     Py_CLEAR(st->maybe_pause);
     Py_CLEAR(st->maybe_resume);
-    Py_CLEAR(st->flow_init);
     Py_CLEAR(st->TransportSocket);
+    Py_CLEAR(st->socket_close);
+    Py_CLEAR(st->KeyedRefType);
+    Py_CLEAR(st->WeakValueDictType);
     for (size_t i = 0; i < Py_ARRAY_LENGTH(st->method_names); i++) {
         Py_CLEAR(st->method_names[i]);
     }

@@ -569,6 +569,9 @@ Stream_dealloc(PyObject *self)
     }
     PyObject_GC_UnTrack(self);
     tl_stream *s = tl_stream_of(self);
+    if (s->kind != NULL && s->kind->forget != NULL) {
+        s->kind->forget(self);
+    }
     if (s->weakreflist != NULL) {
         PyObject_ClearWeakRefs(self);
     }

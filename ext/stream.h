@@ -77,6 +77,10 @@ typedef struct tl_stream_kind {
      * stream.c binds to the transport (no lookup by name) for
      * connection_lost() and as the callables of our two handles. */
     PyMethodDef m[3];
+    /* Dying (after the finalizer, before the weak references to it are
+     * cleared): drop what refers to it weakly, if the kind keeps any
+     * (NULL: nothing). */
+    void (*forget)(PyObject *self);
 } tl_stream_kind;
 
 enum { TL_M_LOST, TL_M_READ_READY, TL_M_WRITE_READY };

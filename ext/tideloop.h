@@ -60,7 +60,9 @@ typedef struct tl_state {
             PyObject *handle_repr;       /* (handle) -> str */
             PyObject *fd_origin;         /* (source_traceback, writer) */
             PyObject *tr_fatal_error;    /* (transport, exc, message) */
-            PyObject *tr_server_detach;  /* (server, transport) */
+            /* (loop, sock, protocol, peername, server, context): an
+             * accepted connection's transport for a socket subclass */
+            PyObject *tr_accepted;
             PyObject *tr_debug_log;      /* (transport, format) */
             PyObject *tr_warn_send;      /* (transport,): after close */
             PyObject *tr_finalize;       /* (transport,): unclosed */
@@ -118,8 +120,27 @@ typedef struct tl_state {
             PyObject *str_sock_sweeper;
             PyObject *str_sock_arm_sweeper;
             PyObject *str_sock_check;
+            /* accept.c, transport.c, pysock.c: an accepted connection's
+             * socket object and transport made and closed in C. */
+            PyObject *str_extra;           /* asyncio's transport slots */
+            PyObject *str_loop_slot;       /* "_loop" */
+            PyObject *str_protocol_paused;
+            PyObject *str_high_water;
+            PyObject *str_low_water;
+            PyObject *str_sock;            /* TransportSocket's slot */
+            PyObject *str_io_refs;         /* socket.socket's slots */
+            PyObject *str_closed;
+            PyObject *str_close;
+            PyObject *str_key;             /* weakref.KeyedRef's slot */
+            PyObject *str_pending_removals; /* WeakValueDictionary's */
+            PyObject *str_commit_removals;
+            PyObject *str_remove;
+            PyObject *str_iterating;
+            PyObject *str_detach;          /* Server._detach */
+            PyObject *str_accept_made;     /* the loop's, to call_soon() */
+            PyObject *str_call_soon;
         };
-        PyObject *method_names[28];
+        PyObject *method_names[45];
     };
     /* sockops.c: socket.socket (whose recv() and send() it may do
      * itself), and per operation the socket method it calls [0..5] and
@@ -128,8 +149,14 @@ typedef struct tl_state {
     PyObject *sop_names[12];
     PyObject *maybe_pause;       /* _FlowControlMixin._maybe_pause_protocol */
     PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
-    PyObject *flow_init;         /* _FlowControlMixin.__init__ */
     PyObject *TransportSocket;   /* asyncio.trsock.TransportSocket */
+    PyObject *socket_close;      /* _socket.socket.close (pysock.c) */
+    PyObject *KeyedRefType;      /* weakref.KeyedRef (accept.c) */
+    PyObject *WeakValueDictType; /* weakref.WeakValueDictionary */
+    /* Where the Python classes' __slots__ that accept.c, transport.c
+     * and pysock.c set per connection sit in their objects (enum
+     * tl_slot_id; -1: set by name). */
+    Py_ssize_t slot_offsets[9];  /* TL_SLOT_COUNT */
 
     PyObject *str_context;       /* interned "context" */
     PyObject *str_loop;          /* interned "loop" */
@@ -152,11 +179,20 @@ typedef struct tl_state {
     int handle_nfree[2];
 } tl_state;
 
+/* Indexes of tl_state.slot_offsets: asyncio's transport slots (of
+ * _FlowControlMixin and BaseTransport), TransportSocket's _sock,
+ * socket.socket's _io_refs and _closed, weakref.KeyedRef's key. */
+enum tl_slot_id {
+    TL_SLOT_EXTRA, TL_SLOT_LOOP, TL_SLOT_PROTOCOL_PAUSED,
+    TL_SLOT_HIGH_WATER, TL_SLOT_LOW_WATER, TL_SLOT_TSOCK_SOCK,
+    TL_SLOT_IO_REFS, TL_SLOT_CLOSED, TL_SLOT_KEY, TL_SLOT_COUNT
+};
+
 /* Indexes of tl_state.helpers, in the order of its named fields. */
 enum tl_helper_id {
     TL_H_REPORT_EXCEPTION, TL_H_EXTRACT_STACK, TL_H_LOG_SLOW,
     TL_H_CHECK_DEBUG, TL_H_HANDLE_REPR, TL_H_FD_ORIGIN,
-    TL_H_TR_FATAL, TL_H_TR_SERVER_DETACH, TL_H_TR_DEBUG_LOG,
+    TL_H_TR_FATAL, TL_H_TR_ACCEPTED, TL_H_TR_DEBUG_LOG,
     TL_H_TR_WARN_SEND, TL_H_TR_FINALIZE, TL_H_TR_REPR,
     TL_H_PIPE_FATAL, TL_H_PIPE_LOG, TL_H_PIPE_FINALIZE, TL_H_PIPE_REPR,
     TL_H_COUNT
@@ -307,6 +343,33 @@ typedef struct LoopObject {
 /* module.c */
 tl_state *tl_state_from_type(PyTypeObject *type);
 
+/* obj.<slot> = value (borrowed) for a __slots__ member of a Python class
+ * (enum tl_slot_id), stored as its member descriptor stores it, or set
+ * by name where the class has no such plain member.  0, or -1 with an
+ * exception set. */
+static inline int
+tl_slot_set(tl_state *st, PyObject *obj, int slot, PyObject *name,
+            PyObject *value)
+{
+    Py_ssize_t off = st->slot_offsets[slot];
+    if (off < 0) {
+        return PyObject_SetAttr(obj, name, value);
+    }
+    PyObject **p = (PyObject **)((char *)obj + off);
+    Py_XSETREF(*p, Py_NewRef(value));
+    return 0;
+}
+
+/* obj.<slot>, read as tl_slot_set() writes it.  New reference. */
+static inline PyObject *
+tl_slot_get(tl_state *st, PyObject *obj, int slot, PyObject *name)
+{
+    Py_ssize_t off = st->slot_offsets[slot];
+    PyObject *v = off < 0 ? NULL : *(PyObject **)((char *)obj + off);
+    /* Unset: the AttributeError the descriptor raises. */
+    return v != NULL ? Py_NewRef(v) : PyObject_GetAttr(obj, name);
+}
+
 /* loop.c */
 int tl_loop_init_types(PyObject *module, tl_state *st);
 int64_t tl_monotonic_ns(void);
@@ -327,6 +390,38 @@ int tl_loop_parse_context_kw(LoopObject *self, PyObject *const *args,
 PyObject *tl_accept_batch(LoopObject *self, PyObject *const *args,
                           Py_ssize_t nargs);
 #endif
+
+/* pysock.c: the address `sa` (`len` bytes, in a zeroed buffer) as
+ * socketmodule.c's makesockaddr() makes it: None for len 0, (host, port)
+ * for AF_INET, (host, port, flowinfo, scope_id) for AF_INET6, the path
+ * (str) or Linux abstract name (bytes) for AF_UNIX, (family, sa_data)
+ * for other families.  New reference. */
+PyObject *tl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len);
+/* Find _socket.socket.close (module creation, after tl_sockops_init()):
+ * 0, or -1 with an exception set. */
+int tl_pysock_init(tl_state *st);
+/* socket.socket(spec[0], spec[1], spec[2], fileno=fd) (family, type,
+ * proto), made as socket.py's __init__ makes it, without its frame;
+ * `fd` is closed if it fails.  New reference. */
+PyObject *tl_socket_from_fd(tl_state *st, PyObject *const *spec, int fd);
+/* sock.close(), socket.py's close() done in C for an exact socket.socket:
+ * 0, or -1 with an exception set. */
+int tl_socket_close(tl_state *st, PyObject *sock);
+/* sock.getsockname() of the socket on `fd` of address family `family`,
+ * straight from getsockname() for an exact socket.socket of AF_INET,
+ * AF_INET6 or AF_UNIX.  New reference. */
+PyObject *tl_socket_sockname(tl_state *st, PyObject *sock, int fd,
+                             int family);
+
+/* accept.c: find weakref.KeyedRef and WeakValueDictionary (module
+ * creation): 0, or -1 with an exception set. */
+int tl_accept_init(tl_state *st);
+/* accept.c: _accept_made(protocol_factory, server, nodelay, context, run),
+ * what asyncio's accept tasks do for a run of accepted connections
+ * [conn, addr, conn, addr, ...] (see accept.c); in every build.  New
+ * reference. */
+PyObject *tl_accept_made(LoopObject *self, PyObject *const *args,
+                         Py_ssize_t nargs);
 
 /* dns.c */
 PyObject *tl_dns_getaddrinfo(LoopObject *loop, PyObject *const *args,

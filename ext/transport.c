@@ -11,14 +11,14 @@
  * _read_ready()/_write_ready() here, which recv()/send() on the fd the
  * socket object owns.  Protocol callbacks therefore run in the same order
  * relative to other callbacks as in asyncio.  What this file shares with
- * the datagram transport (udp.c) is declared in transport.h. */
+ * the datagram transport (udp.c) is declared in transport.h; an accepted
+ * connection's transport is made in accept.c. */
 #include "transport.h"
 #include "sslproto.h"
 
 #include <errno.h>
 #include <limits.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -37,6 +37,7 @@ tl_transport_traverse(PyObject *self, visitproc visit, void *arg)
     Py_VISIT(t->server);
     Py_VISIT(t->empty_waiter);
     Py_VISIT(t->address);
+    Py_VISIT(t->registry);
     if (t->peer != NULL) {
         Py_VISIT(t->peer->addr);
     }
@@ -50,6 +51,7 @@ tl_transport_clear(PyObject *self)
     Py_CLEAR(t->server);
     Py_CLEAR(t->empty_waiter);
     Py_CLEAR(t->address);
+    Py_CLEAR(t->registry);
     if (t->peer != NULL) {
         tl_udp_peer *peer = t->peer;
         t->peer = NULL;
@@ -105,25 +107,20 @@ tl_transport_lost(PyObject *self, PyObject *exc)
     }
     PyObject *saved = res == NULL ? tl_fetch_exception() : NULL;
     /* finally: close the socket and drop everything. */
-    int ok = 1;
     if (t->s.file != NULL) {
-        PyObject *r = PyObject_CallMethod(t->s.file, "close", NULL);
-        if (r == NULL) {
+        if (tl_socket_close(st, t->s.file) < 0) {
             PyErr_Clear();
-            ok = 0;
         }
-        Py_XDECREF(r);
         Py_CLEAR(t->s.file);
     }
     Py_CLEAR(t->s.protocol);
-    if (PyObject_SetAttrString(self, "_loop", Py_None) < 0) {
+    if (tl_slot_set(st, self, TL_SLOT_LOOP, st->str_loop_slot, Py_None) < 0) {
         PyErr_Clear();
     }
     PyObject *server = t->server;
     t->server = NULL;
     if (server != NULL) {
-        if (tl_stream_helper(st, TL_H_TR_SERVER_DETACH, server, self,
-                             NULL) < 0) {
+        if (tl_transport_server_call(server, st->str_detach, self) < 0) {
             PyErr_Clear();
         }
         Py_DECREF(server);
@@ -134,7 +131,6 @@ tl_transport_lost(PyObject *self, PyObject *exc)
     if (saved != NULL) {
         tl_restore_exception(saved);
     }
-    (void)ok;
     if (t->empty_waiter != NULL && res != NULL) {
         PyObject *err = PyObject_CallFunction(
             PyExc_ConnectionError, "s", "Connection is closed by peer");
@@ -729,8 +725,8 @@ tl_transport_new(PyTypeObject *tp, PyObject *loop, PyObject *sock,
         return NULL;
     }
     int fd;
-    if (tl_stream_fd_arg(PyObject_CallMethod(sock, "fileno", NULL), &fd) <
-        0) {
+    if (tl_stream_fd_arg(PyObject_CallMethodNoArgs(sock, st->str_fileno),
+                         &fd) < 0) {
         return NULL;
     }
     long family = transport_family(sock, fd);
@@ -772,164 +768,6 @@ tl_transport_new_method(PyObject *cls, PyObject *const *args,
     }
     return tl_transport_new((PyTypeObject *)cls, args[0], args[1], args[2],
                             ctx);
-}
-
-/* ---- accepted connections ------------------------------------------- */
-
-/* _accepted()'s flags, computed once per batch by tideloop/_loop.py. */
-#define TL_ACCEPT_NODELAY 1      /* set TCP_NODELAY (asyncio's check) */
-#define TL_ACCEPT_ATTACH_TR 2    /* server._attach(transport), 3.13+ */
-#define TL_ACCEPT_CHECK_FD 4     /* loop._ensure_fd_no_transport(), 3.12+ */
-
-/* What asyncio's __init__ does after the C part: _FlowControlMixin's
- * __init__(extra, loop), then extra['socket'] = TransportSocket(sock),
- * extra['sockname'] (None if getsockname() fails); the peername is in
- * `extra` already.  0, or -1 with an exception set. */
-static int
-accepted_init_extra(PyObject *self, tl_state *st, PyObject *sock,
-                    PyObject *extra)
-{
-    PyObject *args[3] = {self, extra, (PyObject *)TR(self)->s.loop};
-    PyObject *r = PyObject_Vectorcall(st->flow_init, args, 3, NULL);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    PyObject *tsock = PyObject_CallOneArg(st->TransportSocket, sock);
-    if (tsock == NULL) {
-        return -1;
-    }
-    int rc = PyDict_SetItem(extra, st->str_socket, tsock);
-    Py_DECREF(tsock);
-    if (rc < 0) {
-        return -1;
-    }
-    PyObject *name = PyObject_CallMethodNoArgs(sock, st->str_getsockname);
-    if (name == NULL) {
-        if (!PyErr_ExceptionMatches(PyExc_OSError)) {
-            return -1;
-        }
-        PyErr_Clear();
-        name = Py_NewRef(Py_None);
-    }
-    rc = PyDict_SetItem(extra, st->str_sockname, name);
-    Py_DECREF(name);
-    return rc;
-}
-
-/* server._attach(transport) (3.13+) or server._attach(), then the
- * transport records its server, then loop._transports[fd] = transport:
- * the order of tideloop/_transports.py's make_socket_transport().  0, or
- * -1 with an exception set. */
-static int
-accepted_register(PyObject *self, tl_state *st, PyObject *server, int flags)
-{
-    tl_transport *t = TR(self);
-    if (server != Py_None) {
-        PyObject *r =
-            (flags & TL_ACCEPT_ATTACH_TR)
-                ? PyObject_CallMethodOneArg(server, st->str_attach, self)
-                : PyObject_CallMethodNoArgs(server, st->str_attach);
-        if (r == NULL) {
-            return -1;
-        }
-        Py_DECREF(r);
-        Py_XSETREF(t->server, Py_NewRef(server));
-    }
-    PyObject *map = PyObject_GetAttr((PyObject *)t->s.loop,
-                                     st->str_transports);
-    PyObject *key = map != NULL ? PyLong_FromLong(t->s.fd) : NULL;
-    int rc = key != NULL ? PyObject_SetItem(map, key, self) : -1;
-    Py_XDECREF(key);
-    Py_XDECREF(map);
-    return rc;
-}
-
-/* TCP_NODELAY if asked, then connection_made(transport) and
- * _start_reading() scheduled in the transport's context.  0, or -1 with
- * an exception set. */
-static int
-accepted_start(PyObject *self, tl_state *st, PyObject *protocol, int flags)
-{
-    tl_transport *t = TR(self);
-    int one = 1;
-    if ((flags & TL_ACCEPT_NODELAY) &&
-        setsockopt(t->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) <
-            0) {
-        tl_err_from_errno(errno);
-        return -1;
-    }
-    PyObject *made = PyObject_GetAttr(protocol, st->str_connection_made);
-    if (made == NULL) {
-        return -1;
-    }
-    PyObject *h = tl_loop_call_soon(t->s.loop, made, self, t->s.context);
-    Py_DECREF(made);
-    if (h == NULL) {
-        return -1;
-    }
-    Py_DECREF(h);
-    PyObject *start = PyObject_GetAttr(self, st->str_start_reading);
-    if (start == NULL) {
-        return -1;
-    }
-    h = tl_loop_call_soon(t->s.loop, start, NULL, t->s.context);
-    Py_DECREF(start);
-    if (h == NULL) {
-        return -1;
-    }
-    Py_DECREF(h);
-    return 0;
-}
-
-/* _accepted(loop, sock, protocol, peername, server, context, flags): the
- * transport of an accepted connection, made as tideloop/_transports.py's
- * make_socket_transport(loop, sock, protocol, extra={'peername': ...},
- * server=server, context=context, nodelay=...) makes it, step for step,
- * without its Python frames.  `context`: a contextvars.Context (the
- * connection's copy).  `flags`: TL_ACCEPT_*.  New reference, or
- * NULL with an exception set (the transport made so far is dropped, as
- * the Python factory's would be). */
-static PyObject *
-Transport_accepted(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
-{
-    if (nargs != 7 || !PyContext_CheckExact(args[5]) ||
-        !PyLong_Check(args[6])) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_accepted(loop, sock, protocol, peername, server, "
-                        "context, flags)");
-        return NULL;
-    }
-    PyObject *loop = args[0], *sock = args[1], *protocol = args[2];
-    int flags = (int)PyLong_AsLong(args[6]);
-    tl_state *st = tl_state_from_type((PyTypeObject *)cls);
-    if (st == NULL || (flags == -1 && PyErr_Occurred())) {
-        return NULL;
-    }
-    if (flags & TL_ACCEPT_CHECK_FD) {
-        PyObject *r = PyObject_CallMethodOneArg(
-            loop, st->str_ensure_fd_no_transport, sock);
-        if (r == NULL) {
-            return NULL;
-        }
-        Py_DECREF(r);
-    }
-    PyObject *self = tl_transport_new((PyTypeObject *)cls, loop, sock,
-                                      protocol, args[5]);
-    if (self == NULL) {
-        return NULL;
-    }
-    PyObject *extra = PyDict_New();
-    if (extra == NULL || PyDict_SetItem(extra, st->str_peername, args[3]) ||
-        accepted_init_extra(self, st, sock, extra) < 0 ||
-        accepted_register(self, st, args[4], flags) < 0 ||
-        accepted_start(self, st, protocol, flags) < 0) {
-        Py_XDECREF(extra);
-        Py_DECREF(self);
-        return NULL;
-    }
-    Py_DECREF(extra);
-    return self;
 }
 
 /* ---- attributes ----------------------------------------------------- */
@@ -994,8 +832,6 @@ static PyMethodDef Transport_methods[] = {
      METH_NOARGS, NULL},
     {"_reset_empty_waiter", (PyCFunction)Transport_reset_empty_waiter,
      METH_NOARGS, NULL},
-    {"_accepted", (PyCFunction)(void (*)(void))Transport_accepted,
-     METH_FASTCALL | METH_CLASS, NULL},
     {NULL}};
 
 static const tl_stream_spec tcp_spec = {
@@ -1020,7 +856,6 @@ tl_transport_init_types(PyObject *module, tl_state *st)
                                                  "_maybe_pause_protocol");
         st->maybe_resume = PyObject_GetAttrString(mixin,
                                                   "_maybe_resume_protocol");
-        st->flow_init = PyObject_GetAttrString(mixin, "__init__");
         Py_DECREF(mixin);
     }
     PyObject *trsock = PyImport_ImportModule("asyncio.trsock");
@@ -1030,8 +865,8 @@ tl_transport_init_types(PyObject *module, tl_state *st)
         Py_DECREF(trsock);
     }
     if (st->BufferedProtocolType == NULL || st->maybe_pause == NULL ||
-        st->maybe_resume == NULL || st->flow_init == NULL ||
-        st->TransportSocket == NULL) {
+        st->maybe_resume == NULL || st->TransportSocket == NULL ||
+        !PyType_Check(st->TransportSocket)) {
         goto error;
     }
     st->SocketTransportType = tl_stream_make_type(module, &tcp_spec);

@@ -23,6 +23,9 @@ typedef struct tl_transport {
     PyObject *server;            /* strong or NULL */
     PyObject *empty_waiter;      /* strong or NULL (sendfile) */
     PyObject *address;           /* datagrams: connected address or NULL */
+    PyObject *registry;          /* strong or NULL: the loop's _transports
+                                    (a WeakValueDictionary) that has an
+                                    entry for us (accept.c) */
     struct tl_udp_peer *peer;    /* datagrams: allocated on first receive */
     int family;
     char has_peer;               /* datagrams: _extra['peername'] is set */
@@ -57,6 +60,29 @@ tl_transport_call_protocol(tl_transport *t, PyObject *name, PyObject *arg)
     Py_DECREF(args[0]);
     return r;
 }
+
+/* server._attach(transport)/_detach(transport) (3.13+), or
+ * server._attach()/_detach() before (`name`: st->str_attach or
+ * st->str_detach): 0, or -1 with an exception set. */
+static inline int
+tl_transport_server_call(PyObject *server, PyObject *name, PyObject *tr)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *args[2] = {server, tr};
+    PyObject *r = tl_call_method(name, args, 2);
+#else
+    PyObject *args[1] = {server};
+    PyObject *r = tl_call_method(name, args, 1);
+    (void)tr;
+#endif
+    Py_XDECREF(r);
+    return r == NULL ? -1 : 0;
+}
+
+/* accept.c: the tl_stream_kind.forget of both types: the loop's
+ * _transports entry that _accept_made() made for the dying transport is
+ * dropped at once, as the entry's KeyedRef callback would drop it. */
+void tl_accept_forget(PyObject *self);
 
 /* The running Python's messages: 3.14 reworded the socket transport's
  * write() (not the datagram transport's sendto()). */
@@ -143,7 +169,8 @@ void tl_transport_clear(PyObject *self);
 #define TL_TRANSPORT_KIND(read_ready, write_ready)                          \
     {TL_H_TR_FATAL, TL_H_TR_FINALIZE, TL_H_TR_REPR,                         \
      tl_transport_force_close, tl_transport_traverse, tl_transport_clear,   \
-     TL_STREAM_METHODS(tl_transport_lost, read_ready, write_ready)}
+     TL_STREAM_METHODS(tl_transport_lost, read_ready, write_ready),         \
+     tl_accept_forget}
 
 /* udp.c: the datagram transport's kind. */
 extern tl_stream_kind tl_udp_kind;

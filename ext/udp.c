@@ -23,47 +23,6 @@ static PyObject *Dgram_sendto_ready(PyObject *self, PyObject *unused);
 tl_stream_kind tl_udp_kind =
     TL_TRANSPORT_KIND(Dgram_read_ready, Dgram_sendto_ready);
 
-/* The address of a received datagram, as socket.recvfrom() returns it
- * (CPython's makesockaddr) for the families handled here. */
-static PyObject *
-dgram_make_addr(struct sockaddr_storage *ss, socklen_t len)
-{
-    if (len == 0) {
-        Py_RETURN_NONE;
-    }
-    char host[NI_MAXHOST];
-    switch (ss->ss_family) {
-    case AF_INET: {
-        struct sockaddr_in *a = (struct sockaddr_in *)ss;
-        if (getnameinfo((struct sockaddr *)ss, len, host, sizeof(host), NULL,
-                        0, NI_NUMERICHOST) != 0) {
-            break;
-        }
-        return Py_BuildValue("(si)", host, ntohs(a->sin_port));
-    }
-    case AF_INET6: {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)ss;
-        if (getnameinfo((struct sockaddr *)ss, len, host, sizeof(host), NULL,
-                        0, NI_NUMERICHOST) != 0) {
-            break;
-        }
-        return Py_BuildValue("(siII)", host, ntohs(a->sin6_port),
-                             ntohl(a->sin6_flowinfo), a->sin6_scope_id);
-    }
-    case AF_UNIX: {
-        struct sockaddr_un *a = (struct sockaddr_un *)ss;
-        size_t n = len - offsetof(struct sockaddr_un, sun_path);
-        if (len > offsetof(struct sockaddr_un, sun_path) &&
-            a->sun_path[0] == 0) {
-            return PyBytes_FromStringAndSize(a->sun_path, n);
-        }
-        return PyUnicode_DecodeFSDefault(a->sun_path);
-    }
-    }
-    PyErr_SetString(PyExc_OSError, "unsupported address family");
-    return NULL;
-}
-
 /* Calls protocol.error_received(exc) with the pending OSError. */
 static PyObject *
 dgram_error_received(PyObject *self)
@@ -118,7 +77,7 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             Py_INCREF(addr);
         }
         else {
-            addr = dgram_make_addr(&ss, sl);
+            addr = tl_sockaddr_to_py((struct sockaddr *)&ss, sl);
             if (addr == NULL) {
                 Py_DECREF(data);
                 return NULL;

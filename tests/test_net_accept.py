@@ -5,6 +5,7 @@ ACCEPT_RETRY_DELAY without spinning and without dropping the listener.
 Compared with stock asyncio."""
 import asyncio
 import contextvars
+import gc
 import json
 import os
 import socket
@@ -27,17 +28,54 @@ class Counted(asyncio.Protocol):
         self.made.append(transport)
 
 
-def _listener(where, d):
-    """A listening socket with a large kernel queue: clients connect
-    before serving starts, whatever backlog create_server() gets."""
+class SubSocket(socket.socket):
+    """A socket subclass: tideloop keeps its own accept() and asyncio's
+    transport factory for its connections."""
+
+
+def _listener(where, d, queue=64, cls=socket.socket, proto=0):
+    """A listening socket ("tcp4", "tcp6" or "unix" in the folder `d`)
+    with a large kernel queue: clients connect before serving starts,
+    whatever backlog create_server() gets.  `cls`: socket.socket or
+    SubSocket."""
     if where == "unix":
-        s = socket.socket(socket.AF_UNIX)
+        s = cls(socket.AF_UNIX)
         s.bind(os.path.join(d, "s"))
     else:
-        s = socket.socket(socket.AF_INET)
-        s.bind((HOST4, 0))
-    s.listen(64)
+        s = cls(socket.AF_INET6 if where == "tcp6" else socket.AF_INET,
+                socket.SOCK_STREAM, proto)
+        s.bind(("::1" if where == "tcp6" else HOST4, 0))
+    s.listen(queue)
     return s
+
+
+def _serve(loop, where, factory, lsock, **kw):
+    """create_unix_server() or create_server() on the listening `lsock`
+    (a coroutine)."""
+    if where == "unix":
+        return loop.create_unix_server(factory, sock=lsock, **kw)
+    return loop.create_server(factory, sock=lsock, **kw)
+
+
+def _run_with_clients(loop, main):
+    """run_until(main(d, clients)) in a temporary folder `d`; the client
+    sockets main() puts in `clients` are closed after it, whatever
+    happened."""
+    clients = []
+    with temp_dir() as d:
+        try:
+            return run_until(loop, main(d, clients), 20)
+        finally:
+            for c in clients:
+                c.close()
+
+
+async def _shut(server, transports):
+    """Close the transports, then the server, and wait for it."""
+    for tr in transports:
+        tr.close()
+    server.close()
+    await wait(server.wait_closed())
 
 
 @pytest.mark.parametrize("where", ["tcp4", "unix"])
@@ -60,40 +98,25 @@ def test_backlog_batches(compare, where, backlog):
             if len(made) < 20:
                 loop.call_soon(tick)
 
-        async def main(d):
+        async def main(d, clients):
             lsock = _listener(where, d)
-            clients = []
-            try:
-                for _ in range(20):
-                    c = socket.socket(lsock.family)
-                    c.connect(lsock.getsockname())
-                    clients.append(c)
-                if where == "unix":
-                    server = await loop.create_unix_server(
-                        factory, sock=lsock, backlog=backlog,
-                        start_serving=False)
-                else:
-                    server = await loop.create_server(
-                        factory, sock=lsock, backlog=backlog,
-                        start_serving=False)
-                loop.call_soon(tick)
-                await server.start_serving()
-                while len(made) < 20:
-                    await asyncio.sleep(0)
-                groups = [len(g) for g in "".join(marks).split("t") if g]
-                families = {tr.get_extra_info("socket").family
-                            for tr in made}
-                for tr in made:
-                    tr.close()
-                server.close()
-                await wait(server.wait_closed())
-                return [("groups", groups), ("families", sorted(families))]
-            finally:
-                for c in clients:
-                    c.close()
+            for _ in range(20):
+                c = socket.socket(lsock.family)
+                c.connect(lsock.getsockname())
+                clients.append(c)
+            server = await _serve(loop, where, factory, lsock,
+                                  backlog=backlog, start_serving=False)
+            loop.call_soon(tick)
+            await server.start_serving()
+            while len(made) < 20:
+                await asyncio.sleep(0)
+            groups = [len(g) for g in "".join(marks).split("t") if g]
+            families = {tr.get_extra_info("socket").family
+                        for tr in made}
+            await _shut(server, made)
+            return [("groups", groups), ("families", sorted(families))]
 
-        with temp_dir() as d:
-            return run_until(loop, main(d), 20)
+        return _run_with_clients(loop, main)
 
     trace = compare(scenario)
     # 3.14+: backlog + 1 accepts per event.
@@ -286,9 +309,8 @@ def test_accept_ordering(compare, where, task_factory):
             def data_received(self, data):
                 events.append(f"data{self.n}:{data.decode()}")
 
-        async def main(d):
+        async def main(d, clients):
             lsock = _listener(where, d)
-            clients = []
 
             def connect(i):
                 c = socket.socket(lsock.family)
@@ -309,38 +331,27 @@ def test_accept_ordering(compare, where, task_factory):
                 # 3.12+: the accept task runs at once, inside the accept
                 # (tideloop then keeps asyncio's accept loop).
                 loop.set_task_factory(asyncio.eager_task_factory)
-            try:
-                for i in range(3):
-                    connect(i)
-                if where == "unix":
-                    server = await loop.create_unix_server(
-                        P, sock=lsock, start_serving=False)
-                else:
-                    server = await loop.create_server(
-                        P, sock=lsock, start_serving=False)
-                loop.call_soon(tick)
-                loop.call_soon(events.append, "before start_serving")
-                await server.start_serving()
-                events.append("start_serving returned")
-                while ticks[0] < 14 or len(made) < 4:
-                    await asyncio.sleep(0)
-                for p in made:
-                    p.transport.close()
-                server.close()
-                await wait(server.wait_closed())
-                return events
-            finally:
-                for c in clients:
-                    c.close()
+            for i in range(3):
+                connect(i)
+            server = await _serve(loop, where, P, lsock,
+                                  start_serving=False)
+            loop.call_soon(tick)
+            loop.call_soon(events.append, "before start_serving")
+            await server.start_serving()
+            events.append("start_serving returned")
+            while ticks[0] < 14 or len(made) < 4:
+                await asyncio.sleep(0)
+            await _shut(server, [p.transport for p in made])
+            return events
 
-        with temp_dir() as d:
-            return run_until(loop, main(d), 20)
+        return _run_with_clients(loop, main)
 
     trace = compare(scenario)
     assert trace.index("factory0") < trace.index("made0")
 
 
-def test_factory_keyboard_interrupt(compare):
+@pytest.mark.parametrize("cls", [socket.socket, SubSocket])
+def test_factory_keyboard_interrupt(compare, cls):
     """KeyboardInterrupt from the protocol factory leaves the loop's
     run_until_complete() (asyncio: from the accept task); the other
     connections accepted with it are still made when the loop runs
@@ -381,7 +392,7 @@ def test_factory_keyboard_interrupt(compare):
             server.close()
             await wait(server.wait_closed())
 
-        lsock = _listener("tcp4", None)
+        lsock = _listener("tcp4", None, cls=cls)
         clients = []
         try:
             for _ in range(3):
@@ -438,54 +449,36 @@ def test_burst_all_accepted(compare, where):
     def scenario(loop):
         made = []
 
-        async def main(d):
-            if where == "unix":
-                lsock = socket.socket(socket.AF_UNIX)
-                lsock.bind(os.path.join(d, "s"))
-            else:
-                lsock = socket.socket(
-                    socket.AF_INET6 if where == "tcp6" else socket.AF_INET)
-                lsock.bind(("::1" if where == "tcp6" else HOST4, 0))
-            lsock.listen(n + 10)
-            clients = _burst_clients(lsock, where, d, n)
-            try:
-                if where == "unix":
-                    server = await loop.create_unix_server(
-                        lambda: Counted(made), sock=lsock)
-                else:
-                    server = await loop.create_server(
-                        lambda: Counted(made), sock=lsock)
-                while len(made) < n:
-                    await asyncio.sleep(0)
-                # Unnamed Unix clients all have the address ''.
-                names = {c.getsockname(): i for i, c in enumerate(clients)}
-                names[""] = "unnamed"
-                seen = []
-                for tr in made:
-                    s = tr.get_extra_info("socket")
-                    peer = tr.get_extra_info("peername")
-                    nodelay = (None if where == "unix" else s.getsockopt(
-                        socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
-                    seen.append((
-                        names.get(peer), type(peer).__name__,
-                        str(s.family), str(s.type), s.proto,
-                        s._sock.gettimeout(),  # TransportSocket: always 0
-                        os.get_blocking(s.fileno()),
-                        os.get_inheritable(s.fileno()), nodelay,
-                        tr.get_extra_info("sockname") == lsock.getsockname()
-                        if where != "tcp6" else None))
-                    tr.close()
-                server.close()
-                await wait(server.wait_closed())
-                return sorted(seen, key=lambda e: (
-                    not isinstance(e[0], int), e[0]
-                    if isinstance(e[0], int) else 0))
-            finally:
-                for c in clients:
-                    c.close()
+        async def main(d, clients):
+            lsock = _listener(where, d, n + 10)
+            clients += _burst_clients(lsock, where, d, n)
+            server = await _serve(loop, where, lambda: Counted(made),
+                                  lsock)
+            while len(made) < n:
+                await asyncio.sleep(0)
+            # Unnamed Unix clients all have the address ''.
+            names = {c.getsockname(): i for i, c in enumerate(clients)}
+            names[""] = "unnamed"
+            seen = []
+            for tr in made:
+                s = tr.get_extra_info("socket")
+                peer = tr.get_extra_info("peername")
+                nodelay = (None if where == "unix" else s.getsockopt(
+                    socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0)
+                seen.append((
+                    names.get(peer), type(peer).__name__,
+                    str(s.family), str(s.type), s.proto,
+                    s._sock.gettimeout(),  # TransportSocket: always 0
+                    os.get_blocking(s.fileno()),
+                    os.get_inheritable(s.fileno()), nodelay,
+                    tr.get_extra_info("sockname") == lsock.getsockname()
+                    if where != "tcp6" else None))
+            await _shut(server, made)
+            return sorted(seen, key=lambda e: (
+                not isinstance(e[0], int), e[0]
+                if isinstance(e[0], int) else 0))
 
-        with temp_dir() as d:
-            return run_until(loop, main(d), 20)
+        return _run_with_clients(loop, main)
 
     trace = compare(scenario)
     named = 2 if where == "unix" and sys.platform == "linux" else 1
@@ -494,7 +487,8 @@ def test_burst_all_accepted(compare, where):
     assert [e[0] for e in trace] == want
 
 
-def test_factory_raises(compare):
+@pytest.mark.parametrize("cls", [socket.socket, SubSocket])
+def test_factory_raises(compare, cls):
     """A protocol factory that raises: outside debug mode nothing is
     reported, that connection is closed (its client reads EOF), and the
     connections accepted with it are made."""
@@ -509,34 +503,178 @@ def test_factory_raises(compare):
                 raise ValueError("no protocol")
             return Counted(made)
 
-        async def main():
+        async def main(d, clients):
             loop.set_exception_handler(
                 lambda lp, ctx: events.append(("handler", ctx["message"])))
-            lsock = _listener("tcp4", None)
-            clients = _burst_clients(lsock, "tcp4", None, 3)
-            try:
-                server = await loop.create_server(factory, sock=lsock)
-                while len(made) < 2:
-                    await asyncio.sleep(0)
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                eof = []
-                for c in clients:
-                    c.setblocking(False)
-                    try:
-                        eof.append(c.recv(1) == b"")
-                    except BlockingIOError:
-                        eof.append(False)
-                events.append(("eof", eof, "calls", calls[0]))
-                for tr in made:
-                    tr.close()
-                server.close()
-                await wait(server.wait_closed())
-                return events
-            finally:
-                for c in clients:
-                    c.close()
+            # proto IPPROTO_TCP: asyncio sets TCP_NODELAY on its
+            # connections.
+            lsock = _listener("tcp4", None, cls=cls,
+                              proto=socket.IPPROTO_TCP)
+            clients += _burst_clients(lsock, "tcp4", None, 3)
+            server = await loop.create_server(factory, sock=lsock)
+            while len(made) < 2:
+                await asyncio.sleep(0)
+            for _ in range(3):
+                await asyncio.sleep(0)
+            eof = []
+            for c in clients:
+                c.setblocking(False)
+                try:
+                    eof.append(c.recv(1) == b"")
+                except BlockingIOError:
+                    eof.append(False)
+            events.append(("eof", eof, "calls", calls[0]))
+            for tr in made:
+                s = tr.get_extra_info("socket")
+                events.append((
+                    "made", type(s._sock).__name__, s.proto,
+                    s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0,
+                    tr.get_extra_info("peername") in
+                    [c.getsockname() for c in clients]))
+            await _shut(server, made)
+            return events
 
-        return run_until(loop, main(), 20)
+        return _run_with_clients(loop, main)
 
     compare(scenario, min_events=1)
+
+
+class Lost(asyncio.Protocol):
+    """Records connection_made/connection_lost in `events`."""
+
+    def __init__(self, made, events):
+        self.made = made
+        self.events = events
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.made.append(transport)
+        self.events.append("made")
+
+    def connection_lost(self, exc):
+        self.events.append(("lost", exc))
+
+
+def _accepted_state(loop, tr, lsock, client):
+    """What asyncio's _SelectorSocketTransport.__init__ leaves on an
+    accepted connection's transport: its extra info, write buffer limits,
+    flow control state, and its loop._transports entry (a KeyedRef to the
+    transport under its fd, with the dictionary's own callback)."""
+    s = tr.get_extra_info("socket")
+    fd = s.fileno()
+    ref = loop._transports.data[fd]
+    return [
+        ("socket", type(s).__name__, str(s.family), str(s.type), s.proto,
+         s._sock.gettimeout(), s._sock._io_refs, s._sock._closed),
+        ("sockname", tr.get_extra_info("sockname") == lsock.getsockname()),
+        ("peername", tr.get_extra_info("peername") == client.getsockname()),
+        ("extra keys", sorted(tr._extra)),
+        ("limits", tr.get_write_buffer_limits(), tr._protocol_paused,
+         tr._loop is loop),
+        ("_transports", loop._transports.get(fd) is tr,
+         type(ref).__name__, ref.key == fd, ref() is tr,
+         ref.__callback__ is loop._transports._remove),
+    ]
+
+
+@pytest.mark.parametrize("where", ["tcp4", "tcp6", "unix"])
+def test_accepted_transport_life(compare, where):
+    """An accepted connection's transport from start to end, as asyncio
+    makes and ends it: its state (_accepted_state), then close(): the
+    socket object is closed after connection_lost() unless a makefile()
+    still holds it (socket.close()'s _io_refs), the server's wait_closed()
+    waits for the connection as asyncio's does on this Python, and the
+    loop._transports entry goes with the transport."""
+    from netsupport import has_ipv6
+    if where == "tcp6" and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+
+    def scenario(loop):
+        made = []
+        events = []
+
+        async def main(d, clients):
+            lsock = _listener(where, d)
+            clients += _burst_clients(lsock, where, d, 2)
+            server = await _serve(loop, where, lambda: Lost(made, events),
+                                  lsock)
+            while len(made) < 2:
+                await asyncio.sleep(0)
+            events.extend(_accepted_state(loop, made[0], lsock, clients[0]))
+            raw = [tr.get_extra_info("socket")._sock for tr in made]
+            fds = [s.fileno() for s in raw]
+            held = raw[1].makefile("rb")  # _io_refs 1: close() waits
+            server.close()
+            closed = asyncio.ensure_future(server.wait_closed())
+            for _ in range(3):
+                await asyncio.sleep(0)
+            events.append(("server closed", closed.done(),
+                           server._waiters is None,
+                           getattr(server, "_active_count", None)))
+            for tr in made:
+                tr.close()
+                events.append(("closing", tr.is_closing(),
+                               tr.get_extra_info("socket").fileno() != -1))
+            for _ in range(3):
+                await asyncio.sleep(0)
+            events.append(("after lost", [s.fileno() == -1 for s in raw],
+                           [s._closed for s in raw], closed.done(),
+                           server._waiters is None,
+                           getattr(server, "_active_count", None)))
+            held.close()
+            await wait(closed)
+            events.append(("held closed", raw[1].fileno()))
+            del made[:], tr
+            gc.collect()
+            events.append(("entries", [fd in loop._transports.data
+                                       for fd in fds]))
+            return events
+
+        return _run_with_clients(loop, main)
+
+    trace = compare(scenario)
+    assert ("after lost", [True, False], [True, True], True, True,
+            0 if sys.version_info < (3, 13) else None) in trace
+
+
+def test_accepted_transport_dies_while_iterated(compare):
+    """A closed accepted transport dropped while loop._transports is
+    iterated: its entry stays until the iteration ends (asyncio's
+    WeakValueDictionary defers the removal), then goes."""
+    def scenario(loop):
+        made = []
+        events = []
+
+        async def main(d, clients):
+            lsock = _listener("tcp4", d)
+            clients += _burst_clients(lsock, "tcp4", d, 2)
+            server = await _serve(loop, "tcp4", lambda: Lost(made, events),
+                                  lsock)
+            while len(made) < 2:
+                await asyncio.sleep(0)
+            fds = [tr.get_extra_info("socket").fileno() for tr in made]
+            for tr in made:
+                tr.close()
+            for _ in range(3):
+                await asyncio.sleep(0)
+            seen = []
+            victim = [made.pop(0)]
+            # keys(): its generator holds no transport while suspended.
+            for fd in loop._transports.keys():
+                if victim and loop._transports.data[fd]() is victim[0]:
+                    del victim[:]
+                    gc.collect()
+                    seen.append(("dropped", fd == fds[0],
+                                 fds[0] in loop._transports.data,
+                                 len(loop._transports._pending_removals)))
+            events.append(seen)
+            events.append(("after", [fd in loop._transports.data
+                                     for fd in fds]))
+            await _shut(server, [])
+            made.clear()
+            return events
+
+        return _run_with_clients(loop, main)
+
+    trace = compare(scenario)
+    assert trace[-2] == [("dropped", True, True, 1)]

@@ -66,7 +66,7 @@ def _set_helpers(
     handle_repr: Callable[[Handle], str] = ...,
     fd_origin: Callable[[list[Any], bool], object] | None = ...,
     tr_fatal_error: Callable[[Any, BaseException, str], object] = ...,
-    tr_server_detach: Callable[[Any, Any], object] = ...,
+    tr_accepted: Callable[[Any, Any, Any, Any, Any, Any], object] = ...,
     tr_debug_log: Callable[[Any, str], object] = ...,
     tr_warn_send: Callable[[Any], object] = ...,
     tr_finalize: Callable[[Any], object] = ...,
@@ -243,6 +243,10 @@ class LoopBase:
         fd: int, n: int, aborted_continues: bool, /,
     ) -> tuple[list[Any], BaseException | None, int]: ...
     def _sock_end(self, rec: list[Any], /) -> None: ...
+    def _accept_made(
+        self, protocol_factory: Callable[[], Any], server: Any,
+        nodelay: bool | None, context: Context | None, run: list[Any], /,
+    ) -> None: ...
 
 # The transports' real base is asyncio's _FlowControlMixin (write buffer
 # limits, pause_writing()/resume_writing(), get_extra_info()).  They cannot
@@ -277,11 +281,6 @@ class SocketTransport(transports._FlowControlMixin):
     def _new(
         cls, loop: LoopBase, sock: socket, protocol: BaseProtocol,
         context: Context | None = None, /,
-    ) -> SocketTransport: ...
-    @classmethod
-    def _accepted(
-        cls, loop: LoopBase, sock: socket, protocol: BaseProtocol,
-        peername: Any, server: Any, context: Context, flags: int, /,
     ) -> SocketTransport: ...
     def _read_ready(self) -> None: ...
     def _write_ready(self) -> None: ...

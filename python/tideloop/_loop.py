@@ -16,7 +16,6 @@ drifts.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import errno
 import functools
 import inspect
@@ -24,6 +23,7 @@ import selectors
 import logging
 import os
 import signal
+import _socket
 import socket
 import sys
 import threading
@@ -486,8 +486,10 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
         and retried after ACCEPT_RETRY_DELAY), without a Task per plain
         connection.  asyncio's accept tasks (_accept_connection2) run one
         iteration later, one after the other: so does one call_soon()
-        (_accept_made) per run of connections, where the protocols and C
-        transports are made, each in its own copy of the context, and
+        (_accept_made, ext/accept.c) per run of connections, where the
+        protocols and C transports are made, each in its own copy of the
+        context (3.15: of the server's; before: of the accept's, as a
+        task's), and
         connection_made() comes at the same iteration and in the same
         order as under asyncio.  `more`, `kw`: what this Python's
         _start_serving() passes after `backlog` (the TLS timeouts, the
@@ -501,12 +503,14 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             return None
         context = more[2] if len(more) > 2 else kw.get("context")
         # socket.accept()'s work, with the listener's family, type and
-        # proto read once per event, not per connection (each read makes
-        # an enum); a socket subclass keeps its own accept().
+        # proto read once per event, not per connection, as plain ints
+        # (socket.socket's properties make an enum member each time); a
+        # socket subclass keeps its own accept().
         plain = sock.__class__ is _socket_cls
         nodelay = None
         if plain:
-            family, kind, proto = sock.family, sock.type, sock.proto
+            family, kind = _SOCK_FAMILY(sock), _SOCK_TYPE(sock)
+            proto = sock.proto
             nodelay = (family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
                        and proto == socket.IPPROTO_TCP)
             if _HAVE_ACCEPT_BATCH and family in _BATCH_FAMILIES:
@@ -572,41 +576,6 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                     or exc.errno not in _ACCEPT_RESOURCE_ERRNOS):
                 raise exc  # the loop logs it, as asyncio's does
             self._accept_out_of_resource(exc, args, kw)
-        return None
-
-    def _accept_made(self, protocol_factory, server, nodelay, context,
-                     run):
-        # type: (Any, Any, bool | None, Any, list[Any]) -> None
-        """What asyncio's accept tasks do, for a run of accepted
-        connections (conn, addr, conn, addr, ...): the protocol and the
-        transport, each connection in a copy of the server's context (3.15)
-        or of the accept's (before: a task's context).  A failure closes
-        that connection (asyncio's debug mode logs it); KeyboardInterrupt
-        and SystemExit propagate, the rest of the run is made at a later
-        call_soon()."""
-        flags = _ACCEPT_FLAGS | (_ACCEPT_NODELAY if nodelay else 0)
-        for i in range(0, len(run), 2):
-            conn = run[i]
-            ctx = (context.copy() if context is not None
-                   else contextvars.copy_context())
-            try:
-                protocol = ctx.run(protocol_factory)
-                if nodelay is None:
-                    # A socket subclass: asyncio's _set_nodelay() checks.
-                    _transports.make_socket_transport(
-                        self, conn, protocol, extra={"peername": run[i + 1]},
-                        server=server, context=ctx)
-                else:
-                    _SocketTransport._accepted(self, conn, protocol,
-                                               run[i + 1], server, ctx, flags)
-            except (SystemExit, KeyboardInterrupt):
-                conn.close()
-                if i + 2 < len(run):
-                    self.call_soon(self._accept_made, protocol_factory,
-                                   server, nodelay, context, run[i + 2:])
-                raise
-            except BaseException:
-                conn.close()
         return None
 
     def _accept_out_of_resource(self, exc, args, kw):
@@ -1013,6 +982,9 @@ _SOCK_SWEEP_FIRST = 0.005
 _SOCK_SWEEP_MAX = 1.0
 _SEL_ACCEPT = _SEL["_accept_connection"]
 _socket_cls = socket.socket
+# _socket.socket's own family/type getters: the ints, no enum member.
+_SOCK_FAMILY = _socket.socket.family.__get__
+_SOCK_TYPE = _socket.socket.type.__get__
 _TCP_FAMILIES = (socket.AF_INET, socket.AF_INET6)
 _ACCEPT_RESOURCE_ERRNOS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS,
                            errno.ENOMEM)
@@ -1022,13 +994,6 @@ _ACCEPT_EXTRA = 1 if sys.version_info >= (3, 14) else 0
 _ACCEPT_ABORTED_CONTINUES = sys.version_info >= (3, 14)
 # The C accept loop (ext/accept.c: accept4(), where the OS has
 # SOCK_NONBLOCK), for the families whose addresses it makes.
-# _core.SocketTransport._accepted()'s flags (ext/transport.c): TCP_NODELAY;
-# server._attach(transport) (3.13+) rather than _attach();
-# loop._ensure_fd_no_transport() first (3.12+).
-_SocketTransport = _core.SocketTransport
-_ACCEPT_NODELAY = 1
-_ACCEPT_FLAGS = ((2 if _transports._ATTACH_TAKES_TRANSPORT else 0)
-                 | (4 if _transports._CHECKS_FD else 0))
 _HAVE_ACCEPT_BATCH = hasattr(_core.LoopBase, "_accept_batch")
 _SOCK_NONBLOCK = getattr(socket, "SOCK_NONBLOCK", 0)
 _BATCH_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)

@@ -97,6 +97,16 @@ def _init_extra(tr: Any, sock: socket) -> None:
             tr._extra["peername"] = None
 
 
+def _accepted(loop, sock, protocol, peername, server, context):
+    # type: (Loop, socket, Any, Any, Any, Any) -> _core.SocketTransport
+    """An accepted connection's transport for a socket subclass (called
+    by ext/accept.c's _accept_made(); asyncio's _set_nodelay() checks the
+    socket)."""
+    return make_socket_transport(loop, sock, protocol,
+                                 extra={"peername": peername},
+                                 server=server, context=context)
+
+
 def make_datagram_transport(loop, sock, protocol, address=None,
                             waiter=None, extra=None, context=None):
     # type: (Loop, socket, Any, Any, Any, Any, Any) -> _core.DatagramTransport
@@ -193,7 +203,7 @@ def _repr(tr: Any) -> str:
 
 
 _core._set_helpers(tr_fatal_error=_fatal_error,
-                   tr_server_detach=_server_detach,
+                   tr_accepted=_accepted,
                    tr_debug_log=_debug_log,
                    tr_warn_send=_warn_send,
                    tr_finalize=_finalize,
