@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from support import run_until
+from support import run_until, run_with_pair
 from netsupport import NET_MARKS, nb_socketpair, outcome, wait
 from netsupport import _net_collect_garbage  # noqa: F401 (autouse)
 
@@ -19,9 +19,8 @@ pytestmark = NET_MARKS
 def test_coroutines_and_bad_arguments(compare):
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             coro = loop.sock_recv(a, 1)
             trace.append(("is coroutine", asyncio.iscoroutine(coro)))
             coro.close()
@@ -40,11 +39,7 @@ def test_coroutines_and_bad_arguments(compare):
             trace.append(("sendall empty",
                           await outcome(loop.sock_sendall(a, b""))))
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 10)
         return trace
 
     compare(scenario)
@@ -53,9 +48,8 @@ def test_coroutines_and_bad_arguments(compare):
 def test_pending_errors_and_peer_close(compare):
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             # A pending recv_into with a read-only buffer fails when data
             # arrives (the first try would block before looking at it).
             t = loop.create_task(loop.sock_recv_into(a, bytearray(4)))
@@ -81,11 +75,7 @@ def test_pending_errors_and_peer_close(compare):
             finally:
                 c.close()
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 10)
         return trace
 
     compare(scenario)
@@ -94,9 +84,8 @@ def test_pending_errors_and_peer_close(compare):
 def test_fd_owned_by_transport(compare):
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             tr, _ = await loop.create_connection(asyncio.Protocol, sock=a)
             try:
                 for name, coro in (
@@ -110,11 +99,7 @@ def test_fd_owned_by_transport(compare):
                 tr.close()
                 await asyncio.sleep(0)
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 10)
         return trace
 
     compare(scenario)
@@ -125,9 +110,8 @@ def test_cancel_keeps_data_and_removes_watch(new_loop, kind):
     iteration) leaves the data for the next one, and the fd is no longer
     watched."""
     loop = new_loop()
-    a, b = nb_socketpair()
 
-    async def main():
+    async def main(a, b):
         for op in ("recv", "recv_into"):
             buf = bytearray(10)
             t = loop.create_task(loop.sock_recv(a, 10) if op == "recv"
@@ -141,11 +125,7 @@ def test_cancel_keeps_data_and_removes_watch(new_loop, kind):
                 assert not loop._fd_events(a.fileno())
             assert await wait(loop.sock_recv(a, 100)) == op.encode()
 
-    try:
-        run_until(loop, main(), 10)
-    finally:
-        a.close()
-        b.close()
+    run_with_pair(loop, nb_socketpair, main, 10)
 
 
 def test_many_concurrent(compare):
