@@ -532,7 +532,8 @@ sockops_enter(LoopObject *self, PyObject *rec)
 
 /* Stop watching the fd of `rec`'s operation, unless another watch
  * replaced its handle (which cancelled it): asyncio's _sock_read_done()
- * and _sock_write_done().  0, or -1 with an exception set. */
+ * and _sock_write_done(), the registration maybe left lingering for the
+ * socket's next wait (poll.c).  0, or -1 with an exception set. */
 static int
 sockops_unwatch(LoopObject *self, PyObject *rec)
 {
@@ -542,18 +543,13 @@ sockops_unwatch(LoopObject *self, PyObject *rec)
         return 0;
     }
     long op = PyLong_AsLong(PyList_GET_ITEM(rec, R_OP));
-    if (op < 0 || op >= SOP_COUNT) {
+    long fd = PyLong_AsLong(PyList_GET_ITEM(rec, R_FD));
+    if (op < 0 || op >= SOP_COUNT || fd < 0 || fd > INT_MAX) {
+        PyErr_Clear();
         PyErr_SetString(PyExc_TypeError, "expected a sock_* record");
         return -1;
     }
-    PyObject *fd = PyList_GET_ITEM(rec, R_FD);
-    PyObject *r = sop_writer[op] ? tl_poll_remove_writer(self, fd)
-                                 : tl_poll_remove_reader(self, fd);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    return tl_poll_end_wait(self, (int)fd, sop_writer[op]);
 }
 
 /* sockops_wait() failed after watching the fd: unwatch it, keeping the
@@ -578,7 +574,7 @@ sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
              PyObject *b, Py_ssize_t pos)
 {
     tl_state *st = self->st;
-    PyObject *rec = NULL, *cb = NULL, *h = NULL;
+    PyObject *rec = NULL, *cb = NULL, *h = NULL, *ident = NULL;
     PyObject *args[1] = {sock};
     PyObject *fdobj = tl_call_method(st->str_fileno, args, 1);
     if (fdobj == NULL || sockops_check_transport(self, fdobj) < 0) {
@@ -618,19 +614,21 @@ sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
     if (cb == NULL) {
         goto error;
     }
-    PyObject *hargs[2] = {fdobj, cb};
-    h = sop_writer[op] ? tl_poll_add_writer(self, hargs, 2, NULL)
-                       : tl_poll_add_reader(self, hargs, 2, NULL);
+    /* The identity of the fd when this socket last waited on it, if the
+     * fd stayed watched since: no fstat(). */
+    ident = Py_XNewRef(tl_poll_sock_ident(self, fd, sock));
+    h = tl_poll_sock_wait(self, fdobj, cb, sop_writer[op], sock);
     if (h == NULL) {
         goto error;
     }
     PyList_SetItem(rec, R_HANDLE, h);   /* steals h */
-    PyObject *ident = sockops_identity(fd);
-    if (ident == NULL) {
+    if (ident == NULL && (ident = sockops_identity(fd)) == NULL) {
         sockops_abandon(self, rec);
         goto error;
     }
+    tl_poll_sock_remember(self, fd, sock, ident);
     PyList_SetItem(rec, R_IDENT, ident);   /* steals ident */
+    ident = NULL;
     if (sockops_enter(self, rec) < 0) {
         sockops_abandon(self, rec);
         goto error;
@@ -641,6 +639,7 @@ sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
 error:
     Py_XDECREF(fdobj);
     Py_XDECREF(cb);
+    Py_XDECREF(ident);
     Py_XDECREF(rec);
     return NULL;
 }
