@@ -367,3 +367,91 @@ def test_debug_mode_and_ssl_socket(compare):
         return trace
 
     compare(scenario)
+
+
+def recv_into_buffers():
+    """(label, buffer, what shows the bytes received) for recv_into():
+    writable C-contiguous ones (recv(2) by sockops.c) and the rest (the
+    method's errors)."""
+    import array
+    import ctypes
+    import mmap
+    ba = bytearray(8)
+    arr = array.array("i", [0, 0])
+    m = mmap.mmap(-1, 8)
+    cbuf = ctypes.create_string_buffer(8)
+    released = memoryview(bytearray(4))
+    released.release()
+    grid = bytearray(8)
+    strided = bytearray(8)
+    return [
+        ("bytearray", ba, ba),
+        ("memoryview slice", memoryview(ba)[2:6], ba),
+        ("array of ints", arr, arr),
+        ("2-d memoryview", memoryview(grid).cast("B", (2, 4)), grid),
+        ("mmap", m, m),
+        ("ctypes", cbuf, cbuf),
+        ("empty", bytearray(), None),
+        ("strided", memoryview(strided)[::2], strided),
+        ("read-only view", memoryview(bytearray(4)).toreadonly(), None),
+        ("bytes", b"abcd", None),
+        ("released", released, None),
+        ("str", "abcd", None),
+        ("none", None, None),
+    ]
+
+
+def test_recv_into_kinds_of_buffers(compare):
+    """Every kind of buffer, data there at the first try and data that
+    comes while the operation waits: the count, the bytes, the error."""
+    def scenario(loop):
+        trace = []
+
+        async def main(a, b):
+            for pending in (False, True):
+                for label, buf, shows in recv_into_buffers():
+                    if pending:
+                        t = loop.create_task(loop.sock_recv_into(a, buf))
+                        await asyncio.sleep(0)
+                        b.send(b"0123456789")
+                        res = await outcome(t)
+                    else:
+                        b.send(b"0123456789")
+                        res = await outcome(loop.sock_recv_into(a, buf))
+                    got = bytes(shows) if shows is not None else None
+                    rest = await outcome(loop.sock_recv(a, 100))
+                    trace.append((label, pending, res, got, rest))
+
+        run_with_pair(loop, nb_socketpair, main, 10)
+        return trace
+
+    compare(scenario)
+
+
+def test_recv_into_does_not_call_the_method(new_loop, kind, monkeypatch):
+    """On an exact non-blocking socket.socket, sock_recv_into() makes the
+    recv(2) itself, first try and retry (a bad buffer still goes to the
+    method, for its error)."""
+    if kind != "tideloop":
+        pytest.skip("what tideloop's C path does")
+    loop = new_loop()
+    calls = []
+    method = socket.socket.recv_into
+
+    def traced(self, buf, *args):
+        calls.append(type(buf).__name__)
+        return method(self, buf, *args)
+
+    monkeypatch.setattr(socket.socket, "recv_into", traced)
+
+    async def main(a, b):
+        buf = bytearray(4)
+        b.send(b"ab")
+        assert await loop.sock_recv_into(a, buf) == 2
+        loop.call_soon(b.send, b"cd")
+        assert await loop.sock_recv_into(a, buf) == 2
+        with pytest.raises(TypeError):
+            await loop.sock_recv_into(a, b"xx")
+        assert calls == ["bytes"], calls
+
+    run_with_pair(loop, nb_socketpair, main, 10)
