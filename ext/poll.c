@@ -23,7 +23,10 @@
  * poll: a lingering side is never polled).  A new wait of the same
  * socket object on the same fd takes it over without a syscall; anything
  * else that watches the fd (another socket that got the number, a user's
- * add_reader(), a transport) first drops it.  A lingering registration
+ * add_reader(), a transport) first drops it and registers the fd again
+ * (poller_renew()): also while the first socket's wait is pending, which
+ * its socket's close would otherwise leave registered for a file that
+ * is gone, the new socket's file never registered.  A lingering registration
  * of a socket closed meanwhile is gone from the kernel's set, or, if a
  * dup keeps its file open, its events are dropped by the backend (see
  * backend_epoll.c).  The poller also keeps the socket of its last sock_*
@@ -209,38 +212,59 @@ fileobj_to_fd(PyObject *obj)
  * returns the Handle, replacing (and cancelling) a previous one.  The
  * handle runs in `context` (asyncio 3.15's transports pass theirs), by
  * default in a copy of the current context. */
-/* The lingering sides of `fd`'s poller are dropped (their syscall made):
- * someone other than their socket watches the fd.  Returns the fd's
- * poller then, or NULL if it is gone.  A failed modification (the fd was
- * closed) frees the poller as poller_update() does; nobody asked for it,
- * so its error is not raised. */
-static tl_poller *
+/* Drop the lingering sides of a poller (their syscall made).  A failed
+ * modification (the fd was closed) frees the poller as poller_update()
+ * does; nobody asked for it, so its error is not raised. */
+static void
 poller_unlinger(LoopObject *loop, tl_poller *p)
 {
-    int fd = p->fd;
     p->linger = 0;
-    Py_CLEAR(p->owner);
-    Py_CLEAR(p->ident);
     if (poller_update(loop, p) < 0) {
         PyErr_Clear();
     }
+}
+
+/* Someone other than the socket of the fd's last sock_* wait watches it
+ * (another socket that got the number, add_reader(), a transport): that
+ * socket may have been closed meanwhile, its number reused by a file
+ * that the kernel's registration does not name (nor the remembered
+ * identity).  Forget the socket, drop the lingering sides and unregister
+ * the rest, which the caller's poller_update() registers again, for the
+ * fd's current file.  Returns the fd's poller then, or NULL. */
+static tl_poller *
+poller_renew(LoopObject *loop, tl_poller *p)
+{
+    int fd = p->fd;
+    PyObject *owner = p->owner, *ident = p->ident;
+    p->owner = p->ident = NULL;
+    p->linger = 0;
+    if (p->watched) {
+        (void)loop->uv->be->watch(loop->uv, fd, 0, p->watched);
+        p->watched = 0;
+    }
+    if (p->reader == NULL && p->writer == NULL) {
+        poller_destroy(loop, p);
+    }
+    /* Last: the socket may go with it, and run Python code. */
+    Py_XDECREF(owner);
+    Py_XDECREF(ident);
     return poller_get(loop, fd);
 }
 
 /* The poller of `fd` for a new watch by `owner` (a sock_* wait's socket,
- * or NULL): its lingering sides are taken over by the same socket, or
- * dropped first. */
+ * or NULL): the same socket takes over its lingering sides; anyone else
+ * renews it first. */
 static tl_poller *
 poller_for_watch(LoopObject *loop, int fd, int writer, PyObject *owner)
 {
     tl_poller *p = poller_get(loop, fd);
-    if (p == NULL || p->owner == owner) {
+    if (p == NULL || p->owner == NULL || p->owner == owner) {
         if (p != NULL) {
             p->linger &= ~(writer ? TL_EV_WRITE : TL_EV_READ);
         }
         return p;
     }
-    return p->linger ? poller_unlinger(loop, p) : p;
+    return poller_renew(loop, p);
 }
 
 static PyObject *
@@ -442,7 +466,7 @@ tl_poll_flush(LoopObject *self)
     for (int i = 0; i < self->n_lingering; i++) {
         tl_poller *p = poller_get(self, self->lingering[i]);
         if (p != NULL && p->linger) {
-            (void)poller_unlinger(self, p);
+            poller_unlinger(self, p);
         }
     }
     self->n_lingering = 0;
