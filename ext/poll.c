@@ -24,14 +24,14 @@
  * socket object on the same fd takes it over without a syscall; anything
  * else that watches the fd (another socket that got the number, a user's
  * add_reader(), a transport) first drops it and registers the fd again
- * (poller_renew()): also while the first socket's wait is pending, which
- * its socket's close would otherwise leave registered for a file that
- * is gone, the new socket's file never registered.  A lingering registration
- * of a socket closed meanwhile is gone from the kernel's set, or, if a
- * dup keeps its file open, its events are dropped by the backend (see
- * backend_epoll.c).  The poller also keeps the socket of its last sock_*
- * wait and the (st_dev, st_ino) of its fd then, so that the next wait of
- * that socket needs no fstat(). */
+ * (poller_renew()).  It does so also while the first socket's wait is
+ * pending: that socket's close would otherwise leave the fd registered
+ * for a file that is gone, and the new socket's file never registered.
+ * A lingering registration of a socket closed meanwhile is gone from the
+ * kernel's set, or, if a dup keeps its file open, its events are dropped
+ * by the backend (see backend_epoll.c).  The poller also keeps the
+ * socket of its last sock_* wait and the (st_dev, st_ino) of its fd
+ * then, so that the next wait of that socket needs no fstat(). */
 #include "tideloop.h"
 
 #include <errno.h>
@@ -69,6 +69,7 @@ poller_destroy(LoopObject *loop, tl_poller *p)
     }
     HandleObject *r = p->reader, *w = p->writer;
     PyObject *owner = p->owner, *ident = p->ident;
+    p->reader = p->writer = NULL;
     PyMem_Free(p);
     Py_XDECREF(r);
     Py_XDECREF(w);
@@ -208,10 +209,6 @@ fileobj_to_fd(PyObject *obj)
     return (int)fd;
 }
 
-/* _add_reader(fd, callback, *args, context=None) / _add_writer(...):
- * returns the Handle, replacing (and cancelling) a previous one.  The
- * handle runs in `context` (asyncio 3.15's transports pass theirs), by
- * default in a copy of the current context. */
 /* Drop the lingering sides of a poller (their syscall made).  A failed
  * modification (the fd was closed) frees the poller as poller_update()
  * does; nobody asked for it, so its error is not raised. */
@@ -267,6 +264,10 @@ poller_for_watch(LoopObject *loop, int fd, int writer, PyObject *owner)
     return poller_renew(loop, p);
 }
 
+/* _add_reader(fd, callback, *args, context=None) / _add_writer(...):
+ * returns the Handle, replacing (and cancelling) a previous one.  The
+ * handle runs in `context` (asyncio 3.15's transports pass theirs), by
+ * default in a copy of the current context. */
 static PyObject *
 poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
          PyObject *kwnames, int writer, PyObject *owner)
