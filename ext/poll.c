@@ -79,9 +79,10 @@ poller_destroy(LoopObject *loop, tl_poller *p)
 
 /* handle.cancel() (which keeps a repr in debug mode); steals `h`. */
 static int
-handle_cancel(HandleObject *h)
+handle_cancel(LoopObject *loop, HandleObject *h)
 {
-    PyObject *r = PyObject_CallMethod((PyObject *)h, "cancel", NULL);
+    PyObject *args[1] = {(PyObject *)h};
+    PyObject *r = tl_call_method(loop->st->str_cancel, args, 1);
     Py_DECREF(h);
     if (r == NULL) {
         return -1;
@@ -345,7 +346,7 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         Py_DECREF(h);
         return NULL;
     }
-    if (old != NULL && handle_cancel(old) < 0) {
+    if (old != NULL && handle_cancel(self, old) < 0) {
         Py_DECREF(h);
         return NULL;
     }
@@ -371,7 +372,7 @@ poll_remove_fd(LoopObject *self, int fd, int writer)
         Py_DECREF(old);
         return -1;
     }
-    return handle_cancel(old) < 0 ? -1 : 1;
+    return handle_cancel(self, old) < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -458,7 +459,7 @@ tl_poll_end_wait(LoopObject *self, int fd, int writer)
     *slot = NULL;
     p->linger |= writer ? TL_EV_WRITE : TL_EV_READ;
     self->lingering[self->n_lingering++] = fd;
-    return handle_cancel(old);
+    return handle_cancel(self, old);
 }
 
 void

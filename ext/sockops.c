@@ -590,15 +590,18 @@ sockops_abandon(LoopObject *self, PyObject *rec)
 
 /* The record of a pending operation, its fd watched and entered in
  * _sock_waiters; new reference, or NULL.  `a` is the argument the
- * retries use (sendall: a memoryview of the data). */
+ * retries use (sendall: a memoryview of the data).  `direct`: the fd of
+ * the first try's recv(2)/send(2), which sock.fileno() would return
+ * again, or -1. */
 static PyObject *
-sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
-             PyObject *b, Py_ssize_t pos)
+sockops_wait(LoopObject *self, int op, PyObject *sock, int direct,
+             PyObject *a, PyObject *b, Py_ssize_t pos)
 {
     tl_state *st = self->st;
     PyObject *rec = NULL, *cb = NULL, *h = NULL, *ident = NULL;
     PyObject *args[1] = {sock};
-    PyObject *fdobj = tl_call_method(st->str_fileno, args, 1);
+    PyObject *fdobj = direct >= 0 ? PyLong_FromLong(direct)
+                                  : tl_call_method(st->str_fileno, args, 1);
     if (fdobj == NULL || sockops_check_transport(self, fdobj) < 0) {
         goto error;
     }
@@ -683,7 +686,7 @@ sockops_first_try(LoopObject *self, int op, PyObject *sock, PyObject *a,
         if (rc != TRY_BLOCKED) {
             return res;
         }
-        return sockops_wait(self, op, sock, a, b, 0);
+        return sockops_wait(self, op, sock, fd, a, b, 0);
     }
     Py_ssize_t sent, len;
     int rc = sockops_try_send(st, fd, sock, a, 0, 0, &sent, &len);
@@ -701,7 +704,7 @@ sockops_first_try(LoopObject *self, int op, PyObject *sock, PyObject *a,
     if (view == NULL) {
         return NULL;
     }
-    PyObject *rec = sockops_wait(self, op, sock, view, NULL, sent);
+    PyObject *rec = sockops_wait(self, op, sock, fd, view, NULL, sent);
     Py_DECREF(view);
     return rec;
 }
