@@ -44,6 +44,11 @@ typedef struct tl_backend_ops {
      * loop creation on; otherwise u->dns is made at the first lookup
      * (dns.c) and attached with uv_attach(). */
     char waits_in_uv;
+    /* Whether a registration may be kept past its last handle for a
+     * while (poll.c's lingering sock_* watches): an event of a file
+     * that was closed meanwhile is then never reported under its fd
+     * number to anyone (a stale item's events are dropped). */
+    char lazy_unwatch;
     /* Make the kernel objects and the signal socket (tl_sig_pair), in u
      * (whose u->dns exists if waits_in_uv).  0, or -1 with a Python
      * exception set (u is then released by the caller, which calls

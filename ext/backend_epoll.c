@@ -7,7 +7,18 @@
  * a loop that never resolves a name holds none of libuv's fds), libuv's
  * backend fd, whose readiness means libuv has work to finish (uv_run
  * NOWAIT).  Own fds carry
- * data.fd = -1 - fd, the watchers their fd.
+ * data.fd = -1 - fd, the watchers their fd and, in the upper 32 bits of
+ * data.u64, the generation of their registration (see below).
+ *
+ * A closed fd leaves the set only when its file is closed: if a dup of it
+ * lives on (os.dup(), a forked child, socket.fromfd()), its item stays,
+ * out of reach of EPOLL_CTL_DEL (which finds items by the fd's current
+ * file), and keeps reporting events under the old number, maybe reused
+ * by another file meanwhile.  Each ADD gets a new generation, kept per fd
+ * in `regs`: an event whose generation is not the fd's current one comes
+ * from such a stale item.  It is dropped, never delivered, and the set is
+ * rebuilt without it (a new epoll set on the same fd number, as after a
+ * fork), so that a level-triggered stale item cannot spin the loop.
  *
  * Registration is an epoll_ctl() at add_reader() time, with the errors
  * asyncio's EpollSelector raises there (EPERM for a regular file, EBADF,
@@ -36,6 +47,14 @@ typedef struct tl_backend {
     int cap;                     /* room in evs and out */
     struct epoll_event *evs;
     tl_event *out;
+    /* Per watched fd: its registration's generation (0: not registered)
+     * and events, indexed by fd, nregs long. */
+    struct epoll_reg {
+        uint32_t gen;
+        int events;
+    } *regs;
+    int nregs;
+    uint32_t last_gen;
 } tl_backend;
 
 static int
@@ -124,30 +143,78 @@ epoll_release(tl_uv *u)
     close_if_open(b->epfd);
     PyMem_RawFree(b->evs);
     PyMem_RawFree(b->out);
+    PyMem_RawFree(b->regs);
     PyMem_RawFree(b);
     u->bd = NULL;
+}
+
+/* Room in b->regs for `fd`: 0, or -1 with errno. */
+static int
+epoll_regs_reserve(tl_backend *b, int fd)
+{
+    if (fd < b->nregs) {
+        return 0;
+    }
+    int n = b->nregs ? b->nregs : 64;
+    while (n <= fd) {
+        n *= 2;
+    }
+    struct epoll_reg *r = PyMem_RawRealloc(b->regs, n * sizeof(*r));
+    if (r == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(r + b->nregs, 0, (n - b->nregs) * sizeof(*r));
+    b->regs = r;
+    b->nregs = n;
+    return 0;
+}
+
+/* epoll_ctl(op) of a watched fd for `events` under generation `gen`. */
+static int
+epoll_ctl_watched(tl_backend *b, int op, int fd, int events, uint32_t gen)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = (events & TL_EV_READ ? EPOLLIN : 0) |
+                (events & TL_EV_WRITE ? EPOLLOUT : 0);
+    ev.data.u64 = (uint64_t)gen << 32 | (uint32_t)fd;
+    return epoll_ctl(b->epfd, op, fd, &ev);
 }
 
 static int
 epoll_watch(tl_uv *u, int fd, int events, int old)
 {
     tl_backend *b = u->bd;
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
     if (events == 0) {
         /* Fails harmlessly for an fd closed meanwhile (the kernel already
-         * dropped it from the set); selectors ignores that too. */
+         * dropped it from the set, or it is stale: see above); selectors
+         * ignores that too. */
+        struct epoll_event ev;
+        memset(&ev, 0, sizeof(ev));
         (void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, &ev);
+        if (fd < b->nregs) {
+            b->regs[fd].gen = 0;
+        }
         b->n_watched--;
         return 0;
     }
-    ev.events = (events & TL_EV_READ ? EPOLLIN : 0) |
-                (events & TL_EV_WRITE ? EPOLLOUT : 0);
-    ev.data.fd = fd;
-    if (epoll_ctl(b->epfd, old ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd,
-                  &ev) < 0) {
+    if (epoll_regs_reserve(b, fd) < 0) {
         return -1;
     }
+    uint32_t gen = b->regs[fd].gen;
+    if (!old) {
+        if (++b->last_gen == 0) {
+            b->last_gen = 1;     /* 0 means "not registered" */
+        }
+        gen = b->last_gen;
+    }
+    if (epoll_ctl_watched(b, old ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, events,
+                          gen) < 0) {
+        return -1;
+    }
+    b->regs[fd].gen = gen;
+    b->regs[fd].events = events;
     if (!old) {
         b->n_watched++;
     }
@@ -188,6 +255,30 @@ epoll_reserve(tl_backend *b, int want)
     b->out = o;
     b->cap = want;
     return 0;
+}
+
+/* An event came from a stale item (see above): a new set on the same fd
+ * number, holding the loop's own fds and the current registrations.  If
+ * that fails, the old set stays, its stale events dropped as they come. */
+static void
+epoll_rebuild(tl_uv *u)
+{
+    tl_backend *b = u->bd;
+    int pfd = epoll_create1(EPOLL_CLOEXEC);
+    if (pfd < 0 || tl_fd_replace(pfd, b->epfd) < 0) {
+        return;
+    }
+    (void)epoll_add_own(u);
+    if (b->uv_fd >= 0) {
+        (void)epoll_add_one(b, b->uv_fd);
+    }
+    for (int fd = 0; fd < b->nregs; fd++) {
+        if (b->regs[fd].gen != 0) {
+            /* A closed fd fails: DEL and MOD then fail as they would. */
+            (void)epoll_ctl_watched(b, EPOLL_CTL_ADD, fd, b->regs[fd].events,
+                                    b->regs[fd].gen);
+        }
+    }
 }
 
 /* One of the loop's own fds is ready. */
@@ -234,18 +325,26 @@ epoll_wait_be(tl_uv *u, int block, tl_event **out)
     }
     /* selectors.EpollSelector: anything but EPOLLOUT wakes the reader,
      * anything but EPOLLIN wakes the writer. */
-    int uv_ready = 0, k = 0;
+    int uv_ready = 0, stale = 0, k = 0;
     for (int i = 0; i < n; i++) {
-        int fd = b->evs[i].data.fd;
+        uint64_t data = b->evs[i].data.u64;
+        int fd = (int)(uint32_t)data;
         uint32_t e = b->evs[i].events;
         if (fd < 0) {
             epoll_own_ready(u, -1 - fd, &uv_ready);
+            continue;
+        }
+        if (fd >= b->nregs || b->regs[fd].gen != (uint32_t)(data >> 32)) {
+            stale = 1;
             continue;
         }
         b->out[k].fd = fd;
         b->out[k].events = ((e & ~(uint32_t)EPOLLOUT) ? TL_EV_READ : 0) |
                            ((e & ~(uint32_t)EPOLLIN) ? TL_EV_WRITE : 0);
         k++;
+    }
+    if (stale) {
+        epoll_rebuild(u);
     }
     if (uv_ready) {
         /* libuv has something to finish (a DNS lookup's completion): its
@@ -307,17 +406,15 @@ epoll_after_fork(tl_uv *u)
 static void
 epoll_rewatch(tl_uv *u, int fd, int events)
 {
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = (events & TL_EV_READ ? EPOLLIN : 0) |
-                (events & TL_EV_WRITE ? EPOLLOUT : 0);
-    ev.data.fd = fd;
-    (void)epoll_ctl(u->bd->epfd, EPOLL_CTL_ADD, fd, &ev);
+    tl_backend *b = u->bd;
+    uint32_t gen = fd < b->nregs ? b->regs[fd].gen : 0;
+    (void)epoll_ctl_watched(b, EPOLL_CTL_ADD, fd, events, gen);
 }
 
 const tl_backend_ops tl_backend_epoll = {
     .name = "epoll",
     .waits_in_uv = 0,
+    .lazy_unwatch = 1,
     .create = epoll_create_be,
     .uv_attach = epoll_uv_attach,
     .close = epoll_close_be,

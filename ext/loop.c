@@ -416,6 +416,11 @@ loop_run_once(LoopObject *self)
     if (self->uv == NULL) {
         return 0;
     }
+    /* Never poll a lingering sock_* registration (poll.c); normally the
+     * previous iteration's end dropped them. */
+    if (self->n_lingering > 0) {
+        tl_poll_flush(self);
+    }
     tl_uv *u = self->uv;
     /* (A DNS answer completed outside a poll must not wait for one.) */
     int block = (self->rq_len == 0 && !self->stopping &&
@@ -525,6 +530,9 @@ loop_run_once(LoopObject *self)
         if (r < 0) {
             return -1;
         }
+    }
+    if (self->n_lingering > 0 && self->uv != NULL) {
+        tl_poll_flush(self);
     }
     tl_tsafe_drained(self);
     return 0;

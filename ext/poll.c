@@ -11,7 +11,27 @@
  * As in asyncio's selector loop, readiness does not run anything by
  * itself: after the poll the loop reads the ready fds, in the kernel's
  * order, and queues their reader/writer handles on the ready queue,
- * where they run in order with the other callbacks. */
+ * where they run in order with the other callbacks.
+ *
+ * Lingering sock_* watches (issue 14): asyncio's sock_recv() & co. add
+ * their reader when they would block and remove it when they are done,
+ * and an echo loop waits again on the same fd at once: two epoll_ctl()
+ * per wait for nothing.  When a sock_* wait ends (tl_poll_end_wait()) on
+ * a backend that allows it (lazy_unwatch: epoll), its handle goes as
+ * with _remove_reader(), but the registration stays, marked lingering,
+ * until the end of the loop iteration (tl_poll_flush(), before the next
+ * poll: a lingering side is never polled).  A new wait of the same
+ * socket object on the same fd takes it over without a syscall; anything
+ * else that watches the fd (another socket that got the number, a user's
+ * add_reader(), a transport) first drops it and registers the fd again
+ * (poller_renew()).  It does so also while the first socket's wait is
+ * pending: that socket's close would otherwise leave the fd registered
+ * for a file that is gone, and the new socket's file never registered.
+ * A lingering registration of a socket closed meanwhile is gone from the
+ * kernel's set, or, if a dup keeps its file open, its events are dropped
+ * by the backend (see backend_epoll.c).  The poller also keeps the
+ * socket of its last sock_* wait and the (st_dev, st_ino) of its fd
+ * then, so that the next wait of that socket needs no fstat(). */
 #include "tideloop.h"
 
 #include <errno.h>
@@ -21,8 +41,11 @@
 typedef struct tl_poller {
     int fd;
     int watched;                 /* TL_EV_READ | TL_EV_WRITE registered */
+    int linger;                  /* sides registered with no handle */
     HandleObject *reader;        /* strong, or NULL */
     HandleObject *writer;        /* strong, or NULL */
+    PyObject *owner;             /* the last sock_* wait's socket, or NULL */
+    PyObject *ident;             /* its fd's identity then, or NULL */
 } tl_poller;
 
 static tl_poller *
@@ -45,17 +68,21 @@ poller_destroy(LoopObject *loop, tl_poller *p)
         (void)loop->uv->be->watch(loop->uv, p->fd, 0, p->watched);
     }
     HandleObject *r = p->reader, *w = p->writer;
+    PyObject *owner = p->owner, *ident = p->ident;
     p->reader = p->writer = NULL;
     PyMem_Free(p);
     Py_XDECREF(r);
     Py_XDECREF(w);
+    Py_XDECREF(owner);
+    Py_XDECREF(ident);
 }
 
 /* handle.cancel() (which keeps a repr in debug mode); steals `h`. */
 static int
-handle_cancel(HandleObject *h)
+handle_cancel(LoopObject *loop, HandleObject *h)
 {
-    PyObject *r = PyObject_CallMethod((PyObject *)h, "cancel", NULL);
+    PyObject *args[1] = {(PyObject *)h};
+    PyObject *r = tl_call_method(loop->st->str_cancel, args, 1);
     Py_DECREF(h);
     if (r == NULL) {
         return -1;
@@ -112,7 +139,8 @@ poller_create(LoopObject *loop, int fd)
 static int
 poller_update(LoopObject *loop, tl_poller *p)
 {
-    int want = (p->reader ? TL_EV_READ : 0) | (p->writer ? TL_EV_WRITE : 0);
+    int want = (p->reader ? TL_EV_READ : 0) |
+               (p->writer ? TL_EV_WRITE : 0) | p->linger;
     if (want == 0) {
         poller_destroy(loop, p);
         return 0;
@@ -182,13 +210,68 @@ fileobj_to_fd(PyObject *obj)
     return (int)fd;
 }
 
+/* Drop the lingering sides of a poller (their syscall made).  A failed
+ * modification (the fd was closed) frees the poller as poller_update()
+ * does; nobody asked for it, so its error is not raised. */
+static void
+poller_unlinger(LoopObject *loop, tl_poller *p)
+{
+    p->linger = 0;
+    if (poller_update(loop, p) < 0) {
+        PyErr_Clear();
+    }
+}
+
+/* Someone other than the socket of the fd's last sock_* wait watches it
+ * (another socket that got the number, add_reader(), a transport): that
+ * socket may have been closed meanwhile, its number reused by a file
+ * that the kernel's registration does not name (nor the remembered
+ * identity).  Forget the socket, drop the lingering sides and unregister
+ * the rest, which the caller's poller_update() registers again, for the
+ * fd's current file.  Returns the fd's poller then, or NULL. */
+static tl_poller *
+poller_renew(LoopObject *loop, tl_poller *p)
+{
+    int fd = p->fd;
+    PyObject *owner = p->owner, *ident = p->ident;
+    p->owner = p->ident = NULL;
+    p->linger = 0;
+    if (p->watched) {
+        (void)loop->uv->be->watch(loop->uv, fd, 0, p->watched);
+        p->watched = 0;
+    }
+    if (p->reader == NULL && p->writer == NULL) {
+        poller_destroy(loop, p);
+    }
+    /* Last: the socket may go with it, and run Python code. */
+    Py_XDECREF(owner);
+    Py_XDECREF(ident);
+    return poller_get(loop, fd);
+}
+
+/* The poller of `fd` for a new watch by `owner` (a sock_* wait's socket,
+ * or NULL): the same socket takes over its lingering sides; anyone else
+ * renews it first. */
+static tl_poller *
+poller_for_watch(LoopObject *loop, int fd, int writer, PyObject *owner)
+{
+    tl_poller *p = poller_get(loop, fd);
+    if (p == NULL || p->owner == NULL || p->owner == owner) {
+        if (p != NULL) {
+            p->linger &= ~(writer ? TL_EV_WRITE : TL_EV_READ);
+        }
+        return p;
+    }
+    return poller_renew(loop, p);
+}
+
 /* _add_reader(fd, callback, *args, context=None) / _add_writer(...):
  * returns the Handle, replacing (and cancelling) a previous one.  The
  * handle runs in `context` (asyncio 3.15's transports pass theirs), by
  * default in a copy of the current context. */
 static PyObject *
 poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
-         PyObject *kwnames, int writer)
+         PyObject *kwnames, int writer, PyObject *owner)
 {
     PyObject *ctx;
     if (tl_loop_parse_context_kw(self, args, nargs, kwnames,
@@ -237,7 +320,7 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         PyErr_SetString(PyExc_RuntimeError, "Event loop is closed");
         return NULL;
     }
-    tl_poller *p = poller_get(self, fd);
+    tl_poller *p = poller_for_watch(self, fd, writer, owner);
     if (p == NULL && (p = poller_create(self, fd)) == NULL) {
         Py_DECREF(h);
         return NULL;
@@ -263,7 +346,7 @@ poll_add(LoopObject *self, PyObject *const *args, Py_ssize_t nargs,
         Py_DECREF(h);
         return NULL;
     }
-    if (old != NULL && handle_cancel(old) < 0) {
+    if (old != NULL && handle_cancel(self, old) < 0) {
         Py_DECREF(h);
         return NULL;
     }
@@ -289,7 +372,7 @@ poll_remove_fd(LoopObject *self, int fd, int writer)
         Py_DECREF(old);
         return -1;
     }
-    return handle_cancel(old) < 0 ? -1 : 1;
+    return handle_cancel(self, old) < 0 ? -1 : 1;
 }
 
 static PyObject *
@@ -320,14 +403,75 @@ PyObject *
 tl_poll_add_reader(LoopObject *self, PyObject *const *args, Py_ssize_t n,
                   PyObject *kwnames)
 {
-    return poll_add(self, args, n, kwnames, 0);
+    return poll_add(self, args, n, kwnames, 0, NULL);
 }
 
 PyObject *
 tl_poll_add_writer(LoopObject *self, PyObject *const *args, Py_ssize_t n,
                   PyObject *kwnames)
 {
-    return poll_add(self, args, n, kwnames, 1);
+    return poll_add(self, args, n, kwnames, 1, NULL);
+}
+
+PyObject *
+tl_poll_sock_wait(LoopObject *self, PyObject *fd, PyObject *callback,
+                  int writer, PyObject *sock)
+{
+    PyObject *args[2] = {fd, callback};
+    return poll_add(self, args, 2, NULL, writer, sock);
+}
+
+PyObject *
+tl_poll_sock_ident(LoopObject *self, int fd, PyObject *sock)
+{
+    tl_poller *p = poller_get(self, fd);
+    return p != NULL && p->owner == sock ? p->ident : NULL;
+}
+
+void
+tl_poll_sock_remember(LoopObject *self, int fd, PyObject *sock,
+                      PyObject *ident)
+{
+    tl_poller *p = poller_get(self, fd);
+    if (p != NULL && p->owner != sock) {
+        Py_XSETREF(p->owner, Py_NewRef(sock));
+        Py_XSETREF(p->ident, Py_NewRef(ident));
+    }
+}
+
+/* A wait that ends with the list of lingering fds full unwatches at
+ * once. */
+int
+tl_poll_end_wait(LoopObject *self, int fd, int writer)
+{
+    if (self->closed || self->uv == NULL) {
+        return 0;                /* as _remove_reader() */
+    }
+    tl_poller *p = poller_get(self, fd);
+    HandleObject **slot = p == NULL ? NULL
+                                    : (writer ? &p->writer : &p->reader);
+    if (slot == NULL || *slot == NULL || p->owner == NULL ||
+        !self->uv->be->lazy_unwatch ||
+        self->n_lingering == TL_LINGER_MAX) {
+        return poll_remove_fd(self, fd, writer) < 0 ? -1 : 0;
+    }
+    HandleObject *old = *slot;
+    *slot = NULL;
+    p->linger |= writer ? TL_EV_WRITE : TL_EV_READ;
+    self->lingering[self->n_lingering++] = fd;
+    return handle_cancel(self, old);
+}
+
+void
+tl_poll_flush(LoopObject *self)
+{
+    for (int i = 0; i < self->n_lingering; i++) {
+        tl_poller *p = poller_get(self, self->lingering[i]);
+        if (p != NULL && p->linger) {
+            poller_unlinger(self, p);
+        }
+    }
+    self->n_lingering = 0;
 }
 
 PyObject *
@@ -348,7 +492,7 @@ tl_poll_remove_writer(LoopObject *self, PyObject *fileobj)
 int
 tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
 {
-    tl_poller *p = poller_get(self, fd);
+    tl_poller *p = poller_for_watch(self, fd, writer, NULL);
     if (h == NULL) {
         if (p == NULL) {
             return 0;
@@ -432,6 +576,8 @@ tl_poll_traverse(LoopObject *self, visitproc visit, void *arg)
         if (p != NULL) {
             Py_VISIT(p->reader);
             Py_VISIT(p->writer);
+            Py_VISIT(p->owner);
+            Py_VISIT(p->ident);
         }
     }
     return 0;
@@ -450,6 +596,7 @@ tl_poll_close_all(LoopObject *self)
     PyMem_Free(self->pollers);
     self->pollers = NULL;
     self->npollers = 0;
+    self->n_lingering = 0;
 }
 
 /* In a child after fork: register every watched fd with the backend's
@@ -492,7 +639,7 @@ tl_poll_count(LoopObject *self, int *fds, int *readers, int *writers)
     *fds = *readers = *writers = 0;
     for (int i = 0; i < self->npollers; i++) {
         tl_poller *p = self->pollers[i];
-        if (p != NULL) {
+        if (p != NULL && (p->reader != NULL || p->writer != NULL)) {
             (*fds)++;
             *readers += p->reader != NULL;
             *writers += p->writer != NULL;
@@ -511,7 +658,7 @@ tl_poll_watchers(LoopObject *self, PyObject *Py_UNUSED(ignored))
      * code, so the table cannot change under us. */
     for (int i = 0; i < self->npollers; i++) {
         tl_poller *p = self->pollers[i];
-        if (p == NULL) {
+        if (p == NULL || (p->reader == NULL && p->writer == NULL)) {
             continue;
         }
         PyObject *r = p->reader ? (PyObject *)p->reader : Py_None;

@@ -65,10 +65,10 @@ tl_sockops_add_writer(LoopObject *self, PyObject *const *args,
  * it awaits: asyncio's checks (an SSL socket, a blocking one in debug
  * mode), then the call on the socket (sock.recv(n), sock.recv_into(buf),
  * sock.send(data), ...), whose result it returns when it does not block.
- * On an exact socket.socket in non-blocking mode, recv() and send() are
- * done here (recv(2), send(2), as socket.recv()/send() would do them):
- * no method call, and no BlockingIOError built and dropped when the call
- * would block.
+ * On an exact socket.socket in non-blocking mode, recv(), recv_into()
+ * and send() are done here (recv(2), send(2), as the methods would do
+ * them): no method call, and no BlockingIOError built and dropped when
+ * the call would block.
  *
  * When it would block, it creates the future, watches the fd with a C
  * callback bound to the operation's record, enters the record in the
@@ -106,8 +106,9 @@ enum {
     R_OP = R_SWEPT, R_A, R_B, R_POS, R_LOOP, R_LEN
 };
 
-/* What one try of an operation did. */
-enum { TRY_ERROR = -1, TRY_BLOCKED = 0, TRY_DONE = 1 };
+/* What one try of an operation did (TRY_METHOD: nothing, the socket's
+ * method must do it). */
+enum { TRY_ERROR = -1, TRY_BLOCKED = 0, TRY_DONE = 1, TRY_METHOD = 2 };
 
 int
 tl_sockops_init(tl_state *st)
@@ -200,34 +201,27 @@ sockops_flat_bytes(PyObject *data, const char **p, Py_ssize_t *len)
     return 0;
 }
 
-/* socket.recv(n) on a non-blocking socket: recv(2) into a new bytes
- * object (the socket module retries after EINTR too). */
+/* recv(2) into p[:len], or send(2) of it, on a non-blocking socket, as
+ * the socket module does them (retried after EINTR): *done bytes. */
 static int
-sockops_sys_recv(int fd, Py_ssize_t n, PyObject **res)
+sockops_sys_io(int fd, char *p, Py_ssize_t len, int sending,
+               Py_ssize_t *done)
 {
-    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
-    if (b == NULL) {
-        return TRY_ERROR;
-    }
     for (;;) {
-        ssize_t got = recv(fd, PyBytes_AS_STRING(b), (size_t)n, 0);
-        if (got >= 0) {
-            if (got != n && _PyBytes_Resize(&b, got) < 0) {
-                return TRY_ERROR;
-            }
-            *res = b;
+        ssize_t n = sending ? send(fd, p, (size_t)len, 0)
+                            : recv(fd, p, (size_t)len, 0);
+        if (n >= 0) {
+            *done = n;
             return TRY_DONE;
         }
         if (errno != EINTR) {
             break;
         }
         if (PyErr_CheckSignals() < 0) {
-            Py_DECREF(b);
             return TRY_ERROR;
         }
     }
     int err = errno;
-    Py_DECREF(b);
     if (err == EAGAIN || err == EWOULDBLOCK) {
         return TRY_BLOCKED;
     }
@@ -235,29 +229,51 @@ sockops_sys_recv(int fd, Py_ssize_t n, PyObject **res)
     return TRY_ERROR;
 }
 
-/* socket.send(p[:len]) on a non-blocking socket: *sent. */
+/* socket.recv(n): recv(2) into a new bytes object. */
 static int
-sockops_sys_send(int fd, const char *p, Py_ssize_t len, Py_ssize_t *sent)
+sockops_sys_recv(int fd, Py_ssize_t n, PyObject **res)
 {
-    for (;;) {
-        ssize_t n = send(fd, p, (size_t)len, 0);
-        if (n >= 0) {
-            *sent = n;
-            return TRY_DONE;
-        }
-        if (errno != EINTR) {
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            return TRY_ERROR;
-        }
+    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    if (b == NULL) {
+        return TRY_ERROR;
     }
-    int err = errno;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-        return TRY_BLOCKED;
+    Py_ssize_t got;
+    int rc = sockops_sys_io(fd, PyBytes_AS_STRING(b), n, 0, &got);
+    if (rc != TRY_DONE) {
+        Py_DECREF(b);
+        return rc;
     }
-    tl_err_from_errno(err);
-    return TRY_ERROR;
+    if (got != n && _PyBytes_Resize(&b, got) < 0) {
+        return TRY_ERROR;
+    }
+    *res = b;
+    return TRY_DONE;
+}
+
+/* socket.recv_into(buf): recv(2) into the whole of buf, when it exports
+ * a writable C-contiguous buffer, the one the method's "w*" takes.  For
+ * anything else TRY_METHOD: the method is called, for its error. */
+static int
+sockops_sys_recv_into(int fd, PyObject *buf, PyObject **res)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(buf, &view, PyBUF_WRITABLE) < 0) {
+        PyErr_Clear();
+        return TRY_METHOD;
+    }
+    if (!PyBuffer_IsContiguous(&view, 'C')) {
+        PyBuffer_Release(&view);
+        return TRY_METHOD;
+    }
+    /* (An empty buffer: the method's 0 without a recv(2).) */
+    Py_ssize_t got = 0;
+    int rc = view.len == 0 ? TRY_DONE
+                           : sockops_sys_io(fd, view.buf, view.len, 0, &got);
+    PyBuffer_Release(&view);
+    if (rc == TRY_DONE && (*res = PyLong_FromSsize_t(got)) == NULL) {
+        return TRY_ERROR;
+    }
+    return rc;
 }
 
 /* sock.<method>(*args) with the interned name: a result, or TRY_BLOCKED
@@ -288,7 +304,7 @@ sockops_try_send(tl_state *st, int fd, PyObject *sock, PyObject *data,
     const char *p;
     if (fd >= 0 && (retry || !PyMemoryView_Check(data)) &&
         sockops_flat_bytes(data, &p, len)) {
-        return sockops_sys_send(fd, p + pos, *len - pos, sent);
+        return sockops_sys_io(fd, (char *)p + pos, *len - pos, 1, sent);
     }
     PyObject *rest = pos ? PySequence_GetSlice(data, pos, PY_SSIZE_T_MAX)
                          : Py_NewRef(data);
@@ -325,6 +341,12 @@ sockops_try_other(tl_state *st, int op, int fd, PyObject *sock, PyObject *a,
             return sockops_sys_recv(fd, n, res);
         }
         PyErr_Clear();
+    }
+    if (op == SOP_RECV_INTO && fd >= 0) {
+        int rc = sockops_sys_recv_into(fd, a, res);
+        if (rc != TRY_METHOD) {
+            return rc;
+        }
     }
     PyObject *zero = NULL;
     PyObject *args[4] = {sock, a, b, NULL};
@@ -532,7 +554,8 @@ sockops_enter(LoopObject *self, PyObject *rec)
 
 /* Stop watching the fd of `rec`'s operation, unless another watch
  * replaced its handle (which cancelled it): asyncio's _sock_read_done()
- * and _sock_write_done().  0, or -1 with an exception set. */
+ * and _sock_write_done(), the registration maybe left lingering for the
+ * socket's next wait (poll.c).  0, or -1 with an exception set. */
 static int
 sockops_unwatch(LoopObject *self, PyObject *rec)
 {
@@ -542,18 +565,13 @@ sockops_unwatch(LoopObject *self, PyObject *rec)
         return 0;
     }
     long op = PyLong_AsLong(PyList_GET_ITEM(rec, R_OP));
-    if (op < 0 || op >= SOP_COUNT) {
+    long fd = PyLong_AsLong(PyList_GET_ITEM(rec, R_FD));
+    if (op < 0 || op >= SOP_COUNT || fd < 0 || fd > INT_MAX) {
+        PyErr_Clear();
         PyErr_SetString(PyExc_TypeError, "expected a sock_* record");
         return -1;
     }
-    PyObject *fd = PyList_GET_ITEM(rec, R_FD);
-    PyObject *r = sop_writer[op] ? tl_poll_remove_writer(self, fd)
-                                 : tl_poll_remove_reader(self, fd);
-    if (r == NULL) {
-        return -1;
-    }
-    Py_DECREF(r);
-    return 0;
+    return tl_poll_end_wait(self, (int)fd, sop_writer[op]);
 }
 
 /* sockops_wait() failed after watching the fd: unwatch it, keeping the
@@ -572,15 +590,18 @@ sockops_abandon(LoopObject *self, PyObject *rec)
 
 /* The record of a pending operation, its fd watched and entered in
  * _sock_waiters; new reference, or NULL.  `a` is the argument the
- * retries use (sendall: a memoryview of the data). */
+ * retries use (sendall: a memoryview of the data).  `direct`: the fd of
+ * the first try's recv(2)/send(2), which sock.fileno() would return
+ * again, or -1. */
 static PyObject *
-sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
-             PyObject *b, Py_ssize_t pos)
+sockops_wait(LoopObject *self, int op, PyObject *sock, int direct,
+             PyObject *a, PyObject *b, Py_ssize_t pos)
 {
     tl_state *st = self->st;
-    PyObject *rec = NULL, *cb = NULL, *h = NULL;
+    PyObject *rec = NULL, *cb = NULL, *h = NULL, *ident = NULL;
     PyObject *args[1] = {sock};
-    PyObject *fdobj = tl_call_method(st->str_fileno, args, 1);
+    PyObject *fdobj = direct >= 0 ? PyLong_FromLong(direct)
+                                  : tl_call_method(st->str_fileno, args, 1);
     if (fdobj == NULL || sockops_check_transport(self, fdobj) < 0) {
         goto error;
     }
@@ -618,19 +639,21 @@ sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
     if (cb == NULL) {
         goto error;
     }
-    PyObject *hargs[2] = {fdobj, cb};
-    h = sop_writer[op] ? tl_poll_add_writer(self, hargs, 2, NULL)
-                       : tl_poll_add_reader(self, hargs, 2, NULL);
+    /* The identity of the fd when this socket last waited on it, if the
+     * fd stayed watched since: no fstat(). */
+    ident = Py_XNewRef(tl_poll_sock_ident(self, fd, sock));
+    h = tl_poll_sock_wait(self, fdobj, cb, sop_writer[op], sock);
     if (h == NULL) {
         goto error;
     }
     PyList_SetItem(rec, R_HANDLE, h);   /* steals h */
-    PyObject *ident = sockops_identity(fd);
-    if (ident == NULL) {
+    if (ident == NULL && (ident = sockops_identity(fd)) == NULL) {
         sockops_abandon(self, rec);
         goto error;
     }
+    tl_poll_sock_remember(self, fd, sock, ident);
     PyList_SetItem(rec, R_IDENT, ident);   /* steals ident */
+    ident = NULL;
     if (sockops_enter(self, rec) < 0) {
         sockops_abandon(self, rec);
         goto error;
@@ -641,6 +664,7 @@ sockops_wait(LoopObject *self, int op, PyObject *sock, PyObject *a,
 error:
     Py_XDECREF(fdobj);
     Py_XDECREF(cb);
+    Py_XDECREF(ident);
     Py_XDECREF(rec);
     return NULL;
 }
@@ -662,7 +686,7 @@ sockops_first_try(LoopObject *self, int op, PyObject *sock, PyObject *a,
         if (rc != TRY_BLOCKED) {
             return res;
         }
-        return sockops_wait(self, op, sock, a, b, 0);
+        return sockops_wait(self, op, sock, fd, a, b, 0);
     }
     Py_ssize_t sent, len;
     int rc = sockops_try_send(st, fd, sock, a, 0, 0, &sent, &len);
@@ -680,7 +704,7 @@ sockops_first_try(LoopObject *self, int op, PyObject *sock, PyObject *a,
     if (view == NULL) {
         return NULL;
     }
-    PyObject *rec = sockops_wait(self, op, sock, view, NULL, sent);
+    PyObject *rec = sockops_wait(self, op, sock, fd, view, NULL, sent);
     Py_DECREF(view);
     return rec;
 }

@@ -272,6 +272,9 @@ typedef struct tl_timer_slot {
     TimerHandleObject *t;        /* strong */
 } tl_timer_slot;
 
+/* Room for the fds of lingering sock_* registrations (poll.c). */
+#define TL_LINGER_MAX 16
+
 typedef struct LoopObject {
     PyObject_HEAD
     tl_state *st;
@@ -318,6 +321,10 @@ typedef struct LoopObject {
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
     int npollers;
+    /* fds whose ended sock_* waits left their registration lingering
+     * until the iteration's end (poll.c). */
+    int lingering[TL_LINGER_MAX];
+    int n_lingering;
 
     char *rbuf;                  /* 256 KiB read buffer of transports */
 
@@ -545,6 +552,23 @@ void tl_poll_count(LoopObject *self, int *fds, int *readers, int *writers);
 PyObject *tl_poll_watchers(LoopObject *self, PyObject *Py_UNUSED(ignored));
 int tl_poll_after_fork(LoopObject *self);
 PyObject *tl_poll_fd_events(LoopObject *self, PyObject *fileobj);
+/* sock_* waits (sockops.c, see poll.c's lingering watches).  Watch `fd`
+ * (an int) for `sock`'s pending operation, as _add_reader(fd, callback)
+ * (or the writer's) does, taking over a registration of `sock` that
+ * lingers: the Handle, new reference. */
+PyObject *tl_poll_sock_wait(LoopObject *self, PyObject *fd,
+                            PyObject *callback, int writer, PyObject *sock);
+/* The identity remembered for `sock`'s waits on `fd` (borrowed), or NULL;
+ * tl_poll_sock_remember() remembers it (a watched fd only). */
+PyObject *tl_poll_sock_ident(LoopObject *self, int fd, PyObject *sock);
+void tl_poll_sock_remember(LoopObject *self, int fd, PyObject *sock,
+                           PyObject *ident);
+/* A sock_* wait on `fd` is over: its handle cancelled and gone, as
+ * _remove_reader() (or the writer's) does, its registration maybe left
+ * lingering.  0, or -1 with an exception set. */
+int tl_poll_end_wait(LoopObject *self, int fd, int writer);
+/* Drop the lingering registrations (the end of each iteration). */
+void tl_poll_flush(LoopObject *self);
 
 /* schedule.c: the loop's C entry points for the other files.  Queue `h` on
  * the ready queue, as call_soon() does (steals the reference; -1 with an

@@ -148,6 +148,18 @@ def run_until(loop, aw, timeout=GUARD_TIMEOUT):
     return loop.run_until_complete(asyncio.wait_for(aw, timeout))
 
 
+def run_with_pair(loop, make_pair, main, timeout=GUARD_TIMEOUT):
+    """run_until(loop, main(a, b), timeout) with a fresh pair of sockets
+    (a, b) = make_pair(), both closed afterwards whatever happens: the
+    sock_* tests' scaffolding."""
+    a, b = make_pair()
+    try:
+        return run_until(loop, main(a, b), timeout)
+    finally:
+        a.close()
+        b.close()
+
+
 class LoopHung(AssertionError):
     pass
 

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from support import PY, run_until
+from support import PY, run_until, run_with_pair
 from netsupport import (HOST4, HOST6, NET_MARKS, MiB, Scrub, closed_port,
                         digest, nb_socketpair, outcome, payload, requires_ipv6,
                         skip_before, temp_dir, wait)
@@ -35,9 +35,8 @@ def udp_pair(host=HOST4):
 def test_sock_recv(compare):
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             b.send(b"ready")
             trace.append(("immediate", await wait(loop.sock_recv(a, 100))))
             loop.call_later(0.01, b.send, b"later")
@@ -53,11 +52,7 @@ def test_sock_recv(compare):
             trace.append(("again", await wait(loop.sock_recv(a, 100))))
             trace.append(("reader left", loop.remove_reader(a)))
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 10)
         return trace
 
     assert compare(scenario)[:2] == [("immediate", b"ready"),
@@ -67,9 +62,8 @@ def test_sock_recv(compare):
 def test_sock_recv_into(compare):
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             buf = bytearray(8)
             b.send(b"abc")
             n = await wait(loop.sock_recv_into(a, buf))
@@ -87,11 +81,7 @@ def test_sock_recv_into(compare):
             trace.append(("eof", await wait(loop.sock_recv_into(a, buf))))
             trace.append(("reader left", loop.remove_reader(a)))
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 10)
         return trace
 
     assert compare(scenario)[0] == ("immediate", 3, b"abc\0\0\0\0\0")
@@ -237,9 +227,8 @@ def test_sock_sendall_10mib(compare, via):
 def test_sock_sendall_errors(compare):
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             trace.append(("str", await outcome(loop.sock_sendall(a, "text"))))
             trace.append(("int", await outcome(loop.sock_sendall(a, 5))))
             b.close()
@@ -250,11 +239,7 @@ def test_sock_sendall_errors(compare):
                     loop.sock_sendall(a, b"x" * 1000)))
             trace.append(("to closed peer", results))
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 10)
         return trace
 
     compare(scenario)
@@ -560,9 +545,8 @@ def test_socket_closed_while_recv_pending(new_loop, kind):
     with OSError(EBADF) (tests/test_sock_pending_close.py, README known
     differences).  The watcher must not crash either way."""
     loop = new_loop()
-    a, b = nb_socketpair()
 
-    async def main():
+    async def main(a, b):
         task = loop.create_task(loop.sock_recv(a, 10))
         await asyncio.sleep(0)
         loop.remove_reader(a)
@@ -575,11 +559,7 @@ def test_socket_closed_while_recv_pending(new_loop, kind):
         task.cancel()
         return await outcome(task)
 
-    try:
-        result = run_until(loop, main(), 10)
-    finally:
-        a.close()
-        b.close()
+    result = run_with_pair(loop, nb_socketpair, main, 10)
     if kind == "tideloop":
         assert result[:2] == ("raised", "OSError") and result[-1] == 9, result
     else:
@@ -677,9 +657,8 @@ def test_cancel_pending_sendall_then_reuse(compare):
     not recalled: only the tail after draining is compared)."""
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             task = loop.create_task(loop.sock_sendall(a, b"z" * (32 * MiB)))
             for _ in range(5):
                 await asyncio.sleep(0)
@@ -702,11 +681,7 @@ def test_cancel_pending_sendall_then_reuse(compare):
                 got += await wait(loop.sock_recv(b, 1024 * 1024))
             trace.append(("tail", got[-5:]))
 
-        try:
-            run_until(loop, main(), 20)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 20)
         return trace
 
     trace = compare(scenario)

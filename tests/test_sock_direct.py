@@ -9,7 +9,7 @@ import struct
 
 import pytest
 
-from support import run_until
+from support import run_until, run_with_pair
 from netsupport import NET_MARKS, digest, nb_socketpair, outcome, payload
 from netsupport import wait
 from netsupport import _net_collect_garbage  # noqa: F401 (autouse)
@@ -29,6 +29,14 @@ def tcp_pair():
     return a, b
 
 
+def small_sndbuf_pair():
+    """tcp_pair() whose first socket has a 4 KiB send buffer (sendall
+    waits soon)."""
+    a, b = tcp_pair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    return a, b
+
+
 def test_recv_arguments_and_ready_data(compare):
     """The first try with data already there, for every kind of n."""
     class Size(int):
@@ -36,9 +44,8 @@ def test_recv_arguments_and_ready_data(compare):
 
     def scenario(loop):
         trace = []
-        a, b = nb_socketpair()
 
-        async def main():
+        async def main(a, b):
             for label, n in (("int", 3), ("zero", 0), ("negative", -1),
                              ("bool", True), ("int subclass", Size(2)),
                              ("too big", 2 ** 64),
@@ -47,11 +54,7 @@ def test_recv_arguments_and_ready_data(compare):
                 trace.append((label, await outcome(loop.sock_recv(a, n))))
                 trace.append(("rest", await wait(loop.sock_recv(a, 100))))
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, nb_socketpair, main, 10)
         return trace
 
     compare(scenario)
@@ -60,9 +63,8 @@ def test_recv_arguments_and_ready_data(compare):
 def test_recv_waits_then_gets_exactly_n(compare):
     def scenario(loop):
         trace = []
-        a, b = tcp_pair()
 
-        async def main():
+        async def main(a, b):
             t = loop.create_task(loop.sock_recv(a, 5))
             await asyncio.sleep(0)
             trace.append(("pending", t.done()))
@@ -79,11 +81,7 @@ def test_recv_waits_then_gets_exactly_n(compare):
             b.close()
             trace.append(("eof", await wait(loop.sock_recv(a, 10))))
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, tcp_pair, main, 10)
         return trace
 
     compare(scenario)
@@ -135,16 +133,14 @@ def test_sendall_kinds_of_data(compare):
 
     def scenario(loop):
         trace = []
-        a, b = tcp_pair()
-        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
-        async def drain(n):
+        async def drain(b, n):
             got = bytearray()
             while len(got) < n:
                 got += await wait(loop.sock_recv(b, 65536))
             return digest(got)
 
-        async def main():
+        async def main(a, b):
             big = payload(200_000, 1)
             for label, data in (
                     ("bytes", b"hello"), ("bytearray", bytearray(b"world")),
@@ -156,7 +152,7 @@ def test_sendall_kinds_of_data(compare):
                     ("big memoryview", memoryview(big)[1:])):
                 n = memoryview(data).nbytes
                 send = loop.create_task(loop.sock_sendall(a, data))
-                got = await drain(n)
+                got = await drain(b, n)
                 trace.append((label, await outcome(send), got))
             released = memoryview(b"gone")
             released.release()
@@ -164,11 +160,7 @@ def test_sendall_kinds_of_data(compare):
                                 ("empty", b""), ("released", released)):
                 trace.append((label, await outcome(loop.sock_sendall(a, data))))
 
-        try:
-            run_until(loop, main(), 20)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, small_sndbuf_pair, main, 20)
         return trace
 
     compare(scenario)
@@ -179,10 +171,8 @@ def test_sendall_mutated_bytearray_while_pending(compare):
     bytearray fails, changing its bytes sends the new ones."""
     def scenario(loop):
         trace = []
-        a, b = tcp_pair()
-        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
-        async def main():
+        async def main(a, b):
             data = bytearray(payload(2_000_000, 2))
             send = loop.create_task(loop.sock_sendall(a, data))
             await asyncio.sleep(0)
@@ -198,11 +188,7 @@ def test_sendall_mutated_bytearray_while_pending(compare):
             trace.append(("sent", await outcome(send), got[-4:],
                           digest(got) == digest(data)))
 
-        try:
-            run_until(loop, main(), 20)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, small_sndbuf_pair, main, 20)
         return trace
 
     compare(scenario)
@@ -268,9 +254,8 @@ def test_socket_subclass_and_timeouts(compare):
 def test_recv_into_direct_and_pending(compare):
     def scenario(loop):
         trace = []
-        a, b = tcp_pair()
 
-        async def main():
+        async def main(a, b):
             buf = bytearray(6)
             b.send(b"abc")
             trace.append(("ready", await wait(loop.sock_recv_into(a, buf)),
@@ -284,11 +269,7 @@ def test_recv_into_direct_and_pending(compare):
                 loop.sock_recv_into(a, b"zz"))))
             trace.append(("rest", await wait(loop.sock_recv(a, 100))))
 
-        try:
-            run_until(loop, main(), 10)
-        finally:
-            a.close()
-            b.close()
+        run_with_pair(loop, tcp_pair, main, 10)
         return trace
 
     compare(scenario)
@@ -300,16 +281,14 @@ def test_cancel_leaves_no_watch(new_loop, kind, op):
     fd became ready) leaves no reader or writer behind and no data eaten
     or sent; the next operation on the socket works."""
     loop = new_loop()
-    a, b = tcp_pair()
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
-    def watched():
+    def watched(a):
         if kind == "tideloop":
             return loop._fd_events(a.fileno())
         key = loop._selector.get_map().get(a.fileno())
         return key.events if key is not None else 0
 
-    async def main():
+    async def main(a, b):
         for ready_too in (False, True):
             if op == "sendall":
                 # Fill the send buffer so that sendall waits.
@@ -325,7 +304,7 @@ def test_cancel_leaves_no_watch(new_loop, kind, op):
                 coro = loop.sock_recv_into(a, bytearray(10))
             t = loop.create_task(coro)
             await asyncio.sleep(0)
-            assert not t.done() and watched()
+            assert not t.done() and watched(a)
             if ready_too:
                 # Ready, and cancelled before the loop polls again.
                 if op == "sendall":
@@ -339,7 +318,7 @@ def test_cancel_leaves_no_watch(new_loop, kind, op):
             t.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await t
-            assert not watched()
+            assert not watched(a)
             if op == "sendall":
                 # Nothing of the cancelled data went out.
                 try:
@@ -353,11 +332,7 @@ def test_cancel_leaves_no_watch(new_loop, kind, op):
                 assert await wait(loop.sock_recv(a, 100)) == b"data"
         assert not loop._sock_waiters if kind == "tideloop" else True
 
-    try:
-        run_until(loop, main(), 10)
-    finally:
-        a.close()
-        b.close()
+    run_with_pair(loop, small_sndbuf_pair, main, 10)
 
 
 def test_debug_mode_and_ssl_socket(compare):
@@ -392,3 +367,91 @@ def test_debug_mode_and_ssl_socket(compare):
         return trace
 
     compare(scenario)
+
+
+def recv_into_buffers():
+    """(label, buffer, what shows the bytes received) for recv_into():
+    writable C-contiguous ones (recv(2) by sockops.c) and the rest (the
+    method's errors)."""
+    import array
+    import ctypes
+    import mmap
+    ba = bytearray(8)
+    arr = array.array("i", [0, 0])
+    m = mmap.mmap(-1, 8)
+    cbuf = ctypes.create_string_buffer(8)
+    released = memoryview(bytearray(4))
+    released.release()
+    grid = bytearray(8)
+    strided = bytearray(8)
+    return [
+        ("bytearray", ba, ba),
+        ("memoryview slice", memoryview(ba)[2:6], ba),
+        ("array of ints", arr, arr),
+        ("2-d memoryview", memoryview(grid).cast("B", (2, 4)), grid),
+        ("mmap", m, m),
+        ("ctypes", cbuf, cbuf),
+        ("empty", bytearray(), None),
+        ("strided", memoryview(strided)[::2], strided),
+        ("read-only view", memoryview(bytearray(4)).toreadonly(), None),
+        ("bytes", b"abcd", None),
+        ("released", released, None),
+        ("str", "abcd", None),
+        ("none", None, None),
+    ]
+
+
+def test_recv_into_kinds_of_buffers(compare):
+    """Every kind of buffer, data there at the first try and data that
+    comes while the operation waits: the count, the bytes, the error."""
+    def scenario(loop):
+        trace = []
+
+        async def main(a, b):
+            for pending in (False, True):
+                for label, buf, shows in recv_into_buffers():
+                    if pending:
+                        t = loop.create_task(loop.sock_recv_into(a, buf))
+                        await asyncio.sleep(0)
+                        b.send(b"0123456789")
+                        res = await outcome(t)
+                    else:
+                        b.send(b"0123456789")
+                        res = await outcome(loop.sock_recv_into(a, buf))
+                    got = bytes(shows) if shows is not None else None
+                    rest = await outcome(loop.sock_recv(a, 100))
+                    trace.append((label, pending, res, got, rest))
+
+        run_with_pair(loop, nb_socketpair, main, 10)
+        return trace
+
+    compare(scenario)
+
+
+def test_recv_into_does_not_call_the_method(new_loop, kind, monkeypatch):
+    """On an exact non-blocking socket.socket, sock_recv_into() makes the
+    recv(2) itself, first try and retry (a bad buffer still goes to the
+    method, for its error)."""
+    if kind != "tideloop":
+        pytest.skip("what tideloop's C path does")
+    loop = new_loop()
+    calls = []
+    method = socket.socket.recv_into
+
+    def traced(self, buf, *args):
+        calls.append(type(buf).__name__)
+        return method(self, buf, *args)
+
+    monkeypatch.setattr(socket.socket, "recv_into", traced)
+
+    async def main(a, b):
+        buf = bytearray(4)
+        b.send(b"ab")
+        assert await loop.sock_recv_into(a, buf) == 2
+        loop.call_soon(b.send, b"cd")
+        assert await loop.sock_recv_into(a, buf) == 2
+        with pytest.raises(TypeError):
+            await loop.sock_recv_into(a, b"xx")
+        assert calls == ["bytes"], calls
+
+    run_with_pair(loop, nb_socketpair, main, 10)

@@ -23,7 +23,7 @@ import tempfile
 
 import pytest
 
-from support import PY
+from support import PY, run_until
 from netsupport import HOST4, NET_MARKS, nb_socketpair
 from netsupport import _net_collect_garbage  # noqa: F401 (autouse)
 
@@ -268,3 +268,48 @@ def test_other_operation_unaffected(new_loop, kind):
                 s.close()
 
     loop.run_until_complete(main())
+
+
+@pytest.mark.parametrize("dup", [False, True])
+def test_fd_reused_while_pending(new_loop, kind, dup):
+    """The socket of a pending sock_recv() is closed (its file maybe kept
+    open by a dup) and a new socket gets the number and waits on it.  The
+    registration names the old file: stock asyncio's new wait never sees
+    its data (unless the old file, kept by a dup, is readable: then its
+    events wake the new socket's callback again and again).  tideloop
+    registers the fd again for the new socket, whose wait gets its data
+    (and never the old file's events), and fails the old operation."""
+    if kind == "asyncio":
+        pytest.skip("stock asyncio never registers the new socket's file")
+    loop = new_loop()
+
+    async def main():
+        a, b = nb_socketpair()
+        fd = a.fileno()
+        keep = a.dup() if dup else None
+        old = loop.create_task(loop.sock_recv(a, 10))
+        await asyncio.sleep(0)
+        a.close()
+        c, d = nb_socketpair()
+        try:
+            assert c.fileno() == fd
+            new = loop.create_task(loop.sock_recv(c, 10))
+            await asyncio.sleep(0)
+            if keep is not None:
+                b.send(b"old file")
+                for _ in range(3):
+                    await asyncio.sleep(0)
+            assert not new.done()
+            d.send(b"hello")
+            assert await new == b"hello"
+            with pytest.raises(OSError) as info:
+                await old
+            assert info.value.errno == errno.EBADF
+            if keep is not None:
+                assert keep.recv(100) == b"old file"
+        finally:
+            for s in (b, c, d, keep):
+                if s is not None:
+                    s.close()
+
+    run_until(loop, main(), 10)
