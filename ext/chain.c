@@ -182,9 +182,9 @@ chain_copy_state(FutureChainObject *self)
 }
 
 /* asyncio's _set_state(destination, source): run by the loop, through
- * call_soon_threadsafe(), once.  Then the chain lets both futures go: the
- * source keeps its done callback (a reference to the chain), which so
- * makes no cycle for the GC to find. */
+ * call_soon_threadsafe(), once.  Then the chain lets both futures go:
+ * the source keeps its done callback, a reference to the chain, but the
+ * chain no longer refers back, so there is no cycle for the GC to find. */
 static PyObject *
 FutureChain_set_state(FutureChainObject *self, PyObject *Py_UNUSED(unused))
 {
@@ -203,55 +203,71 @@ FutureChain_call_check_cancel(FutureChainObject *self, PyObject *destination)
     if (self->source == NULL) {
         Py_RETURN_NONE;  /* the outcome was copied */
     }
+    /* Ours while cancel() runs Python code. */
+    PyObject *source = Py_NewRef(self->source);
     int c = chain_test(self, N_CANCELLED, destination);
-    if (c < 0 || (c > 0 && chain_do(self, N_CANCEL, self->source, NULL) < 0)) {
-        return NULL;
+    if (c > 0) {
+        c = chain_do(self, N_CANCEL, source, NULL);
     }
-    Py_RETURN_NONE;
+    Py_DECREF(source);
+    return c < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 static PyMethodDef FutureChain_set_state_def = {
     "_set_state", (PyCFunction)FutureChain_set_state, METH_NOARGS,
     "Copy the concurrent future's outcome to the asyncio future."};
 
-/* asyncio's _call_set_state(source): the source's done callback, run by
- * the thread that finished it (an executor's), or at once if it already
- * was.  Which checks come before call_soon_threadsafe() follows the
- * running Python's asyncio. */
-static PyObject *
-FutureChain_call_set_state(FutureChainObject *self,
-                           PyObject *Py_UNUSED(source))
+/* asyncio's _call_set_state(source) with its dest_loop `loop`. */
+static int
+chain_post_state(FutureChainObject *self, PyObject *loop)
 {
-    PyObject *loop = self->dest_loop;
-    if (loop == NULL) {
-        Py_RETURN_NONE;  /* the outcome was copied */
-    }
     int c = chain_test(self, N_CANCELLED, self->dest);
     if (c > 0 && loop != Py_None) {
         c = chain_test(self, N_IS_CLOSED, loop);
         if (c != 0) {
-            return c < 0 ? NULL : Py_NewRef(Py_None);
+            return c < 0 ? -1 : 0;
         }
     }
     if (c < 0) {
-        return NULL;
+        return -1;
     }
     if (loop == Py_None) {
-        return FutureChain_set_state(self, NULL);
+        PyObject *r = FutureChain_set_state(self, NULL);
+        Py_XDECREF(r);
+        return r == NULL ? -1 : 0;
     }
 #if PY_VERSION_HEX >= 0x030A0000
     c = chain_test(self, N_IS_CLOSED, loop);
     if (c != 0) {
-        return c < 0 ? NULL : Py_NewRef(Py_None);
+        return c < 0 ? -1 : 0;
     }
 #endif
     PyObject *cb = PyCFunction_New(&FutureChain_set_state_def,
                                    (PyObject *)self);
     if (cb == NULL) {
-        return NULL;
+        return -1;
     }
     int r = chain_do(self, N_CALL_SOON_THREADSAFE, loop, cb);
     Py_DECREF(cb);
+    return r;
+}
+
+/* The source's done callback, run by the thread that finished it (an
+ * executor's), or at once if it already was.  Which checks come before
+ * call_soon_threadsafe() follows the running Python's asyncio. */
+static PyObject *
+FutureChain_call_set_state(FutureChainObject *self,
+                           PyObject *Py_UNUSED(source))
+{
+    if (self->dest_loop == NULL) {
+        Py_RETURN_NONE;  /* the outcome was copied */
+    }
+    /* Ours: once call_soon_threadsafe() has queued _set_state, the loop's
+     * thread may run it, and clear the chain, while this thread waits for
+     * the GIL (the wake-up releases it). */
+    PyObject *loop = Py_NewRef(self->dest_loop);
+    int r = chain_post_state(self, loop);
+    Py_DECREF(loop);
     return r < 0 ? NULL : Py_NewRef(Py_None);
 }
 
