@@ -273,6 +273,7 @@ tl_exec(PyObject *module)
         tl_udp_init_types(module, st) < 0 ||
         tl_pipe_init_types(module, st) < 0 ||
         tl_ssl_init_types(module, st) < 0 ||
+        tl_chain_init(module, st) < 0 ||
         module_find_slots(st) < 0 || module_add_backends(module) < 0) {
         goto error;
     }
@@ -314,6 +315,10 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->WeakValueDictType);
     Py_VISIT(st->ReadPipeType);
     Py_VISIT(st->WritePipeType);
+    Py_VISIT(st->FutureChainType);
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(st->chain_objs); i++) {
+        Py_VISIT(st->chain_objs[i]);
+    }
     return tl_ssl_traverse(st, visit, arg);
 }
 
@@ -364,6 +369,13 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->gaierror);
     Py_CLEAR(st->gai_enums[0]);
     Py_CLEAR(st->gai_enums[1]);
+    Py_CLEAR(st->FutureChainType);
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(st->chain_objs); i++) {
+        Py_CLEAR(st->chain_objs[i]);
+    }
+    for (size_t i = 0; i < Py_ARRAY_LENGTH(st->chain_names); i++) {
+        Py_CLEAR(st->chain_names[i]);
+    }
     tl_ssl_clear(st);
     return 0;
 }

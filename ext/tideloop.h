@@ -173,6 +173,13 @@ typedef struct tl_state {
 
     struct tl_ssl_state *ssl;    /* sslinit.c: the SSL protocol's state */
 
+    /* chain.c: wrap_future()'s fast path.  Its type; what it takes from
+     * concurrent.futures and asyncio.futures (TL_CHAIN_*); the names it
+     * calls, interned. */
+    PyObject *FutureChainType;
+    PyObject *chain_objs[4];
+    PyObject *chain_names[15];
+
     /* handle.c: freed Handle [0] and TimerHandle [1] objects kept for
      * reuse, linked through their callback field. */
     struct HandleObject *handle_free[2];
@@ -475,6 +482,9 @@ tl_call_method(PyObject *name, PyObject **args, size_t nargs)
     return PyObject_VectorcallMethod(
         name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
+
+/* chain.c: _core._wrap_future(loop, concurrent_future). */
+int tl_chain_init(PyObject *module, tl_state *st);
 
 /* handle.c */
 int tl_handle_init_types(PyObject *module, tl_state *st);

@@ -16,6 +16,7 @@ drifts.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import functools
 import inspect
@@ -31,7 +32,7 @@ import time
 import traceback
 import warnings
 import weakref
-from asyncio import (base_events, constants, coroutines, events,
+from asyncio import (base_events, constants, coroutines, events, futures,
                      format_helpers, selector_events, trsock, unix_events)
 
 from . import _core, _pipes, _sslproto, _transports
@@ -41,7 +42,10 @@ from . import _core, _pipes, _sslproto, _transports
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 if TYPE_CHECKING:
     from types import FrameType
+    from typing import TypeVar
+    from concurrent.futures import Executor
     from typing_extensions import TypeVarTuple, Unpack
+    _T = TypeVar("_T")
     _Ts = TypeVarTuple("_Ts")
     from ._core import _LoopAPI as _AbstractEventLoop
 else:
@@ -52,6 +56,7 @@ __all__ = ("Loop",)
 logger = logging.getLogger("asyncio")
 
 _BaseEventLoop = base_events.BaseEventLoop
+_ConcurrentFuture = concurrent.futures.Future
 
 # A build without the epoll backend (TIDELOOP_PORTABLE=1, or not Linux).
 _PORTABLE = "epoll" not in _core.BACKENDS
@@ -73,7 +78,6 @@ _BORROWED = (
     "default_exception_handler",
     "get_exception_handler",
     "get_task_factory",
-    "run_in_executor",
     "run_until_complete",
     "set_debug",
     "set_default_executor",
@@ -234,6 +238,30 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
     def _check_closed(self) -> None:
         if self._closed:
             raise RuntimeError("Event loop is closed")
+
+    def run_in_executor(
+        self, executor: Executor | None,
+        func: Callable[[Unpack[_Ts]], _T], *args: Unpack[_Ts]
+    ) -> asyncio.Future[_T]:
+        """asyncio's BaseEventLoop.run_in_executor(); wrap_future() of the
+        submitted future in C (_core._wrap_future) when it is an exact
+        concurrent.futures.Future, as ThreadPoolExecutor makes."""
+        self._check_closed()
+        if self._debug:
+            self._check_callback(func, 'run_in_executor')
+        if executor is None:
+            executor = self._default_executor
+            # Only check when the default executor is being used
+            self._check_default_executor()
+            if executor is None:
+                executor = concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix='asyncio'
+                )
+                self._default_executor = executor
+        future = executor.submit(func, *args)
+        if type(future) is _ConcurrentFuture:
+            return _core._wrap_future(self, future)
+        return futures.wrap_future(future, loop=self)
 
     def close(self) -> None:
         """Close the loop: drop pending callbacks, shut the default
