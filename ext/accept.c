@@ -258,6 +258,27 @@ accepted_init_extra(PyObject *self, tl_state *st, PyObject *sock,
     return rc;
 }
 
+/* The truth of a WeakValueDictionary's `_pending_removals` or
+ * `_iterating`: 1 or 0, or -1 with an exception set.  0 where the
+ * dictionary has no such attribute: from 3.14 its callback removes the
+ * entry at once, iterating or not, and __setitem__ has nothing to
+ * commit. */
+static int
+weakvalue_flag(PyObject *map, PyObject *name)
+{
+    PyObject *v = PyObject_GetAttr(map, name);
+    if (v == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
+            return -1;
+        }
+        PyErr_Clear();
+        return 0;
+    }
+    int rc = PyObject_IsTrue(v);
+    Py_DECREF(v);
+    return rc;
+}
+
 /* map[key] = value for the loop's WeakValueDictionary, as its
  * __setitem__ does (pending removals committed, then data[key] =
  * KeyedRef(value, map._remove, key)) without its Python frames; another
@@ -269,9 +290,7 @@ accept_weakvalue_set(tl_state *st, PyObject *map, PyObject *key,
     if (Py_TYPE(map) != (PyTypeObject *)st->WeakValueDictType) {
         return PyObject_SetItem(map, key, value);
     }
-    PyObject *pending = PyObject_GetAttr(map, st->str_pending_removals);
-    int some = pending == NULL ? -1 : PyObject_IsTrue(pending);
-    Py_XDECREF(pending);
+    int some = weakvalue_flag(map, st->str_pending_removals);
     if (some > 0) {
         PyObject *args[1] = {map};
         PyObject *r = tl_call_method(st->str_commit_removals, args, 1);
@@ -312,9 +331,7 @@ accept_weakvalue_set(tl_state *st, PyObject *map, PyObject *key,
 static int
 accept_forget_entry(tl_state *st, PyObject *self, PyObject *map)
 {
-    PyObject *iterating = PyObject_GetAttr(map, st->str_iterating);
-    int busy = iterating == NULL ? -1 : PyObject_IsTrue(iterating);
-    Py_XDECREF(iterating);
+    int busy = weakvalue_flag(map, st->str_iterating);
     if (busy != 0) {
         return busy;
     }
