@@ -686,6 +686,11 @@ Pipe_new_impl(PyObject *cls, PyObject *const *args, Py_ssize_t nargs)
     tl_pipe *t = PP(self);
     t->s.protocol = Py_NewRef(args[3]);
     t->is_write = (char)is_write;
+    /* A read pipe starts as if after a full read: its first read, often
+     * a child's whole first burst (a pipe holds 64 KiB), lands straight
+     * in its bytes object instead of being copied out of the loop's
+     * buffer. */
+    t->s.last_read = is_write ? 0 : TL_PIPE_DIRECT;
     return self;
 }
 

@@ -159,8 +159,9 @@ char *tl_stream_rbuf(tl_stream *s);
  *     object with room for the last read plus `small` (at most `direct`
  *     bytes; the rest of TL_READ_SIZE, if any, into the loop's buffer),
  *     then shrunk to what came: no copy unless the read was longer;
- *   - after a smaller read (and at first), into the loop's buffer, then
- *     copied: a few bytes cost less to copy than a big allocation.
+ *   - after a smaller read (and at first, unless the kind set last_read
+ *     at creation: pipes do), into the loop's buffer, then copied: a few
+ *     bytes cost less to copy than a big allocation.
  * A read of fewer than `small` bytes never keeps a big allocation: it is
  * copied out of it.  So a connection of small messages reads through the
  * loop's buffer, and one of big messages without a copy. */

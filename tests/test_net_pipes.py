@@ -68,6 +68,50 @@ def test_read_pipe(compare):
             1) in trace
 
 
+class _Chunks(asyncio.Protocol):
+    """Each data_received() chunk: its type, length and digest."""
+
+    def __init__(self, loop):
+        self.chunks = []
+        self.got = loop.create_future()
+        self.lost = loop.create_future()
+
+    def data_received(self, data):
+        self.chunks.append((type(data).__name__, digest(data)))
+        if not self.got.done():
+            self.got.set_result(None)
+
+    def connection_lost(self, exc):
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize("first", [64 * KiB, 5])
+def test_read_pipe_chunks(compare, first):
+    """A full pipe (64 KiB) or a few bytes at the first read, then a few
+    bytes, then a full pipe again: every chunk as asyncio reads it (a
+    read pipe's first read lands straight in its bytes object)."""
+    def scenario(loop):
+        async def main():
+            rf, wf = pipe_files()
+            wf.write(payload(first, 1))     # waiting before the first read
+            pr = _Chunks(loop)
+            tr, _ = await wait(loop.connect_read_pipe(lambda: pr, rf))
+            for data in (payload(3, 2), payload(64 * KiB, 3)):
+                await wait(pr.got)
+                pr.got = loop.create_future()
+                wf.write(data)
+            await wait(pr.got)
+            wf.close()
+            await wait(pr.lost)
+            return pr.chunks
+
+        return run_until(loop, main(), 20)
+
+    chunks = compare(scenario)
+    assert chunks[0] == ("bytes", digest(payload(first, 1)))
+    assert chunks[-1] == ("bytes", digest(payload(64 * KiB, 3)))
+
+
 def test_read_pipe_close_by_transport(compare):
     def scenario(loop):
         async def main():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import errno
+import functools
 import logging
 import os
 import selectors
@@ -113,18 +114,19 @@ _SUBPROCESS_PIPE_PROTOS = (base_subprocess.ReadSubprocessPipeProto,
 class _LoopInContext:
     """The loop, as asyncio's _connect_pipes() sees it: its call_soon()
     (connection_made() and the callbacks queued before it) runs in the
-    subprocess's context.  Everything else is the loop's own."""
+    subprocess's context.  Everything else is the loop's own.  What
+    _connect_pipes() calls is set up front, so that it reads no name
+    through __getattr__ (each such read first fails a normal lookup)."""
 
-    __slots__ = ("_tl_loop", "_tl_context")
+    __slots__ = ("_tl_loop", "call_soon", "connect_read_pipe",
+                 "connect_write_pipe")
 
     def __init__(self, loop: Any, context: Any) -> None:
         self._tl_loop = loop
-        self._tl_context = context
-
-    def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
-        if context is None:
-            context = self._tl_context
-        return self._tl_loop.call_soon(callback, *args, context=context)
+        # _connect_pipes() passes no context: each call runs in `context`.
+        self.call_soon = functools.partial(loop.call_soon, context=context)
+        self.connect_read_pipe = loop.connect_read_pipe
+        self.connect_write_pipe = loop.connect_write_pipe
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._tl_loop, name)
