@@ -24,6 +24,7 @@ enum {
     TL_CHAIN_FINISHED,     /* concurrent.futures._base.FINISHED */
     TL_CHAIN_PY_CHAIN,     /* asyncio.futures._chain_future */
     TL_CHAIN_CONVERT_EXC,  /* asyncio.futures._convert_future_exc */
+    TL_CHAIN_GET_RUNNING,  /* asyncio.events._get_running_loop */
 };
 
 /* tl_state.chain_names, in this order. */
@@ -231,6 +232,21 @@ chain_post_state(FutureChainObject *self, PyObject *loop)
     if (c < 0) {
         return -1;
     }
+    if (loop != Py_None && self->st->chain_running_check) {
+        /* 3.14+: `dest_loop is events._get_running_loop()` copies at
+         * once, as for a future finished or cancelled on the loop's own
+         * thread (3.13 and before compare with the source's loop, None
+         * for a concurrent future). */
+        PyObject *running = PyObject_CallNoArgs(
+            self->st->chain_objs[TL_CHAIN_GET_RUNNING]);
+        if (running == NULL) {
+            return -1;
+        }
+        Py_DECREF(running);
+        if (running == loop) {
+            loop = Py_None;
+        }
+    }
     if (loop == Py_None) {
         PyObject *r = FutureChain_set_state(self, NULL);
         Py_XDECREF(r);
@@ -409,6 +425,52 @@ static PyMethodDef chain_functions[] = {
      "concurrent.futures.Future, chained in C: _wrap_future(loop, future)."},
     {NULL}};
 
+/* Whether asyncio's _chain_future() copies the state at once when the
+ * running loop is the destination's (3.14+: its _call_set_state looks up
+ * events._get_running_loop).  Read from its code, so a release that
+ * back-ports the change is followed too.  1, 0, or -1 with an exception
+ * set. */
+static int
+chain_checks_running_loop(PyObject *chain_future)
+{
+    PyObject *code = PyObject_GetAttrString(chain_future, "__code__");
+    PyObject *consts = code == NULL ? NULL
+                                    : PyObject_GetAttrString(code, "co_consts");
+    Py_XDECREF(code);
+    if (consts == NULL || !PyTuple_Check(consts)) {
+        Py_XDECREF(consts);
+        return consts == NULL ? -1 : 0;
+    }
+    int found = 0;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(consts) && !found; i++) {
+        PyObject *c = PyTuple_GET_ITEM(consts, i);
+        if (!PyCode_Check(c)) {
+            continue;
+        }
+        PyObject *name = PyObject_GetAttrString(c, "co_name");
+        if (name == NULL) {
+            found = -1;
+            break;
+        }
+        int match = PyUnicode_Check(name) &&
+                    PyUnicode_CompareWithASCIIString(name,
+                                                     "_call_set_state") == 0;
+        Py_DECREF(name);
+        if (!match) {
+            continue;
+        }
+        PyObject *names = PyObject_GetAttrString(c, "co_names");
+        PyObject *want = PyUnicode_FromString("_get_running_loop");
+        found = names == NULL || want == NULL
+                    ? -1
+                    : PySequence_Contains(names, want);
+        Py_XDECREF(names);
+        Py_XDECREF(want);
+    }
+    Py_DECREF(consts);
+    return found;
+}
+
 /* module.attr into *slot; 0 or -1. */
 static int
 chain_import(const char *module, const char *attr, PyObject **slot)
@@ -441,7 +503,13 @@ tl_chain_init(PyObject *module, tl_state *st)
         chain_import("asyncio.futures", "_chain_future",
                      &o[TL_CHAIN_PY_CHAIN]) < 0 ||
         chain_import("asyncio.futures", "_convert_future_exc",
-                     &o[TL_CHAIN_CONVERT_EXC]) < 0) {
+                     &o[TL_CHAIN_CONVERT_EXC]) < 0 ||
+        chain_import("asyncio.events", "_get_running_loop",
+                     &o[TL_CHAIN_GET_RUNNING]) < 0) {
+        return -1;
+    }
+    st->chain_running_check = chain_checks_running_loop(o[TL_CHAIN_PY_CHAIN]);
+    if (st->chain_running_check < 0) {
         return -1;
     }
     st->FutureChainType = PyType_FromModuleAndSpec(module, &FutureChain_spec,

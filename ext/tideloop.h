@@ -177,7 +177,8 @@ typedef struct tl_state {
      * concurrent.futures and asyncio.futures (TL_CHAIN_*); the names it
      * calls, interned. */
     PyObject *FutureChainType;
-    PyObject *chain_objs[4];
+    PyObject *chain_objs[5];
+    int chain_running_check;  /* see chain.c's chain_post_state() */
     PyObject *chain_names[15];
 
     /* handle.c: freed Handle [0] and TimerHandle [1] objects kept for
