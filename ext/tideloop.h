@@ -19,6 +19,13 @@ Py_NewRef(PyObject *o)
     return o;
 }
 
+static inline PyObject *
+Py_XNewRef(PyObject *o)
+{
+    Py_XINCREF(o);
+    return o;
+}
+
 static inline int
 PyModule_AddObjectRef(PyObject *mod, const char *name, PyObject *value)
 {
