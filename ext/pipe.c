@@ -295,9 +295,8 @@ ReadPipe_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 static PyObject *
 ReadPipe_start_reading(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
-    tl_pipe *t = PP(self);
 #if PY_VERSION_HEX >= 0x030B0000
-    if (!tl_stream_reading_wanted(&t->s)) {
+    if (!tl_stream_reading_wanted(&PP(self)->s)) {
         Py_RETURN_NONE;
     }
 #endif
