@@ -6,6 +6,7 @@ conftest.py holds the fixtures and describes the two styles of test
 import asyncio
 import contextlib
 import difflib
+import gc
 import inspect
 import logging
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 
 import pytest
 
@@ -162,6 +164,17 @@ def run_with_pair(loop, make_pair, main, timeout=GUARD_TIMEOUT):
 
 class LoopHung(AssertionError):
     pass
+
+
+def collected(ref):
+    """Whether the object behind weakref `ref` is gone after two full
+    collections (the second frees what the first's finalizers released);
+    the ResourceWarning of an unclosed loop or transport is ignored."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+        gc.collect()
+    return ref() is None
 
 
 def run_forever_guarded(loop, timeout=GUARD_TIMEOUT):

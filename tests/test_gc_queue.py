@@ -6,10 +6,9 @@ asyncio and on tideloop, that the GC frees such a cycle."""
 import asyncio
 import contextvars
 import gc
-import warnings
 import weakref
 
-from support import run_forever_guarded
+from support import collected, run_forever_guarded
 
 VAR = contextvars.ContextVar("VAR")
 
@@ -32,11 +31,7 @@ def test_unclosed_loop_with_queued_handles_is_collected(loop_factory):
     run_forever_guarded(loop)
     ref = weakref.ref(loop)
     del loop
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-        gc.collect()
-    assert ref() is None
+    assert collected(ref)
 
 
 def test_cycle_through_a_kept_handle_and_its_context_is_collected(loop):

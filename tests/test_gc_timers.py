@@ -9,12 +9,11 @@ import asyncio
 import contextvars
 import gc
 import sysconfig
-import warnings
 import weakref
 
 import pytest
 
-from support import import_tideloop, run_forever_guarded
+from support import collected, import_tideloop, run_forever_guarded
 
 VAR = contextvars.ContextVar("VAR")
 
@@ -100,11 +99,7 @@ def test_unclosed_loop_with_timers_is_collected(loop_factory):
     run_then_stop(loop, setup, non_empty_context())
     ref = weakref.ref(loop)
     del loop
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
-        gc.collect()
-    assert ref() is None
+    assert collected(ref)
 
 
 def test_cycle_through_a_timer_pruned_at_the_head_is_collected(loop):
