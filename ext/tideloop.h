@@ -491,6 +491,27 @@ tl_call_method(PyObject *name, PyObject **args, size_t nargs)
         name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
 }
 
+/* The instance dict of a new object whose type has a __dict__ slot (a
+ * transport): on 3.11 an empty one at once, elsewhere none (NULL, made
+ * when first used).  3.11 specializes a method call on such an object
+ * (`transport.write(...)`: LOAD_METHOD_WITH_DICT) only once its dict
+ * exists; with a NULL dict the call stayed generic and looked the method
+ * up in the type on every call.  3.12+ specializes the NULL dict itself
+ * (LOAD_ATTR_METHOD_LAZY_DICT) and not an existing one.  0, or -1 with
+ * an exception set. */
+static inline int
+tl_new_instance_dict(PyObject **dict)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    if (*dict == NULL && (*dict = PyDict_New()) == NULL) {
+        return -1;
+    }
+#else
+    (void)dict;
+#endif
+    return 0;
+}
+
 /* chain.c: _core._wrap_future(loop, concurrent_future). */
 int tl_chain_init(PyObject *module, tl_state *st);
 
