@@ -166,6 +166,10 @@ typedef struct tl_state {
     Py_ssize_t slot_offsets[9];  /* TL_SLOT_COUNT */
 
     PyObject *str_context;       /* interned "context" */
+    /* The last equal but not identical "context" keyword call_soon() was
+     * given: asyncio's C Future and Task pass one of their own
+     * (Py_BuildValue("(s)", "context")), on every callback scheduled. */
+    PyObject *str_context_seen;
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
     PyObject *kw_context;        /* ("context",) for call_soon() */
