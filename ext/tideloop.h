@@ -334,6 +334,8 @@ typedef struct LoopObject {
      * without the GIL, and whether wakefd was written since. */
     char sleeping;
     char wakeup_sent;
+    /* Blocking polls left that sleep without a try first (loop.c). */
+    int poll_try_skip;
     /* add_signal_handler() was called: poll every iteration (loop.c). */
     char signals_watched;
 
