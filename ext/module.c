@@ -359,6 +359,7 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->ReadPipeType);
     Py_CLEAR(st->WritePipeType);
     Py_CLEAR(st->str_context);
+    Py_CLEAR(st->str_context_seen);
     Py_CLEAR(st->str_loop);
     Py_CLEAR(st->kw_loop);
     Py_CLEAR(st->kw_context);

@@ -41,6 +41,11 @@ tl_ssltr_new(tl_ssl_state *ss, PyObject *loop, PyObject *proto)
         return NULL;
     }
     tl_ssltr *t = TRS(self);
+    if (tl_new_instance_dict(&t->dict) < 0) {
+        t->closed = 1;    /* never opened: no ResourceWarning */
+        Py_DECREF(self);
+        return NULL;
+    }
     t->loop = Py_NewRef(loop);
     t->proto = Py_NewRef(proto);
     return self;

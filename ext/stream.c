@@ -444,6 +444,10 @@ tl_stream_alloc(PyTypeObject *tp, tl_stream_kind *kind,
         return NULL;
     }
     tl_stream *s = tl_stream_of(self);
+    if (tl_new_instance_dict(&s->dict) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
     s->kind = kind;
     s->loop = (LoopObject *)Py_NewRef(loop);
     s->file = Py_NewRef(file);

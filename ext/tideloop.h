@@ -166,6 +166,10 @@ typedef struct tl_state {
     Py_ssize_t slot_offsets[9];  /* TL_SLOT_COUNT */
 
     PyObject *str_context;       /* interned "context" */
+    /* The last equal but not identical "context" keyword call_soon() was
+     * given: asyncio's C Future and Task pass one of their own
+     * (Py_BuildValue("(s)", "context")), on every callback scheduled. */
+    PyObject *str_context_seen;
     PyObject *str_loop;          /* interned "loop" */
     PyObject *kw_loop;           /* ("loop",) for Future(loop=...) */
     PyObject *kw_context;        /* ("context",) for call_soon() */
@@ -330,6 +334,8 @@ typedef struct LoopObject {
      * without the GIL, and whether wakefd was written since. */
     char sleeping;
     char wakeup_sent;
+    /* Blocking polls left that sleep without a try first (loop.c). */
+    int poll_try_skip;
     /* add_signal_handler() was called: poll every iteration (loop.c). */
     char signals_watched;
 
@@ -489,6 +495,27 @@ tl_call_method(PyObject *name, PyObject **args, size_t nargs)
 {
     return PyObject_VectorcallMethod(
         name, args, nargs | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+}
+
+/* The instance dict of a new object whose type has a __dict__ slot (a
+ * transport): on 3.11 an empty one at once, elsewhere none (NULL, made
+ * when first used).  3.11 specializes a method call on such an object
+ * (`transport.write(...)`: LOAD_METHOD_WITH_DICT) only once its dict
+ * exists; with a NULL dict the call stayed generic and looked the method
+ * up in the type on every call.  3.12+ specializes the NULL dict itself
+ * (LOAD_ATTR_METHOD_LAZY_DICT) and not an existing one.  0, or -1 with
+ * an exception set. */
+static inline int
+tl_new_instance_dict(PyObject **dict)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    if (*dict == NULL && (*dict = PyDict_New()) == NULL) {
+        return -1;
+    }
+#else
+    (void)dict;
+#endif
+    return 0;
 }
 
 /* chain.c: _core._wrap_future(loop, concurrent_future). */

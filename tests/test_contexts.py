@@ -59,6 +59,43 @@ def test_explicit_context_argument(compare):
     assert trace[-1] == ("outer after", "default")
 
 
+def test_context_keyword_not_interned(compare):
+    """context= given as a str equal to "context" but not the interned one
+    (asyncio's C Task passes its own): each such keyword object is taken,
+    one seen before and a new one alike, and an unknown keyword is still
+    a TypeError."""
+    def scenario(loop):
+        trace = []
+        ctxs = [contextvars.copy_context() for _ in range(3)]
+        for i, c in enumerate(ctxs):
+            c.run(var.set, "ctx%d" % i)
+
+        def show(label):
+            trace.append((label, var.get()))
+
+        def kw(word):          # a new str object each call
+            return "".join(list(word))
+
+        first = kw("context")
+        loop.call_soon(show, "first", **{first: ctxs[0]})
+        loop.call_soon(show, "first again", **{first: ctxs[1]})
+        loop.call_soon_threadsafe(show, "another", **{kw("context"): ctxs[2]})
+        loop.call_soon(show, "interned", context=ctxs[0])
+        loop.call_soon(show, "no context")
+        for word in ("contexts", "Context", "contex"):
+            try:
+                loop.call_soon(show, "bad", **{kw(word): ctxs[0]})
+            except TypeError:
+                trace.append(("TypeError", word))
+        loop.call_soon(loop.stop)
+        run_forever_guarded(loop)
+        return trace
+
+    trace = compare(scenario)
+    assert trace[3:7] == [("first", "ctx0"), ("first again", "ctx1"),
+                          ("another", "ctx2"), ("interned", "ctx0")], trace
+
+
 def test_changes_inside_callbacks_do_not_leak(compare):
     def scenario(loop):
         trace = []

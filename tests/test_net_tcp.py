@@ -129,6 +129,60 @@ class KeepOpen(Recorder):
     eof_result = True
 
 
+def test_transport_instance_attributes(compare):
+    """A transport takes attributes of its own, as asyncio's (which have a
+    __dict__) do: set, read, replaced, deleted; a missing one is an
+    AttributeError."""
+    def scenario(loop):
+        async def main():
+            ep = await serve(loop, "tcp4", Echo)
+            tr, _ = await wait(ep.connect(lambda: Recorder(loop)))
+            trace = [("missing", call_ev(getattr, tr, "tag")[:2])]
+            tr.tag = 1
+            trace.append(("set", tr.tag))
+            tr.tag = "two"
+            trace.append(("replaced", tr.tag))
+            del tr.tag
+            trace.append(("deleted", call_ev(getattr, tr, "tag")[:2]))
+            trace.append(("del again", call_ev(delattr, tr, "tag")[:2]))
+            trace.append(("method still", tr.is_closing()))
+            tr.close()
+            await close_server(ep.server)
+            return trace
+
+        return run_until(loop, main(), 20)
+
+    compare(scenario)
+
+
+@pytest.mark.skipif(PY[:2] != (3, 11), reason="3.11's LOAD_METHOD")
+def test_transport_method_calls_specialize(kind, loop):
+    """On 3.11 a method call on a transport (`transport.write(...)`)
+    specializes only if the instance dict exists: tideloop's transports
+    get an empty one when made (with none the call looked the method up
+    on every call).  asyncio's Python transports specialize as well."""
+    import dis
+
+    def probe(tr):
+        for _ in range(64):
+            tr.is_closing()
+
+    async def main():
+        ep = await serve(loop, "tcp4", Echo)
+        tr, _ = await wait(ep.connect(lambda: Recorder(loop)))
+        for _ in range(3):
+            probe(tr)
+        tr.close()
+        await close_server(ep.server)
+
+    run_until(loop, main(), 20)
+    ops = [i.opname for i in dis.get_instructions(probe, adaptive=True)
+           if i.argval == "is_closing"]
+    assert ops and ops[0] in ("LOAD_METHOD_WITH_DICT",
+                              "LOAD_METHOD_WITH_VALUES",
+                              "LOAD_METHOD_NO_DICT"), ops
+
+
 @pytest.mark.parametrize("where", WHERE_PARAMS)
 def test_callback_order_and_half_close(compare, where):
     """Client sends and half-closes; the server's eof_received returns

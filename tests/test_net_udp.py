@@ -326,6 +326,64 @@ def test_udp_sendto_errors_and_close(compare):
     compare(scenario)
 
 
+def test_udp_sendto_call_shapes(compare):
+    """sendto(data, addr=None) called every way Python allows: positional,
+    by keyword, mixed; and the calls that are TypeErrors (no data, too many
+    arguments, an unknown or a repeated keyword).  What arrives, from which
+    address and in what order, is compared; of the errors their type (the
+    messages name asyncio's Python function or tideloop's C method)."""
+    def scenario(loop):
+        async def main():
+            scrub = Scrub()
+            stran, sprot = await wait(loop.create_datagram_endpoint(
+                lambda: DgramRecorder(loop, scrub), local_addr=(HOST4, 0)))
+            saddr = stran.get_extra_info("sockname")
+            scrub.port(saddr[1], "S")
+            ctran, cprot = await wait(loop.create_datagram_endpoint(
+                lambda: DgramRecorder(loop, scrub), remote_addr=saddr))
+            caddr = ctran.get_extra_info("sockname")
+            scrub.port(caddr[1], "C")
+            trace = []
+
+            def shape(label, fn, *args, **kwargs):
+                ev = call_ev(fn, *args, **kwargs)
+                trace.append((label, ev[:2]))
+
+            shape("one", ctran.sendto, b"c1")
+            shape("None", ctran.sendto, b"c2", None)
+            shape("peer", ctran.sendto, b"c3", saddr)
+            shape("data kw", ctran.sendto, data=b"c4")
+            shape("addr kw", ctran.sendto, b"c5", addr=saddr)
+            shape("both kw", ctran.sendto, addr=None, data=bytearray(b"c6"))
+            shape("other addr kw", ctran.sendto, b"cx", addr=(HOST4, 9))
+            shape("no data", ctran.sendto)
+            shape("only addr", ctran.sendto, addr=saddr)
+            shape("three", ctran.sendto, b"cx", None, None)
+            shape("unknown kw", ctran.sendto, b"cx", flags=0)
+            shape("data twice", ctran.sendto, b"cx", data=b"cy")
+            shape("addr twice", ctran.sendto, b"cx", None, addr=None)
+            ctran.sendto(b"END")
+            await sprot.wait_marker(b"END")
+            shape("server one", stran.sendto, b"s1", caddr)
+            shape("server kw", stran.sendto, data=b"s2", addr=caddr)
+            shape("server addr kw", stran.sendto, memoryview(b"s3"),
+                  addr=caddr)
+            stran.sendto(b"END", caddr)
+            await cprot.wait_marker(b"END")
+            trace.append(("server got", sprot.datagrams))
+            trace.append(("client got", cprot.datagrams))
+            trace.append(("events", cprot.events, sprot.events))
+            ctran.close()
+            stran.close()
+            await wait(cprot.lost)
+            await wait(sprot.lost)
+            return trace
+
+        return run_until(loop, main(), 20)
+
+    compare(scenario)
+
+
 def test_udp_extra_info(compare):
     keys = ("socket", "sockname", "peername", "sslcontext", "nonexistent")
 

@@ -1,6 +1,7 @@
 """The loop skips its non-blocking poll when nothing could be ready (no fd
 watched, no DNS lookup in flight, no signal handler): what becomes ready
 must still run in the iteration where asyncio runs it."""
+import asyncio
 import os
 import signal
 import socket
@@ -8,7 +9,7 @@ import threading
 
 import pytest
 
-from support import run_forever_guarded, run_scenario
+from support import run_forever_guarded, run_scenario, run_until
 
 
 def _chain(loop, trace, steps, at, action):
@@ -86,3 +87,77 @@ def test_threadsafe_mid_chain_runs_in_order(compare):
 
     trace = compare(scenario)
     assert trace.index("threadsafe") == trace.index(("step", 3)) - 1
+
+
+# A blocking poll first tries without releasing the GIL (loop.c,
+# TL_POLL_TRY_SKIP): what it finds must be what the sleeping poll would
+# have reported, and an expiry of the loop's own timer or a signal that
+# it sees must not leave the loop asleep.
+
+def test_ping_pong_found_without_sleeping(compare):
+    """A ping-pong over a socketpair: each reply is ready by the time the
+    loop would sleep (the try finds it), interleaved with call_soon and
+    timer callbacks; the order is asyncio's."""
+    def scenario(loop):
+        trace = []
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.setblocking(False)
+        rounds = 40
+
+        def on_a():
+            data = a.recv(100)
+            trace.append(("a", data))
+            n = int(data)
+            if n >= rounds:
+                loop.remove_reader(a)
+                loop.remove_reader(b)
+                loop.call_later(0.001, loop.stop)
+                return
+            loop.call_soon(trace.append, ("soon", n))
+            if n % 10 == 0:
+                loop.call_later(0, trace.append, ("timer", n))
+            a.send(b"%d" % (n + 1))
+
+        def on_b():
+            data = b.recv(100)
+            trace.append(("b", data))
+            b.send(b"%d" % (int(data) + 1))
+
+        loop.add_reader(a, on_a)
+        loop.add_reader(b, on_b)
+        try:
+            b.send(b"0")
+            run_forever_guarded(loop)
+        finally:
+            a.close()
+            b.close()
+        return trace
+
+    trace = compare(scenario)
+    assert trace[-1] == ("a", b"40")
+
+
+def test_short_timers_fire_with_fds_watched(compare):
+    """Back-to-back short timers while an fd is watched (so every sleep
+    goes through the backend): an expiry that the try sees is handled,
+    not slept through."""
+    def scenario(loop):
+        a, b = socket.socketpair()
+        fired = []
+
+        async def main():
+            for i in range(300):
+                await asyncio.sleep(0.0002)
+                fired.append(i)
+            return len(fired)
+
+        loop.add_reader(a, lambda: None)
+        try:
+            return [run_until(loop, main(), 30)]
+        finally:
+            loop.remove_reader(a)
+            a.close()
+            b.close()
+
+    assert compare(scenario, min_events=1) == [300]
