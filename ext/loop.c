@@ -425,9 +425,14 @@ loop_may_have_io(LoopObject *self)
 static int
 loop_thread_alone(void)
 {
+#ifdef Py_GIL_DISABLED
+    /* No GIL to hand over, and the thread list may change under us. */
+    return 0;
+#else
     PyThreadState *head = PyInterpreterState_ThreadHead(
         PyThreadState_GetInterpreter(PyThreadState_Get()));
     return head != NULL && PyThreadState_Next(head) == NULL;
+#endif
 }
 
 /* 1 if the try found something: *n events (0 if only the loop's own fds
