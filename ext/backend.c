@@ -91,6 +91,27 @@ tl_fd_replace(int newfd, int fd)
 }
 
 int
+tl_fd_table_reserve(void **table, int *n, size_t size, int fd)
+{
+    if (fd < *n) {
+        return 0;
+    }
+    int want = *n ? *n : 64;
+    while (want <= fd) {
+        want *= 2;
+    }
+    char *a = PyMem_RawRealloc(*table, (size_t)want * size);
+    if (a == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memset(a + (size_t)*n * size, 0, (size_t)(want - *n) * size);
+    *table = a;
+    *n = want;
+    return 0;
+}
+
+int
 tl_sig_pair(tl_uv *u)
 {
     int sv[2];

@@ -18,6 +18,7 @@
 #ifndef TL_BACKEND_H
 #define TL_BACKEND_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* The epoll backend exists on Linux unless the build is portable
@@ -102,6 +103,10 @@ int tl_socketpair_nb(int sv[2]);
 int tl_sig_pair(struct tl_uv *u);
 /* Move `newfd` onto the number `fd` (close-on-exec), closing newfd. */
 int tl_fd_replace(int newfd, int fd);
+/* Grow the table `*table` indexed by fd, `*n` items of `size` bytes, so
+ * that it holds index `fd`: 64 items at first, then doubled; the new
+ * items are zeroed.  0, or -1 with errno (ENOMEM), the table unchanged. */
+int tl_fd_table_reserve(void **table, int *n, size_t size, int fd);
 
 #ifdef TL_HAVE_EPOLL
 extern const tl_backend_ops tl_backend_epoll;

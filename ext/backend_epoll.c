@@ -152,22 +152,10 @@ epoll_release(tl_uv *u)
 static int
 epoll_regs_reserve(tl_backend *b, int fd)
 {
-    if (fd < b->nregs) {
-        return 0;
-    }
-    int n = b->nregs ? b->nregs : 64;
-    while (n <= fd) {
-        n *= 2;
-    }
-    struct epoll_reg *r = PyMem_RawRealloc(b->regs, n * sizeof(*r));
-    if (r == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    memset(r + b->nregs, 0, (n - b->nregs) * sizeof(*r));
-    b->regs = r;
-    b->nregs = n;
-    return 0;
+    void *t = b->regs;
+    int r = tl_fd_table_reserve(&t, &b->nregs, sizeof(*b->regs), fd);
+    b->regs = t;
+    return r;
 }
 
 /* epoll_ctl(op) of a watched fd for `events` under generation `gen`. */

@@ -294,22 +294,10 @@ static void uvbe_on_poll(uv_poll_t *h, int status, int events);
 static int
 table_reserve(tl_backend *b, int fd)
 {
-    if (fd < b->nw) {
-        return 0;
-    }
-    int n = b->nw ? b->nw : 64;
-    while (n <= fd) {
-        n *= 2;
-    }
-    tl_uvw **a = PyMem_RawRealloc(b->w, (size_t)n * sizeof(*a));
-    if (a == NULL) {
-        errno = ENOMEM;
-        return -1;
-    }
-    memset(a + b->nw, 0, (size_t)(n - b->nw) * sizeof(*a));
-    b->w = a;
-    b->nw = n;
-    return 0;
+    void *t = b->w;
+    int r = tl_fd_table_reserve(&t, &b->nw, sizeof(*b->w), fd);
+    b->w = t;
+    return r;
 }
 
 /* A new watcher for `fd`, naming the file `sb`: uv_poll_init() checks

@@ -11,6 +11,7 @@
 - the portable build (TIDELOOP_PORTABLE=1) uses no Linux-only call.
 """
 import asyncio
+import fcntl
 import logging
 import os
 import shutil
@@ -313,6 +314,38 @@ def test_close_with_both_sides_then_remove_one(compare, backend):
                           call_ev(loop.remove_writer, fd)))
             trace.append((when, "remove_reader",
                           call_ev(loop.remove_reader, fd)))
+            b.close()
+        return trace
+    compare(scenario)
+
+
+def test_fd_table_grows_past_high_fds(compare, backend):
+    """The backends' tables by fd (tl_fd_table_reserve) grow for fds far
+    past their first size (64), several doublings at once, keeping what
+    was registered below and leaving the new slots empty: readers on a
+    low fd, then a high one, then one in between, then each made
+    readable in turn: each reader fires once and removes itself."""
+    def scenario(loop):
+        trace = []
+        pairs, fds = [], []
+        for low in (3, 1100, 300):
+            a, b = nb_socketpair()
+            fd = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD_CLOEXEC, low)
+            a.close()
+            pairs.append(b)
+            fds.append(fd)
+        for i, fd in enumerate(fds):
+            trace.append(call_ev(loop.add_reader, fd,
+                                 _fired(loop, fd, "r", trace, "r%d" % i))[0])
+            spin(loop, 2)
+        for i in range(len(fds)):
+            trace.append(("before send", i))
+            pairs[i].send(b"x")
+            spin(loop, 3)
+        for fd in fds:
+            trace.append(("removed again", call_ev(loop.remove_reader, fd)))
+            os.close(fd)
+        for b in pairs:
             b.close()
         return trace
     compare(scenario)
