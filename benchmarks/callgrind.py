@@ -68,6 +68,7 @@ DEFAULT_ROWS = {
     "tcp_sock_1k": 2_000,
     "tcp_sock_10k": 1_000,
     "tcp_sock_100k": 400,
+    "tcp_streams_1k": 2_000,
     "tcp_streams_100k": 400,
     "udp_1k": 3_000,
 }

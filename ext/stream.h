@@ -143,6 +143,23 @@ tl_stream_count_written(tl_stream *s, Py_ssize_t n)
     }
 }
 
+/* The bytes of `data` to send, as PyObject_GetBuffer(PyBUF_SIMPLE)
+ * gives them: an exact bytes object's own, filled in without an export
+ * (view->obj NULL: PyBuffer_Release() does nothing, a reference to data
+ * keeps them; about 70 instructions less a write), else data's export.
+ * 0, or -1 with an exception set. */
+static inline int
+tl_stream_view(PyObject *data, Py_buffer *view)
+{
+    if (PyBytes_CheckExact(data)) {
+        *view = (Py_buffer){.buf = PyBytes_AS_STRING(data),
+                            .len = PyBytes_GET_SIZE(data),
+                            .itemsize = 1, .readonly = 1, .ndim = 1};
+        return 0;
+    }
+    return PyObject_GetBuffer(data, view, PyBUF_SIMPLE);
+}
+
 /* The loop's 256 KiB read buffer, made at the first read; NULL with
  * MemoryError. */
 char *tl_stream_rbuf(tl_stream *s);

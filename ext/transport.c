@@ -466,7 +466,7 @@ Transport_write(PyObject *self, PyObject *data)
         return NULL;
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+    if (tl_stream_view(data, &view) < 0) {
         return NULL;
     }
     if (view.len == 0) {

@@ -54,7 +54,12 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
         }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
-        memset(&ss, 0, sizeof(ss));
+        if (t->family == AF_UNIX) {
+            /* A path is read up to its NUL, which the kernel may leave
+             * out of sl: zeroed first, as the socket module does (an IP
+             * address is read within sl). */
+            memset(&ss, 0, sizeof(ss));
+        }
         ssize_t n = recvfrom(t->s.fd, loop->rbuf, TL_READ_SIZE, 0,
                              (struct sockaddr *)&ss, &sl);
         if (n < 0) {
@@ -249,7 +254,7 @@ Dgram_sendto(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
         return NULL;
     }
     Py_buffer view;
-    if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0) {
+    if (tl_stream_view(data, &view) < 0) {
         return NULL;
     }
 #if PY_VERSION_HEX < 0x030D0000

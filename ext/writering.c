@@ -64,7 +64,7 @@ int
 tl_wb_push_object(tl_stream *s, PyObject *obj, Py_ssize_t off)
 {
     Py_buffer view;
-    if (PyObject_GetBuffer(obj, &view, PyBUF_SIMPLE) < 0) {
+    if (tl_stream_view(obj, &view) < 0) {
         return -1;
     }
     return tl_wb_push(s, obj, &view, off);

@@ -266,6 +266,34 @@ def test_partial_first_write(compare, where, kind_of_data):
         assert received_tail(trace) == b"ZZZZZZ"
 
 
+class _BytesSub(bytes):
+    pass
+
+
+@pytest.mark.parametrize("api", ["transport", "stream"])
+@pytest.mark.parametrize("where", WHERES)
+def test_bytes_sent_in_part_then_dropped(compare, where, api):
+    """Exact bytes (write() sends them from the object itself, without a
+    buffer export), a bytes subclass and a memoryview of bytes: the first
+    sent only in part, the others queued behind it, and the caller keeps
+    no reference to any of them.  The peer gets them all, whole and in
+    order."""
+    def body(w, trace):
+        first = payload(BIG, 4)
+        head = bytearray(first)
+        w.write(first)
+        del first
+        trace.append(("queued", 0 < w.tr.get_write_buffer_size() < BIG))
+        w.write(_BytesSub(b"subclass;"))
+        w.write(memoryview(b"view;" * 2)[:5])
+        w.write(b";".join([b"exact", b""]))
+        trace.append(("queued", w.tr.get_write_buffer_size() > BIG // 2))
+        return head
+
+    trace = compare(stream_scenario(where, body, stream=api == "stream"))
+    assert received_tail(trace) == b"subclass;view;exact;"
+
+
 @pytest.mark.parametrize("where", WHERES)
 def test_writelines_then_reuse(compare, where):
     """writelines() behind queued data: before 3.12 a joined copy; from 3.12
