@@ -38,6 +38,73 @@ dgram_error_received(PyObject *self)
     return r;
 }
 
+/* What dgram_recv() returns when it raised. */
+#define DGRAM_RAISED (-2)
+/* Datagrams up to this size go straight into their bytes object. */
+#define DGRAM_DIRECT_MAX (64 * 1024)
+
+/* The bytes of a datagram read `direct` bytes into data, n long, the rest
+ * (if any) in rbuf: data itself if it is n long, else of the right
+ * length (shrunk in place, or a copy).  NULL with an exception set. */
+static PyObject *
+dgram_result(PyObject *data, Py_ssize_t n, Py_ssize_t direct,
+             const char *rbuf)
+{
+    if (n <= direct) {
+        return _PyBytes_Resize(&data, n) < 0 ? NULL : data;
+    }
+    PyObject *r = PyBytes_FromStringAndSize(NULL, n);
+    if (r != NULL) {
+        memcpy(PyBytes_AS_STRING(r), PyBytes_AS_STRING(data), direct);
+        memcpy(PyBytes_AS_STRING(r) + direct, rbuf, n - direct);
+    }
+    Py_DECREF(data);
+    return r;
+}
+
+/* One recvmsg() of a datagram of up to TL_READ_SIZE bytes (asyncio's
+ * max_size), its source in *ss, *sl.  Straight into a bytes object the
+ * size of the last datagram (an echo's, or a run of datagrams of one
+ * size: no copy), what is longer into the loop's buffer; at first, and
+ * after an empty or big datagram, all into the loop's buffer, then
+ * copied.  The datagram's length and its bytes in *data, or -1 with
+ * errno, or DGRAM_RAISED. */
+static Py_ssize_t
+dgram_recv(tl_transport *t, struct sockaddr_storage *ss, socklen_t *sl,
+           PyObject **data)
+{
+    char *rbuf = tl_stream_rbuf(&t->s);
+    if (rbuf == NULL) {
+        return DGRAM_RAISED;
+    }
+    Py_ssize_t direct = t->s.last_read;
+    struct iovec iov[2] = {{rbuf, TL_READ_SIZE}, {rbuf, 0}};
+    *data = NULL;
+    if (direct > 0 && direct <= DGRAM_DIRECT_MAX) {
+        if ((*data = PyBytes_FromStringAndSize(NULL, direct)) == NULL) {
+            return DGRAM_RAISED;
+        }
+        iov[0].iov_base = PyBytes_AS_STRING(*data);
+        iov[0].iov_len = (size_t)direct;
+        iov[1].iov_len = (size_t)(TL_READ_SIZE - direct);
+    }
+    struct msghdr msg = {.msg_name = ss, .msg_namelen = *sl,
+                         .msg_iov = iov, .msg_iovlen = *data ? 2 : 1};
+    ssize_t n = recvmsg(t->s.fd, &msg, 0);
+    if (n < 0) {
+        int err = errno;
+        Py_CLEAR(*data);
+        errno = err;
+        return -1;
+    }
+    *sl = msg.msg_namelen;
+    t->s.last_read = n;
+    tl_stream_count_read(&t->s, n);
+    *data = *data ? dgram_result(*data, n, direct, rbuf)
+                  : PyBytes_FromStringAndSize(rbuf, n);
+    return *data ? n : DGRAM_RAISED;
+}
+
 static PyObject *
 Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
@@ -48,10 +115,6 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
     PyObject *data, *addr;
     if (t->family == AF_INET || t->family == AF_INET6 ||
         t->family == AF_UNIX) {
-        LoopObject *loop = t->s.loop;
-        if (tl_stream_rbuf(&t->s) == NULL) {
-            return NULL;
-        }
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
         if (t->family == AF_UNIX) {
@@ -60,8 +123,10 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
              * address is read within sl). */
             memset(&ss, 0, sizeof(ss));
         }
-        ssize_t n = recvfrom(t->s.fd, loop->rbuf, TL_READ_SIZE, 0,
-                             (struct sockaddr *)&ss, &sl);
+        Py_ssize_t n = dgram_recv(t, &ss, &sl, &data);
+        if (n == DGRAM_RAISED) {
+            return NULL;
+        }
         if (n < 0) {
             int err = errno;
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
@@ -69,11 +134,6 @@ Dgram_read_ready(PyObject *self, PyObject *Py_UNUSED(ignored))
             }
             tl_err_from_errno(err);
             return dgram_error_received(self);
-        }
-        loop->n_bytes_read += (uint64_t)n;
-        data = PyBytes_FromStringAndSize(loop->rbuf, n);
-        if (data == NULL) {
-            return NULL;
         }
         tl_udp_peer *peer = t->peer;
         if (peer != NULL && peer->len == sl &&

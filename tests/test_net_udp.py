@@ -185,6 +185,57 @@ def test_udp_burst(compare):
     compare(scenario)
 
 
+# Runs of one size, then shorter, longer, empty and the largest: a
+# datagram lands straight in a bytes object the size of the one before.
+SIZE_RUNS = [1000, 1000, 1000, 10, 10, 2000, 0, 0, 500, 500, 501, 499,
+             65507, 65507, 1, 65507, 1000]
+
+
+@pytest.mark.parametrize("family", ["inet", pytest.param(
+    "unix", marks=requires_unix)])
+def test_datagram_size_runs(compare, family):
+    """Each datagram arrives whole, of its own length, whatever the length
+    of the one before (AF_UNIX also past 64 KiB).  Sent with a plain
+    socket: asyncio's sendto() drops an empty datagram before 3.13."""
+    sizes = SIZE_RUNS + ([100000, 100000, 3, 100000] if family == "unix"
+                         else [])
+
+    def scenario(loop):
+        async def main(d):
+            scrub = Scrub()
+            if family == "unix":
+                scrub.add(d, "DIR")
+                fam, local = socket.AF_UNIX, os.path.join(d, "server")
+                csock = socket.socket(fam, socket.SOCK_DGRAM)
+                csock.bind(os.path.join(d, "client"))
+            else:
+                fam, local = socket.AF_INET, (HOST4, 0)
+                csock = socket.socket(fam, socket.SOCK_DGRAM)
+                csock.bind((HOST4, 0))
+                scrub.port(csock.getsockname()[1], "C")
+            try:
+                stran, sprot = await wait(loop.create_datagram_endpoint(
+                    lambda: DgramRecorder(loop, scrub), local_addr=local,
+                    family=fam))
+                saddr = stran.get_extra_info("sockname")
+                for i, n in enumerate(sizes):
+                    csock.sendto(payload(n, i), saddr)
+                    await sprot.wait_for(i + 1)
+                trace = [("server got", sprot.datagrams),
+                         ("lengths", [d[0][0] for d in sprot.datagrams])]
+                stran.close()
+                await wait(sprot.lost)
+                return trace
+            finally:
+                csock.close()
+
+        with temp_dir() as d:
+            return run_until(loop, main(d), 20)
+
+    trace = compare(scenario)
+    assert trace[1] == ("lengths", sizes)
+
+
 def test_udp_error_received(compare):
     """A connected endpoint sending to a port nobody listens on gets
     error_received(ConnectionRefusedError) from the ICMP error."""
