@@ -184,7 +184,14 @@ Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (be == NULL) {
         return NULL;
     }
-    LoopObject *self = (LoopObject *)type->tp_alloc(type, 0);
+    /* object.__new__ allocates it (tp_alloc) as a Python class's instance
+     * is made: on 3.11 that also prepares the inline attribute values of
+     * a subclass's managed __dict__ (tideloop.Loop), which tp_alloc alone
+     * leaves to a dict made at the first attribute set.  Each attribute
+     * lookup then went through that dict, the method lookups too
+     * (loop.call_soon from a Task's every step: ~100 instructions). */
+    LoopObject *self = (LoopObject *)PyBaseObject_Type.tp_new(
+        type, st->empty_tuple, NULL);
     if (self == NULL) {
         return NULL;
     }
