@@ -394,26 +394,14 @@ loop_run_handle_debug(LoopObject *self, HandleObject *h)
  * are written only while the loop sleeps).  asyncio polls every
  * iteration; skipping that epoll_wait() changes nothing observable and
  * saves one syscall per iteration of a callback chain.  Only the epoll
- * backend: the libuv backend's wait also runs DNS's libuv loop.  The
- * scan is O(table size), bounded: a table grown past TL_SCAN_MAX fds is
- * taken to be in use. */
-#define TL_SCAN_MAX 256
-
+ * backend: the libuv backend's wait also runs DNS's libuv loop.  poll.c
+ * counts the fd watchers (npollers_live), lingering ones included. */
 static int
 loop_may_have_io(LoopObject *self)
 {
     tl_uv *u = self->uv;
-    if (u->be->waits_in_uv || self->signals_watched ||
-        (u->dns != NULL && u->dns->count > 0) ||
-        self->npollers > TL_SCAN_MAX) {
-        return 1;
-    }
-    for (int i = 0; i < self->npollers; i++) {
-        if (self->pollers[i] != NULL) {
-            return 1;
-        }
-    }
-    return 0;
+    return u->be->waits_in_uv || self->signals_watched ||
+           self->npollers_live > 0 || (u->dns != NULL && u->dns->count > 0);
 }
 
 /* A blocking poll first tries without releasing the GIL (a timeout of

@@ -341,7 +341,8 @@ typedef struct LoopObject {
 
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
-    int npollers;
+    int npollers;                /* the table's size */
+    int npollers_live;           /* pollers in it (loop_may_have_io) */
     /* fds whose ended sock_* waits left their registration lingering
      * until the iteration's end (poll.c). */
     int lingering[TL_LINGER_MAX];
