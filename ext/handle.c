@@ -175,6 +175,7 @@ handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
     h->running = 0;
     h->ctx_lazy = 0;
     h->args_one = 0;
+    h->ctx_untracked = 0;
 
     if (handle_set_args(st, h, args, nargs) < 0) {
         return -1;
@@ -261,8 +262,8 @@ tl_handle_free_lists(tl_state *st)
 }
 
 HandleObject *
-tl_handle_new(tl_state *st, LoopObject *loop, PyObject *callback,
-              PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+tl_handle_make(tl_state *st, LoopObject *loop, PyObject *callback,
+               PyObject *const *args, Py_ssize_t nargs, PyObject *context)
 {
     HandleObject *h = (HandleObject *)handle_alloc(st, 0,
                                                     st->HandleType);
@@ -275,7 +276,18 @@ tl_handle_new(tl_state *st, LoopObject *loop, PyObject *callback,
         Py_DECREF(h);
         return NULL;
     }
-    PyObject_GC_Track(h);
+    return h;
+}
+
+HandleObject *
+tl_handle_new(tl_state *st, LoopObject *loop, PyObject *callback,
+              PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+{
+    HandleObject *h = tl_handle_make(st, loop, callback, args, nargs,
+                                     context);
+    if (h != NULL) {
+        PyObject_GC_Track(h);
+    }
     return h;
 }
 
@@ -519,6 +531,7 @@ Handle_clear(HandleObject *self)
     self->args_one = 0;
     Py_CLEAR(self->context);
     self->ctx_lazy = 0;
+    self->ctx_untracked = 0;
     Py_CLEAR(self->source_traceback);
     Py_CLEAR(self->repr);
     /* The loop reference is kept: heap membership needs it. */

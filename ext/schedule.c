@@ -159,14 +159,14 @@ loop_call_soon_impl(LoopObject *self, PyObject *const *args,
         loop_debug_checks(self, args[0], fname, !threadsafe) < 0) {
         return NULL;
     }
-    HandleObject *h = tl_handle_new(self->st, self, args[0], args + 1,
-                                    nargs - 1, ctx);
+    HandleObject *h = tl_handle_make(self->st, self, args[0], args + 1,
+                                     nargs - 1, ctx);
     if (h == NULL) {
         return NULL;
     }
     h->threadsafe = (char)threadsafe;
     Py_INCREF(h);
-    if (rq_push(self, h) < 0) {
+    if (rq_adopt(self, h) < 0) {
         Py_DECREF(h);
         return NULL;
     }
