@@ -455,7 +455,11 @@ loop_poll_try(LoopObject *self, int *n, tl_event **evs)
 static int
 loop_run_once(LoopObject *self)
 {
-    tl_timers_prune(self);
+    /* (The two calls of every iteration into other files, here and at
+     * the end, only when they have something to do.) */
+    if (self->heap_len > 0) {
+        tl_timers_prune(self);
+    }
     if (self->uv == NULL) {
         return 0;
     }
@@ -580,7 +584,9 @@ loop_run_once(LoopObject *self)
     if (self->n_lingering > 0 && self->uv != NULL) {
         tl_poll_flush(self);
     }
-    tl_tsafe_drained(self);
+    if (self->ts != NULL) {     /* producers have waited once */
+        tl_tsafe_drained(self);
+    }
     return 0;
 }
 
