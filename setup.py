@@ -54,6 +54,11 @@ BASE_CFLAGS = [
     # CPython's PyMethodDef/PyMemberDef initialisers trigger these two.
     "-Wno-missing-field-initializers",
     "-Wno-cast-function-type",
+    # Only PyInit__core is the module's interface (PyMODINIT_FUNC exports
+    # it): calls between its files then go straight to the function, not
+    # through the PLT, and the compiler may inline a global function
+    # within its file (tl_handle_make() into call_soon, for one).
+    "-fvisibility=hidden",
 ]
 
 LIBUV_MISSING = """\

@@ -61,6 +61,7 @@ DEFAULT_ROWS = {
     "timers_churn": 10_000,
     "timers_fire": 10_000,
     "future_roundtrip": 20_000,
+    "sleep0": 20_000,
     "threadsafe": 20_000,
     "run_in_executor": 2_000,
     "getaddrinfo": 1_000,

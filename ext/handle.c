@@ -156,9 +156,31 @@ lazy_context_return(HandleObject *h, PyObject *ctx)
     }
 }
 
-/* Fill the common fields.  `context` is borrowed; NULL or None means a
- * copy of the current context, as asyncio does (lazy if it is empty). */
+/* A handle made without context= gets a copy of the current context, as
+ * in asyncio: lazy if it is empty. */
 static int
+handle_copy_context(HandleObject *h)
+{
+    if (current_context_empty()) {
+        h->ctx_lazy = 1;    /* its context is made when needed */
+        return 0;
+    }
+    h->context = PyContext_CopyCurrent();
+    return h->context == NULL ? -1 : 0;
+}
+
+/* Debug mode: where the handle was made. */
+static int
+handle_debug_traceback(tl_state *st, HandleObject *h)
+{
+    h->source_traceback = PyObject_CallNoArgs(st->extract_stack);
+    return h->source_traceback == NULL ? -1 : 0;
+}
+
+/* Fill the common fields.  `context` is borrowed; NULL or None means a
+ * copy of the current context.  Inline: a handle per callback (the call
+ * and its register saves were ~20 instructions of sleep(0)'s step). */
+static inline int
 handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
             PyObject *callback, PyObject *const *args, Py_ssize_t nargs,
             PyObject *context)
@@ -175,6 +197,7 @@ handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
     h->running = 0;
     h->ctx_lazy = 0;
     h->args_one = 0;
+    h->ctx_untracked = 0;
 
     if (handle_set_args(st, h, args, nargs) < 0) {
         return -1;
@@ -183,10 +206,7 @@ handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
         Py_INCREF(context);
         h->context = context;
     }
-    else if (current_context_empty()) {
-        h->ctx_lazy = 1;    /* its context is made when needed */
-    }
-    else if ((h->context = PyContext_CopyCurrent()) == NULL) {
+    else if (handle_copy_context(h) < 0) {
         return -1;
     }
     Py_INCREF(callback);
@@ -194,10 +214,7 @@ handle_fill(tl_state *st, HandleObject *h, LoopObject *loop,
     Py_INCREF(loop);
     h->loop = loop;
     if (loop->debug && st->extract_stack != NULL) {
-        h->source_traceback = PyObject_CallNoArgs(st->extract_stack);
-        if (h->source_traceback == NULL) {
-            return -1;
-        }
+        return handle_debug_traceback(st, h);
     }
     return 0;
 }
@@ -261,8 +278,8 @@ tl_handle_free_lists(tl_state *st)
 }
 
 HandleObject *
-tl_handle_new(tl_state *st, LoopObject *loop, PyObject *callback,
-              PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+tl_handle_make(tl_state *st, LoopObject *loop, PyObject *callback,
+               PyObject *const *args, Py_ssize_t nargs, PyObject *context)
 {
     HandleObject *h = (HandleObject *)handle_alloc(st, 0,
                                                     st->HandleType);
@@ -275,7 +292,18 @@ tl_handle_new(tl_state *st, LoopObject *loop, PyObject *callback,
         Py_DECREF(h);
         return NULL;
     }
-    PyObject_GC_Track(h);
+    return h;
+}
+
+HandleObject *
+tl_handle_new(tl_state *st, LoopObject *loop, PyObject *callback,
+              PyObject *const *args, Py_ssize_t nargs, PyObject *context)
+{
+    HandleObject *h = tl_handle_make(st, loop, callback, args, nargs,
+                                     context);
+    if (h != NULL) {
+        PyObject_GC_Track(h);
+    }
     return h;
 }
 
@@ -519,6 +547,7 @@ Handle_clear(HandleObject *self)
     self->args_one = 0;
     Py_CLEAR(self->context);
     self->ctx_lazy = 0;
+    self->ctx_untracked = 0;
     Py_CLEAR(self->source_traceback);
     Py_CLEAR(self->repr);
     /* The loop reference is kept: heap membership needs it. */

@@ -184,7 +184,14 @@ Loop_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (be == NULL) {
         return NULL;
     }
-    LoopObject *self = (LoopObject *)type->tp_alloc(type, 0);
+    /* object.__new__ allocates it (tp_alloc) as a Python class's instance
+     * is made: on 3.11 that also prepares the inline attribute values of
+     * a subclass's managed __dict__ (tideloop.Loop), which tp_alloc alone
+     * leaves to a dict made at the first attribute set.  Each attribute
+     * lookup then went through that dict, the method lookups too
+     * (loop.call_soon from a Task's every step: ~100 instructions). */
+    LoopObject *self = (LoopObject *)PyBaseObject_Type.tp_new(
+        type, st->empty_tuple, NULL);
     if (self == NULL) {
         return NULL;
     }
@@ -387,26 +394,14 @@ loop_run_handle_debug(LoopObject *self, HandleObject *h)
  * are written only while the loop sleeps).  asyncio polls every
  * iteration; skipping that epoll_wait() changes nothing observable and
  * saves one syscall per iteration of a callback chain.  Only the epoll
- * backend: the libuv backend's wait also runs DNS's libuv loop.  The
- * scan is O(table size), bounded: a table grown past TL_SCAN_MAX fds is
- * taken to be in use. */
-#define TL_SCAN_MAX 256
-
+ * backend: the libuv backend's wait also runs DNS's libuv loop.  poll.c
+ * counts the fd watchers (npollers_live), lingering ones included. */
 static int
 loop_may_have_io(LoopObject *self)
 {
     tl_uv *u = self->uv;
-    if (u->be->waits_in_uv || self->signals_watched ||
-        (u->dns != NULL && u->dns->count > 0) ||
-        self->npollers > TL_SCAN_MAX) {
-        return 1;
-    }
-    for (int i = 0; i < self->npollers; i++) {
-        if (self->pollers[i] != NULL) {
-            return 1;
-        }
-    }
-    return 0;
+    return u->be->waits_in_uv || self->signals_watched ||
+           self->npollers_live > 0 || (u->dns != NULL && u->dns->count > 0);
 }
 
 /* A blocking poll first tries without releasing the GIL (a timeout of
@@ -460,7 +455,11 @@ loop_poll_try(LoopObject *self, int *n, tl_event **evs)
 static int
 loop_run_once(LoopObject *self)
 {
-    tl_timers_prune(self);
+    /* (The two calls of every iteration into other files, here and at
+     * the end, only when they have something to do.) */
+    if (self->heap_len > 0) {
+        tl_timers_prune(self);
+    }
     if (self->uv == NULL) {
         return 0;
     }
@@ -585,7 +584,9 @@ loop_run_once(LoopObject *self)
     if (self->n_lingering > 0 && self->uv != NULL) {
         tl_poll_flush(self);
     }
-    tl_tsafe_drained(self);
+    if (self->ts != NULL) {     /* producers have waited once */
+        tl_tsafe_drained(self);
+    }
     return 0;
 }
 

@@ -62,6 +62,7 @@ loop_gc_untrack_context(HandleObject *h)
     PyObject *ctx = h->context;
     if (ctx != NULL && Py_REFCNT(ctx) == 1 && PyContext_CheckExact(ctx)) {
         PyObject_GC_UnTrack(ctx);
+        h->ctx_untracked = 1;
     }
 #else
     (void)h;
@@ -79,9 +80,10 @@ loop_gc_untrack(HandleObject *h)
 #endif
 }
 
-/* The heap takes a timer that tl_timer_new() made untracked: the GC
- * tracks it unless the loop runs (then only its context copy goes
- * untracked too). */
+/* The heap takes a timer that tl_timer_new() made untracked, or the
+ * ready queue a handle that tl_handle_make() made untracked (rq_adopt):
+ * the GC tracks it unless the loop runs (then only its context copy
+ * goes untracked too). */
 static inline void
 loop_gc_adopt(LoopObject *self, HandleObject *h)
 {
@@ -106,14 +108,22 @@ loop_gc_track_object(PyObject *o)
 #endif
 }
 
+/* Track the context loop_gc_untrack_context() untracked, if any: only
+ * there do contexts go untracked (the flag saves asking the GC). */
+static inline void
+loop_gc_track_context(HandleObject *h)
+{
+    if (h->ctx_untracked) {
+        h->ctx_untracked = 0;
+        loop_gc_track_object(h->context);
+    }
+}
+
 static inline void
 loop_gc_track(HandleObject *h)
 {
-    PyObject *ctx = h->context;
     loop_gc_track_object((PyObject *)h);
-    if (ctx != NULL && PyContext_CheckExact(ctx)) {
-        loop_gc_track_object(ctx);
-    }
+    loop_gc_track_context(h);
 }
 
 /* Drop the reference the queue or the heap held.  A handle of our own
@@ -128,8 +138,8 @@ loop_gc_release(LoopObject *self, HandleObject *h)
         (tp != self->st->HandleType && tp != self->st->TimerHandleType)) {
         loop_gc_track(h);
     }
-    else if (h->context != NULL && PyContext_CheckExact(h->context)) {
-        loop_gc_track_object(h->context);
+    else {
+        loop_gc_track_context(h);
     }
     Py_DECREF(h);
 }
@@ -144,7 +154,7 @@ int tl_loop_rq_grow(LoopObject *self);
 
 /* Steals the reference to h. */
 static inline int
-rq_push(LoopObject *self, HandleObject *h)
+rq_put(LoopObject *self, HandleObject *h)
 {
     if (self->rq_len == self->rq_cap && tl_loop_rq_grow(self) < 0) {
         Py_DECREF(h);
@@ -153,9 +163,32 @@ rq_push(LoopObject *self, HandleObject *h)
     self->rq[(self->rq_head + self->rq_len) & (self->rq_cap - 1)] = h;
     self->rq_len++;
     self->ts_pending += h->threadsafe;
+    return 0;
+}
+
+/* Steals the reference to h, a tracked handle. */
+static inline int
+rq_push(LoopObject *self, HandleObject *h)
+{
+    if (rq_put(self, h) < 0) {
+        return -1;
+    }
     if (self->in_run) {
         loop_gc_untrack(h);
     }
+    return 0;
+}
+
+/* Steals the reference to h, a handle tl_handle_make() made untracked:
+ * the GC tracks it unless the loop runs (as loop_gc_adopt), which saves
+ * tracking it only to untrack it at once. */
+static inline int
+rq_adopt(LoopObject *self, HandleObject *h)
+{
+    if (rq_put(self, h) < 0) {
+        return -1;
+    }
+    loop_gc_adopt(self, h);
     return 0;
 }
 

@@ -62,6 +62,7 @@ static void
 poller_destroy(LoopObject *loop, tl_poller *p)
 {
     loop->pollers[p->fd] = NULL;
+    loop->npollers_live--;
     if (p->watched && loop->uv != NULL) {
         /* Cannot fail: an fd closed meanwhile is already gone from the
          * kernel's set; selectors ignores that too. */
@@ -126,6 +127,7 @@ poller_create(LoopObject *loop, int fd)
     }
     p->fd = fd;
     loop->pollers[fd] = p;
+    loop->npollers_live++;
     return p;
 }
 
@@ -596,6 +598,7 @@ tl_poll_close_all(LoopObject *self)
     PyMem_Free(self->pollers);
     self->pollers = NULL;
     self->npollers = 0;
+    self->npollers_live = 0;
     self->n_lingering = 0;
 }
 

@@ -241,6 +241,9 @@ typedef struct HandleObject {
     /* Made with one argument: `args` is that argument, not a tuple
      * (handle.c: handle_set_args, handle_args_tuple). */
     char args_one;
+    /* `context` is a copy only this handle holds, untracked while the
+     * handle waits in the ready queue or the heap (loop.h: loop_gc_*). */
+    char ctx_untracked;
 } HandleObject;
 
 typedef struct TimerHandleObject {
@@ -341,7 +344,8 @@ typedef struct LoopObject {
 
     /* add_reader/add_writer watchers, indexed by fd (see poll.c). */
     struct tl_poller **pollers;
-    int npollers;
+    int npollers;                /* the table's size */
+    int npollers_live;           /* pollers in it (loop_may_have_io) */
     /* fds whose ended sock_* waits left their registration lingering
      * until the iteration's end (poll.c). */
     int lingering[TL_LINGER_MAX];
@@ -526,7 +530,12 @@ int tl_handle_init_types(PyObject *module, tl_state *st);
 /* Run one handle.  Returns 0, or -1 with a BaseException set that must
  * stop the loop (SystemExit, KeyboardInterrupt, or a failing handler). */
 int tl_handle_run(HandleObject *h);
-/* New reference to a Handle; steals nothing. */
+/* New reference to a Handle, not tracked by the GC: the ready queue
+ * takes it so (rq_adopt, loop.h); steals nothing. */
+HandleObject *tl_handle_make(tl_state *st, LoopObject *loop,
+                             PyObject *callback, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *context);
+/* The same, tracked. */
 HandleObject *tl_handle_new(tl_state *st, LoopObject *loop,
                             PyObject *callback, PyObject *const *args,
                             Py_ssize_t nargs, PyObject *context);

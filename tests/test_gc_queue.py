@@ -95,3 +95,77 @@ def test_gc_during_a_flood_loses_and_reorders_nothing(loop):
     loop.call_soon(post)
     run_forever_guarded(loop)
     assert got == list(range(n))
+
+
+# call_soon() makes its handle untracked when the queue of a running loop
+# takes it at once (ext/schedule.c, rq_adopt in ext/loop.h), and a handle
+# remembers whether its context copy went untracked (ctx_untracked): the
+# escapes below must still end tracked, as stock asyncio's handles are.
+
+OTHER = contextvars.ContextVar("OTHER")
+
+
+def test_call_soon_handle_kept_in_a_cycle_is_collected(loop):
+    # holder -> handle -> its argument, holder: the handle ran and lives on.
+    refs = []
+
+    def post():
+        holder = Holder()
+        holder.handle = loop.call_soon(lambda h: None, holder)
+        refs.append(weakref.ref(holder))
+        loop.call_soon(loop.stop)
+
+    loop.call_soon(post)
+    run_forever_guarded(loop)
+    gc.collect()
+    assert len(refs) == 1 and refs[0]() is None
+
+
+def test_escaped_handles_and_contexts_are_tracked(compare):
+    # Kept handles and their context copies, made before run(), while it
+    # runs (then run, or still queued when it returns): all tracked.
+    # (_context: get_context() is 3.12's.)
+    def scenario(loop):
+        kept = {}
+
+        def post():
+            OTHER.set("copy")     # a non-empty context: a real copy
+            kept["ran"] = loop.call_soon(lambda: None)
+            loop.call_soon(loop.stop)
+
+        def stop():
+            kept["queued"] = loop.call_soon(lambda: None)
+
+        kept["before"] = loop.call_soon(post)
+        kept["before_tracked"] = gc.is_tracked(kept["before"])
+        loop.call_soon(lambda: loop.call_soon(stop))
+        run_forever_guarded(loop)
+        return [(name, gc.is_tracked(h), gc.is_tracked(h._context))
+                for name, h in sorted(kept.items())
+                if name != "before_tracked"] + [kept["before_tracked"]]
+
+    assert compare(scenario, min_events=3) == [
+        ("before", True, True), ("queued", True, True),
+        ("ran", True, True), True]
+
+
+def test_cycle_through_a_dead_handles_own_context_copy_is_collected(loop):
+    # The handle's own copy of a non-empty context (untracked while it
+    # waits) outlives the handle in a cycle: context -> holder -> context.
+    refs = []
+
+    def cb(holder):
+        VAR.set(holder)        # the handle's context -> holder
+        loop.stop()
+
+    def post():
+        OTHER.set("copy")
+        holder = Holder()
+        handle = loop.call_soon(cb, holder)
+        holder.ctx = handle._context    # holder -> the context
+        refs.append(weakref.ref(holder))
+
+    loop.call_soon(post)
+    run_forever_guarded(loop)
+    gc.collect()
+    assert len(refs) == 1 and refs[0]() is None

@@ -405,3 +405,35 @@ def test_one_argument_handle_errors(compare):
 
     trace = compare(scenario)
     assert len(trace) == 4
+
+
+def test_call_soon_keywords_by_identity_or_by_value(compare):
+    """call_soon() checks context= by identity first (ext/schedule.c,
+    parse_context_kw): an equal keyword that is another string object,
+    one among others, and unknown keywords behave as in asyncio."""
+    def scenario(loop):
+        trace = []
+        var = contextvars.ContextVar("var", default="unset")
+        ctx = contextvars.copy_context()
+        ctx.run(var.set, "in ctx")
+        name = "".join(["con", "text"])        # not the interned one
+
+        def show(label):
+            trace.append((label, var.get()))
+
+        attempt(trace, "built", loop.call_soon, show, "built",
+                **{name: ctx})
+        attempt(trace, "none", loop.call_soon, show, "none", context=None)
+        attempt(trace, "unknown", loop.call_soon, show, "x", bogus=1)
+        attempt(trace, "context and unknown", loop.call_soon, show, "x",
+                **{name: ctx, "bogus": 1})
+        attempt(trace, "unknown then context", loop.call_soon, show, "x",
+                **{"bogus": 1, "context": ctx})
+        attempt(trace, "threadsafe", loop.call_soon_threadsafe, show,
+                "threadsafe", **{name: ctx})
+        loop.call_soon(loop.stop)
+        run_forever_guarded(loop)
+        return trace
+
+    trace = compare(scenario)
+    assert ("built", "in ctx") in trace and ("none", "unset") in trace

@@ -88,3 +88,33 @@ loop2.run_forever()
 out("second loop got the signal", got)
 loop2.close()
 ''')
+
+
+def test_subclass_with_its_own_init_arguments_and_attributes(compare):
+    # LoopBase's tp_new goes through object.__new__ (ext/loop.c: the
+    # instance attributes' inline values on 3.11): a subclass's own
+    # constructor arguments and its instance attributes work as on
+    # asyncio's loops.
+    def scenario(loop):
+        class Sub(type(loop)):
+            def __init__(self, tag, *, extra=None):
+                super().__init__()
+                self.tag = (tag, extra)
+
+        sub = Sub("t", extra=1)
+        try:
+            sub.more = 2
+            d = vars(sub)
+            trace = [sub.tag, d["tag"], d["more"], "call_soon" in d]
+            del sub.more
+            trace.append(hasattr(sub, "more"))
+            sub.call_soon = lambda *a, **k: "patched"
+            trace.append(sub.call_soon(print))
+            del sub.call_soon
+            trace.append(run_until(sub, asyncio.sleep(0, "ran")))
+        finally:
+            sub.close()
+        return trace
+
+    assert compare(scenario) == [("t", 1), ("t", 1), 2, False, False,
+                                 "patched", "ran"]

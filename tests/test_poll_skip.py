@@ -161,3 +161,42 @@ def test_short_timers_fire_with_fds_watched(compare):
             b.close()
 
     assert compare(scenario, min_events=1) == [300]
+
+
+def test_reader_added_again_and_on_a_high_fd_runs_next_iteration(compare):
+    """The loop counts its fd watchers (loop_may_have_io): a reader added,
+    removed and another added, then one on an fd above the first table
+    sizes, each sees data sent mid-chain in the next iteration."""
+    def scenario(loop):
+        trace = []
+        a, b = socket.socketpair()
+        high = os.dup2(a.fileno(), 700)    # above 256 and 512 fds
+        try:
+            loop.add_reader(a, trace.append, "never")
+            loop.remove_reader(a)
+            loop.add_reader(b, trace.append, "never either")
+            loop.remove_reader(b)
+
+            def on_readable(fd, label):
+                trace.append((label, os.read(fd, 10)))
+                loop.remove_reader(fd)
+
+            def send_and_watch_high():
+                loop.add_reader(high, on_readable, high, "high")
+                b.send(b"y")
+
+            loop.add_reader(a.fileno(), on_readable, a.fileno(), "low")
+            _chain(loop, trace, 10, 2, lambda: b.send(b"x"))
+            run_forever_guarded(loop)
+            _chain(loop, trace, 10, 2, send_and_watch_high)
+            run_forever_guarded(loop)
+        finally:
+            os.close(high)
+            a.close()
+            b.close()
+        return trace
+
+    trace = compare(scenario)
+    step3 = [i for i, e in enumerate(trace) if e == ("step", 3)]
+    assert trace.index(("low", b"x")) == step3[0] + 1
+    assert trace.index(("high", b"y")) == step3[1] + 1
