@@ -684,6 +684,53 @@ def test_accepted_transport_dies_while_iterated(compare):
     assert trace[-2] == [("dropped", True, deferred, int(deferred))]
 
 
+def _batch(loop, lsock, n):
+    """loop._accept_batch() on the listener `lsock`, `n` tries, as
+    _loop.py calls it: (peers accepted, exc, tries); the accepted sockets
+    are closed."""
+    run, exc, tries = loop._accept_batch(
+        socket.socket, lsock.family, lsock.type | socket.SOCK_NONBLOCK,
+        lsock.proto, lsock.fileno(), n, False)
+    for conn in run[::2]:
+        conn.close()
+    return len(run) // 2, exc, tries
+
+
+@pytest.mark.parametrize("where", ["tcp4", "tcp6", "unix"])
+@pytest.mark.parametrize("proto", [0, socket.IPPROTO_TCP])
+def test_batch_stops_at_queue_length(where, proto):
+    """A TCP accept batch ends when it has taken what the listener's queue
+    held (TCP_INFO), without the accept4() that fails with EAGAIN: for
+    that failure the kernel makes and destroys a whole socket.  A Unix
+    listener, and an empty queue, still end on the failed try, as
+    asyncio's loop does; a batch of fewer tries than connections takes
+    that many."""
+    import tideloop
+    from netsupport import has_ipv6
+    if where == "tcp6" and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    if where == "unix" and proto:
+        pytest.skip("no protocol number for Unix sockets")
+    if not hasattr(tideloop.Loop, "_accept_batch"):
+        pytest.skip("no C accept loop in this build")
+    loop = tideloop.new_event_loop()
+    clients = []
+    try:
+        with temp_dir() as d:
+            lsock = _listener(where, d, proto=proto)
+            lsock.setblocking(False)  # as create_server() makes it
+            with lsock:
+                clients += _burst_clients(lsock, where, d, 5)
+                failed = 1 if where == "unix" else 0
+                assert _batch(loop, lsock, 3) == (3, None, 3)
+                assert _batch(loop, lsock, 100) == (2, None, 2 + failed)
+                assert _batch(loop, lsock, 100) == (0, None, 1)
+    finally:
+        for c in clients:
+            c.close()
+        loop.close()
+
+
 @pytest.mark.parametrize("kind_", ["tcp", "udp"])
 def test_transport_family_the_socket_holds(compare, kind_):
     """A transport goes by the address family its socket object holds,
