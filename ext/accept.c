@@ -6,7 +6,9 @@
  * accepts in one C call: accept4(SOCK_NONBLOCK | SOCK_CLOEXEC), so the fd
  * is non-blocking from the start, and a socket.socket built for it with
  * `type | SOCK_NONBLOCK`, which CPython's socket init takes as "timeout
- * 0" (and strips from sock.type) instead of a setblocking() syscall.  The
+ * 0" (and strips from sock.type) instead of a setblocking() syscall.  A
+ * TCP batch stops at the length the listener's queue had as it started
+ * (accept_queue_len()), not at a failed accept4().  The
  * address is made as socket.accept() makes it (pysock.c).  What to do
  * with the connections and with the error that stopped the batch stays in
  * tideloop/_loop.py, as in asyncio.
@@ -22,6 +24,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -61,6 +64,40 @@ accept_one(int lfd, int *fd, PyObject **addr, int *err)
     }
     *fd = c;
     return 1;
+}
+
+/* How many connections wait in the accept queue of the TCP listener
+ * `lfd` (family `family`, protocol `proto`), or -1 where that is not
+ * known.  A failed accept4() is not cheap: the kernel makes a socket (its
+ * inode, file and dentry) before it looks at the queue and tears it down
+ * on the way out, so the EAGAIN that ends a batch which accepts until the
+ * queue is empty costs more than a successful accept; one getsockopt()
+ * per batch spares it.  Linux reports a listener's queue length in
+ * TCP_INFO's tcpi_unacked. */
+static long
+accept_queue_len(int lfd, long family, long proto)
+{
+#if defined(__linux__) && defined(TCP_INFO)
+    if ((family != AF_INET && family != AF_INET6) ||
+        (proto != 0 && proto != IPPROTO_TCP)) {
+        return -1;
+    }
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    memset(&ti, 0, sizeof(ti));
+    if (getsockopt(lfd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_unacked) +
+                  sizeof(ti.tcpi_unacked) ||
+        ti.tcpi_state != TCP_LISTEN) {
+        return -1;
+    }
+    return (long)ti.tcpi_unacked;
+#else
+    (void)lfd;
+    (void)family;
+    (void)proto;
+    return -1;
+#endif
 }
 
 /* socket_cls(family, type, proto, fd), `type` with SOCK_NONBLOCK: the
@@ -113,7 +150,8 @@ accept_discard(PyObject *accepted, PyObject *conn)
  * connection's socket object made as socket_cls(family, type, proto, fd)
  * (`type` with SOCK_NONBLOCK).  `accepted` is [conn, addr, conn, addr,
  * ...]; `exc` is None when the batch ended because no connection was
- * waiting (EAGAIN), it ran out of tries, or (aborted_continues false, as
+ * waiting (EAGAIN, or for TCP: it took as many as the listener's queue
+ * held as it started), it ran out of tries, or (aborted_continues false, as
  * before 3.14) a connection was aborted before accept(); else what stopped
  * it: the OSError of accept4() (EMFILE & co.), or what building the socket
  * object or the address raised (that fd closed), or what a signal handler
@@ -129,16 +167,28 @@ tl_accept_batch(LoopObject *self, PyObject *const *args, Py_ssize_t nargs)
                         "n, aborted_continues)");
         return NULL;
     }
+    long family = PyLong_AsLong(args[1]);
+    long proto = PyLong_AsLong(args[3]);
     long lfd = PyLong_AsLong(args[4]);
     long n = PyLong_AsLong(args[5]);
     int aborted_continues = PyObject_IsTrue(args[6]);
-    if ((lfd == -1 || n == -1 || aborted_continues == -1) &&
+    if ((family == -1 || proto == -1 || lfd == -1 || n == -1 ||
+         aborted_continues == -1) &&
         PyErr_Occurred()) {
         return NULL;
     }
     if (lfd < 0 || lfd > INT_MAX) {
         PyErr_SetString(PyExc_ValueError, "fd out of range");
         return NULL;
+    }
+    long queued = n > 1 ? accept_queue_len((int)lfd, family, proto) : -1;
+    if (queued > 0 && queued < n) {
+        /* Stop when the queue is empty, without the accept4() that would
+         * say so.  Connections that arrive meanwhile keep the listener
+         * readable: the next iteration takes them.  An empty queue (0) is
+         * tried as before, so an accept4() that fails for another reason
+         * (EMFILE) is reported as asyncio reports it. */
+        n = queued;
     }
     PyObject *accepted = PyList_New(0);
     if (accepted == NULL) {

@@ -311,6 +311,7 @@ tl_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->maybe_resume);
     Py_VISIT(st->TransportSocket);
     Py_VISIT(st->socket_close);
+    Py_VISIT(st->socket_family);
     Py_VISIT(st->KeyedRefType);
     Py_VISIT(st->WeakValueDictType);
     Py_VISIT(st->ReadPipeType);
@@ -347,6 +348,7 @@ tl_clear(PyObject *module)
     Py_CLEAR(st->maybe_resume);
     Py_CLEAR(st->TransportSocket);
     Py_CLEAR(st->socket_close);
+    Py_CLEAR(st->socket_family);
     Py_CLEAR(st->KeyedRefType);
     Py_CLEAR(st->WeakValueDictType);
     for (size_t i = 0; i < Py_ARRAY_LENGTH(st->method_names); i++) {

@@ -101,7 +101,39 @@ tl_pysock_init(tl_state *st)
 {
     PyTypeObject *base = ((PyTypeObject *)st->socket_type)->tp_base;
     st->socket_close = PyObject_GetAttrString((PyObject *)base, "close");
-    return st->socket_close == NULL ? -1 : 0;
+    if (st->socket_close == NULL) {
+        return -1;
+    }
+    /* On the class, a member descriptor gives itself. */
+    st->socket_family = PyObject_GetAttrString((PyObject *)base, "family");
+    if (st->socket_family == NULL) {
+        return -1;
+    }
+    if (Py_TYPE(st->socket_family)->tp_descr_get == NULL) {
+        PyErr_SetString(PyExc_TypeError,
+                        "_socket.socket.family is not a descriptor");
+        return -1;
+    }
+    return 0;
+}
+
+int
+tl_socket_family(tl_state *st, PyObject *sock)
+{
+    PyTypeObject *base = ((PyTypeObject *)st->socket_type)->tp_base;
+    if (!PyObject_TypeCheck(sock, base)) {
+        return -1;
+    }
+    PyObject *v = Py_TYPE(st->socket_family)
+                      ->tp_descr_get(st->socket_family, sock,
+                                     (PyObject *)Py_TYPE(sock));
+    long family = v == NULL ? -1 : PyLong_AsLong(v);
+    Py_XDECREF(v);
+    if (family < 0 || family > INT_MAX) {
+        PyErr_Clear();
+        return -1;
+    }
+    return (int)family;
 }
 
 PyObject *

@@ -158,6 +158,7 @@ typedef struct tl_state {
     PyObject *maybe_resume;      /* ... and _maybe_resume_protocol */
     PyObject *TransportSocket;   /* asyncio.trsock.TransportSocket */
     PyObject *socket_close;      /* _socket.socket.close (pysock.c) */
+    PyObject *socket_family;     /* _socket.socket.family, a member */
     PyObject *KeyedRefType;      /* weakref.KeyedRef (accept.c) */
     PyObject *WeakValueDictType; /* weakref.WeakValueDictionary */
     /* Where the Python classes' __slots__ that accept.c, transport.c
@@ -429,9 +430,14 @@ PyObject *tl_accept_batch(LoopObject *self, PyObject *const *args,
  * (str) or Linux abstract name (bytes) for AF_UNIX, (family, sa_data)
  * for other families.  New reference. */
 PyObject *tl_sockaddr_to_py(const struct sockaddr *sa, socklen_t len);
-/* Find _socket.socket.close (module creation, after tl_sockops_init()):
- * 0, or -1 with an exception set. */
+/* Find _socket.socket.close and .family (module creation, after
+ * tl_sockops_init()): 0, or -1 with an exception set. */
 int tl_pysock_init(tl_state *st);
+/* The address family a socket object holds (_socket.socket's `family`
+ * member: a plain int, no AddressFamily enum, no syscall), or -1 with no
+ * exception set if `sock` is not a _socket.socket or its family can't be
+ * read. */
+int tl_socket_family(tl_state *st, PyObject *sock);
 /* socket.socket(spec[0], spec[1], spec[2], fileno=fd) (family, type,
  * proto), made as socket.py's __init__ makes it, without its frame;
  * `fd` is closed if it fails.  New reference. */

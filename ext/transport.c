@@ -697,12 +697,17 @@ Transport_reset_empty_waiter(PyObject *self, PyObject *Py_UNUSED(ignored))
 
 /* ---- creation ------------------------------------------------------- */
 
-/* The socket's address family: from the kernel (SO_DOMAIN) where there is
- * one, a syscall and no Python; else sock.family, which builds an
- * AddressFamily enum member.  -1 with an exception set on failure. */
+/* The socket's address family: the one a socket object holds, a plain
+ * int read without a syscall; else from the kernel (SO_DOMAIN) where
+ * there is one; else sock.family, which builds an AddressFamily enum
+ * member.  -1 with an exception set on failure. */
 static long
-transport_family(PyObject *sock, int fd)
+transport_family(tl_state *st, PyObject *sock, int fd)
 {
+    int held = tl_socket_family(st, sock);
+    if (held >= 0) {
+        return held;
+    }
 #ifdef SO_DOMAIN
     int domain;
     socklen_t len = sizeof(domain);
@@ -729,7 +734,7 @@ tl_transport_new(PyTypeObject *tp, PyObject *loop, PyObject *sock,
                          &fd) < 0) {
         return NULL;
     }
-    long family = transport_family(sock, fd);
+    long family = transport_family(st, sock, fd);
     if (family == -1 && PyErr_Occurred()) {
         return NULL;
     }

@@ -682,3 +682,117 @@ def test_accepted_transport_dies_while_iterated(compare):
     trace = compare(scenario)
     deferred = hasattr(weakref.WeakValueDictionary(), "_pending_removals")
     assert trace[-2] == [("dropped", True, deferred, int(deferred))]
+
+
+def _batch(loop, lsock, n):
+    """loop._accept_batch() on the listener `lsock`, `n` tries, as
+    _loop.py calls it: (peers accepted, exc, tries); the accepted sockets
+    are closed."""
+    run, exc, tries = loop._accept_batch(
+        socket.socket, lsock.family, lsock.type | socket.SOCK_NONBLOCK,
+        lsock.proto, lsock.fileno(), n, False)
+    for conn in run[::2]:
+        conn.close()
+    return len(run) // 2, exc, tries
+
+
+@pytest.mark.parametrize("where", ["tcp4", "tcp6", "unix"])
+@pytest.mark.parametrize("proto", [0, socket.IPPROTO_TCP])
+def test_batch_stops_at_queue_length(where, proto):
+    """A TCP accept batch ends when it has taken what the listener's queue
+    held (TCP_INFO), without the accept4() that fails with EAGAIN: for
+    that failure the kernel makes and destroys a whole socket.  A Unix
+    listener, and an empty queue, still end on the failed try, as
+    asyncio's loop does; a batch of fewer tries than connections takes
+    that many."""
+    import tideloop
+    from netsupport import has_ipv6
+    if where == "tcp6" and not has_ipv6():
+        pytest.skip("no IPv6 loopback")
+    if where == "unix" and proto:
+        pytest.skip("no protocol number for Unix sockets")
+    if not hasattr(tideloop.Loop, "_accept_batch"):
+        pytest.skip("no C accept loop in this build")
+    loop = tideloop.new_event_loop()
+    clients = []
+    try:
+        with temp_dir() as d:
+            lsock = _listener(where, d, proto=proto)
+            lsock.setblocking(False)  # as create_server() makes it
+            with lsock:
+                clients += _burst_clients(lsock, where, d, 5)
+                failed = 1 if where == "unix" else 0
+                assert _batch(loop, lsock, 3) == (3, None, 3)
+                assert _batch(loop, lsock, 100) == (2, None, 2 + failed)
+                assert _batch(loop, lsock, 100) == (0, None, 1)
+    finally:
+        for c in clients:
+            c.close()
+        loop.close()
+
+
+@pytest.mark.parametrize("kind_", ["tcp", "udp"])
+def test_transport_family_the_socket_holds(compare, kind_):
+    """A transport goes by the address family its socket object holds,
+    read without a syscall: on an IPv4 socket object that says AF_INET6
+    (socket.socket(..., fileno=fd) takes the family it is given) the
+    addresses a transport reports are still what asyncio reports, the
+    ones the kernel gives."""
+    def scenario(loop):
+        events = []
+
+        async def tcp():
+            lsock = socket.socket()
+            lsock.bind((HOST4, 0))
+            lsock.listen(1)
+            client = socket.create_connection(lsock.getsockname())
+            conn, _ = lsock.accept()
+            lsock.close()
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, 0,
+                                 fileno=conn.detach())
+            got = asyncio.Queue()
+
+            class P(asyncio.Protocol):
+                def data_received(self, data):
+                    got.put_nowait(data)
+
+            tr, _ = await loop.connect_accepted_socket(P, sock)
+            events.append(("family", str(sock.family)))
+            events.append(("sockname", tr.get_extra_info("sockname") ==
+                           client.getpeername()))
+            events.append(("peername", tr.get_extra_info("peername") ==
+                           client.getsockname()))
+            client.sendall(b"ping")
+            events.append(("data", await wait(got.get())))
+            tr.close()
+            client.close()
+
+        async def udp():
+            raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            raw.bind((HOST4, 0))
+            sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM, 0,
+                                 fileno=raw.detach())
+            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            peer.bind((HOST4, 0))
+            got = asyncio.Queue()
+
+            class P(asyncio.DatagramProtocol):
+                def datagram_received(self, data, addr):
+                    got.put_nowait((data, addr == peer.getsockname()))
+
+            tr, _ = await loop.create_datagram_endpoint(P, sock=sock)
+            events.append(("family", str(sock.family)))
+            peer.sendto(b"ping", tr.get_extra_info("sockname")[:2])
+            events.append(("datagram", await wait(got.get())))
+            tr.close()
+            peer.close()
+
+        async def main():
+            await (tcp() if kind_ == "tcp" else udp())
+            await asyncio.sleep(0)
+            return events
+
+        return run_until(loop, main(), 20)
+
+    trace = compare(scenario)
+    assert trace[-1] in (("data", b"ping"), ("datagram", (b"ping", True)))
