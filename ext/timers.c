@@ -32,10 +32,13 @@ slot_before(const tl_timer_slot *a, const tl_timer_slot *b)
     return a->seq < b->seq;
 }
 
+/* Puts s at the hole i of the heap, moving it up while it sorts before
+ * its parent, but not above index top. */
 static void
-heap_sift_up(tl_timer_slot *heap, Py_ssize_t i, tl_timer_slot s)
+heap_sift_up(tl_timer_slot *heap, Py_ssize_t top, Py_ssize_t i,
+             tl_timer_slot s)
 {
-    while (i > 0) {
+    while (i > top) {
         Py_ssize_t parent = (i - 1) / 2;
         if (!slot_before(&s, &heap[parent])) {
             break;
@@ -65,15 +68,7 @@ heap_sift_down(tl_timer_slot *heap, Py_ssize_t n, Py_ssize_t i,
         heap[i] = heap[child];
         i = child;
     }
-    while (i > start) {
-        Py_ssize_t parent = (i - 1) / 2;
-        if (!slot_before(&s, &heap[parent])) {
-            break;
-        }
-        heap[i] = heap[parent];
-        i = parent;
-    }
-    heap[i] = s;
+    heap_sift_up(heap, start, i, s);
 }
 
 int
@@ -95,7 +90,7 @@ tl_timers_push(LoopObject *self, TimerHandleObject *t)
     loop_gc_adopt(self, &t->base);
     /* A NaN deadline is due at once (as in asyncio), so it sorts first. */
     tl_timer_slot s = {isnan(t->when) ? -INFINITY : t->when, t->seq, t};
-    heap_sift_up(self->heap, self->heap_len++, s);
+    heap_sift_up(self->heap, 0, self->heap_len++, s);
     return 0;
 }
 
