@@ -383,7 +383,12 @@ tr_flush(PyObject *self)
         return NULL;
     }
     if (t->s.wb_len == 0) {
-        if (tl_stream_watch(self, 1, 0) < 0) {
+        /* Closing (and no waiter to wake, which could raise): the socket
+         * is closed below, its registration left lingering until then
+         * (poll.c). */
+        if ((t->s.closing && t->empty_waiter == NULL
+                 ? tl_stream_unwatch_closing(self)
+                 : tl_stream_watch(self, 1, 0)) < 0) {
             return NULL;
         }
         if (t->empty_waiter != NULL) {

@@ -43,11 +43,27 @@ async def transport_on(loop, a, trace):
     return tr, proto
 
 
-def close_transport(tr, how):
+async def close_transport(loop, tr, b, how):
+    """close() or abort(), or close() with a write pending, which the peer
+    `b` then reads to the end (the transport closes its socket in the step
+    where its buffer drains)."""
+    if how == "abort":
+        tr.abort()
+        return None
     if how == "close":
         tr.close()
-    else:
-        tr.abort()
+        return None
+    big = b"w" * (4 << 20)
+    tr.write(big)
+    pending = tr.get_write_buffer_size() > 0
+    tr.close()
+    got = 0
+    while got < len(big):
+        got += len(await wait(loop.sock_recv(b, 1 << 20)))
+    return pending, got
+
+
+HOWS = ["close", "abort", "close after writing"]
 
 
 async def settle(n=5):
@@ -55,7 +71,7 @@ async def settle(n=5):
         await asyncio.sleep(0)
 
 
-@pytest.mark.parametrize("how", ["close", "abort"])
+@pytest.mark.parametrize("how", HOWS)
 def test_number_reused_while_a_dup_keeps_the_file(compare, how):
     """The transport's socket is closed while a dup keeps its file open;
     a new socket gets the number and a reader.  The old file's readiness
@@ -71,7 +87,7 @@ def test_number_reused_while_a_dup_keeps_the_file(compare, how):
             fd = a.fileno()
             keep = os.dup(fd)
             b.send(b"in the step of close()")
-            close_transport(tr, how)
+            trace.append(("closed", await close_transport(loop, tr, b, how)))
             await wait(proto.lost)
             trace.append(("closed", a.fileno()))
             c, d = nb_socketpair()
@@ -99,7 +115,7 @@ def test_number_reused_while_a_dup_keeps_the_file(compare, how):
     compare(scenario)
 
 
-@pytest.mark.parametrize("how", ["close", "abort"])
+@pytest.mark.parametrize("how", HOWS)
 def test_same_file_back_on_the_number(compare, how):
     """The dup goes back onto the closed transport's number (dup2): the
     same file under the same number, which a surviving registration would
@@ -112,7 +128,7 @@ def test_same_file_back_on_the_number(compare, how):
             tr, proto = await transport_on(loop, a, trace)
             fd = a.fileno()
             keep = os.dup(fd)
-            close_transport(tr, how)
+            trace.append(("closed", await close_transport(loop, tr, b, how)))
             await wait(proto.lost)
             os.dup2(keep, fd, inheritable=False)
             try:
