@@ -68,6 +68,9 @@ typedef struct tl_backend_ops {
      * asyncio's selector raises at register()/modify() (EBADF, EPERM for
      * a regular file, ...), the watch then unchanged. */
     int (*watch)(struct tl_uv *u, int fd, int events, int old);
+    /* `fd`, watched, is about to be closed: forget its registration
+     * without a syscall (lazy_unwatch backends only, else NULL). */
+    void (*forget)(struct tl_uv *u, int fd);
     /* Whether `fd` is one of the backend's own (not watchable: EINVAL). */
     int (*owns_fd)(struct tl_uv *u, int fd);
     /* Wait for events, until a watched fd is ready, the armed timer

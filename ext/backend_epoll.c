@@ -170,6 +170,19 @@ epoll_ctl_watched(tl_backend *b, int op, int fd, int events, uint32_t gen)
     return epoll_ctl(b->epfd, op, fd, &ev);
 }
 
+/* `fd` is about to be closed: its registration is forgotten without a
+ * syscall.  The close removes the item from the set, or, if a dup keeps
+ * the file open, leaves it stale (see above). */
+static void
+epoll_forget(tl_uv *u, int fd)
+{
+    tl_backend *b = u->bd;
+    if (fd < b->nregs) {
+        b->regs[fd].gen = 0;
+    }
+    b->n_watched--;
+}
+
 static int
 epoll_watch(tl_uv *u, int fd, int events, int old)
 {
@@ -181,10 +194,7 @@ epoll_watch(tl_uv *u, int fd, int events, int old)
         struct epoll_event ev;
         memset(&ev, 0, sizeof(ev));
         (void)epoll_ctl(b->epfd, EPOLL_CTL_DEL, fd, &ev);
-        if (fd < b->nregs) {
-            b->regs[fd].gen = 0;
-        }
-        b->n_watched--;
+        epoll_forget(u, fd);
         return 0;
     }
     if (epoll_regs_reserve(b, fd) < 0) {
@@ -197,8 +207,13 @@ epoll_watch(tl_uv *u, int fd, int events, int old)
         }
         gen = b->last_gen;
     }
+    /* EEXIST: a stale item of this very file under this number (forgotten
+     * while a dup kept the file open, which then came back on the number):
+     * it becomes the registration. */
     if (epoll_ctl_watched(b, old ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, events,
-                          gen) < 0) {
+                          gen) < 0 &&
+        (old || errno != EEXIST ||
+         epoll_ctl_watched(b, EPOLL_CTL_MOD, fd, events, gen) < 0)) {
         return -1;
     }
     b->regs[fd].gen = gen;
@@ -408,6 +423,7 @@ const tl_backend_ops tl_backend_epoll = {
     .close = epoll_close_be,
     .release = epoll_release,
     .watch = epoll_watch,
+    .forget = epoll_forget,
     .owns_fd = epoll_owns_fd,
     .wait = epoll_wait_be,
     .arm = epoll_arm,

@@ -31,7 +31,17 @@
  * kernel's set, or, if a dup keeps its file open, its events are dropped
  * by the backend (see backend_epoll.c).  The poller also keeps the
  * socket of its last sock_* wait and the (st_dev, st_ino) of its fd
- * then, so that the next wait of that socket needs no fstat(). */
+ * then, so that the next wait of that socket needs no fstat().
+ *
+ * Closing transports linger the same way (issue 14, accept_close): a
+ * transport that closes with nothing left to write stops watching and
+ * queues its connection_lost(), which closes the socket in the next
+ * iteration.  The registration stays until then, owned by the transport
+ * (so anyone else who watches the fd meanwhile renews it, as above), and
+ * is forgotten without an EPOLL_CTL_DEL right before the close(), which
+ * removes it from the kernel's set.  The one poll in between does not
+ * block (connection_lost() is queued), and drops the fd's events (no
+ * handle). */
 #include "tideloop.h"
 
 #include <errno.h>
@@ -528,6 +538,42 @@ tl_poll_set_handle(LoopObject *self, int fd, int writer, HandleObject *h)
     }
     Py_XDECREF(old);
     return 0;
+}
+
+/* A closing transport (`owner`) stops watching `fd` (its `sides`), its
+ * connection_lost() queued: on a backend that allows it, the
+ * registration lingers for it until tl_poll_close_forget(), in that
+ * call, right before the socket's close() (see the top).  Returns 1 if
+ * so, 0 if the caller must unwatch as usual (the fd has a sock_* owner,
+ * or other sides watched). */
+int
+tl_poll_linger_closing(LoopObject *self, int fd, int sides, PyObject *owner)
+{
+    tl_poller *p = poller_get(self, fd);
+    if (p == NULL || p->owner != NULL || p->watched != sides ||
+        !self->uv->be->lazy_unwatch) {
+        return 0;
+    }
+    HandleObject *r = p->reader, *w = p->writer;
+    p->reader = p->writer = NULL;
+    p->linger = p->watched;
+    p->owner = Py_NewRef(owner);
+    Py_XDECREF(r);
+    Py_XDECREF(w);
+    return 1;
+}
+
+void
+tl_poll_close_forget(LoopObject *self, int fd, PyObject *owner)
+{
+    tl_poller *p = self->uv != NULL ? poller_get(self, fd) : NULL;
+    if (p == NULL || p->owner != owner || p->reader != NULL ||
+        p->writer != NULL) {
+        return;
+    }
+    self->uv->be->forget(self->uv, fd);
+    p->watched = 0;
+    poller_destroy(self, p);
 }
 
 /* Queue the handle of one side that fired, or drop a cancelled one as

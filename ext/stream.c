@@ -191,6 +191,20 @@ tl_stream_unwatch_all(PyObject *self)
     s->reading = s->writing = 0;
 }
 
+int
+tl_stream_unwatch_closing(PyObject *self)
+{
+    tl_stream *s = tl_stream_of(self);
+    int sides = (s->reading ? TL_EV_READ : 0) | (s->writing ? TL_EV_WRITE : 0);
+    if (sides && s->loop != NULL && !s->loop->closed && s->loop->uv != NULL &&
+        tl_poll_linger_closing(s->loop, s->fd, sides, self)) {
+        s->reading = s->writing = 0;
+        return 0;
+    }
+    return tl_stream_watch(self, 1, 0) < 0 || tl_stream_watch(self, 0, 0) < 0
+               ? -1 : 0;
+}
+
 /* ---- scheduling and reporting --------------------------------------- */
 
 int

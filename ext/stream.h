@@ -248,6 +248,10 @@ Py_ssize_t tl_wb_send(tl_stream *s);
 int tl_stream_watch(PyObject *self, int writer, int on);
 /* Stop watching both sides; never fails. */
 void tl_stream_unwatch_all(PyObject *self);
+/* The stream closes, its connection_lost() queued: stop watching, the
+ * registration maybe left lingering until the socket's close (poll.c).
+ * 0, or -1 with an exception set. */
+int tl_stream_unwatch_closing(PyObject *self);
 /* loop.call_soon(self._call_connection_lost, exc) in our context; exc
  * borrowed (NULL: None).  0, or -1 with an exception set. */
 int tl_stream_call_soon_lost(PyObject *self, PyObject *exc);

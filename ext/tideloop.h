@@ -629,6 +629,12 @@ void tl_poll_sock_remember(LoopObject *self, int fd, PyObject *sock,
 int tl_poll_end_wait(LoopObject *self, int fd, int writer);
 /* Drop the lingering registrations (the end of each iteration). */
 void tl_poll_flush(LoopObject *self);
+/* Closing transports (see poll.c): leave `fd`'s registration lingering
+ * for `owner` (1) or not (0: unwatch as usual); forget it, if it still
+ * lingers for `owner`, right before the fd's close(). */
+int tl_poll_linger_closing(LoopObject *self, int fd, int sides,
+                           PyObject *owner);
+void tl_poll_close_forget(LoopObject *self, int fd, PyObject *owner);
 
 /* schedule.c: the loop's C entry points for the other files.  Queue `h` on
  * the ready queue, as call_soon() does (steals the reference; -1 with an

@@ -71,15 +71,10 @@ tl_transport_force_close(PyObject *self, PyObject *exc)
     }
     if (t->s.wb_len > 0) {
         tl_wb_clear(&t->s);
-        if (tl_stream_watch(self, 1, 0) < 0) {
-            return NULL;
-        }
     }
-    if (!t->s.closing) {
-        t->s.closing = 1;
-        if (tl_stream_watch(self, 0, 0) < 0) {
-            return NULL;
-        }
+    t->s.closing = 1;
+    if (tl_stream_unwatch_closing(self) < 0) {
+        return NULL;
     }
     t->s.conn_lost++;
     if (tl_stream_call_soon_lost(self, exc == Py_None ? NULL : exc) < 0) {
@@ -108,6 +103,9 @@ tl_transport_lost(PyObject *self, PyObject *exc)
     PyObject *saved = res == NULL ? tl_fetch_exception() : NULL;
     /* finally: close the socket and drop everything. */
     if (t->s.file != NULL) {
+        if (t->s.loop != NULL) {
+            tl_poll_close_forget(t->s.loop, t->s.fd, self);
+        }
         if (tl_socket_close(st, t->s.file) < 0) {
             PyErr_Clear();
         }
@@ -162,17 +160,16 @@ tl_transport_close(PyObject *self, PyObject *Py_UNUSED(ignored))
         Py_RETURN_NONE;
     }
     t->s.closing = 1;
-    if (tl_stream_watch(self, 0, 0) < 0) {
-        return NULL;
+    if (t->s.wb_len > 0) {
+        if (tl_stream_watch(self, 0, 0) < 0) {
+            return NULL;
+        }
+        Py_RETURN_NONE;
     }
-    if (t->s.wb_len == 0) {
-        t->s.conn_lost++;
-        if (tl_stream_watch(self, 1, 0) < 0) {
-            return NULL;
-        }
-        if (tl_stream_call_soon_lost(self, NULL) < 0) {
-            return NULL;
-        }
+    t->s.conn_lost++;
+    if (tl_stream_unwatch_closing(self) < 0 ||
+        tl_stream_call_soon_lost(self, NULL) < 0) {
+        return NULL;
     }
     Py_RETURN_NONE;
 }
@@ -386,7 +383,12 @@ tr_flush(PyObject *self)
         return NULL;
     }
     if (t->s.wb_len == 0) {
-        if (tl_stream_watch(self, 1, 0) < 0) {
+        /* Closing (and no waiter to wake, which could raise): the socket
+         * is closed below, its registration left lingering until then
+         * (poll.c). */
+        if ((t->s.closing && t->empty_waiter == NULL
+                 ? tl_stream_unwatch_closing(self)
+                 : tl_stream_watch(self, 1, 0)) < 0) {
             return NULL;
         }
         if (t->empty_waiter != NULL) {
