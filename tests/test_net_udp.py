@@ -77,6 +77,20 @@ class DgramRecorder(asyncio.DatagramProtocol):
 
 SIZES = [0, 1, 1000, 8192, 60000]
 
+async def recorder_pair(loop, scrub, echo=False):
+    """A DgramRecorder server on HOST4 (echoing if `echo`) and a client
+    connected to it, their ports scrubbed as S and C: (stran, sprot,
+    saddr, ctran, cprot)."""
+    stran, sprot = await wait(loop.create_datagram_endpoint(
+        lambda: DgramRecorder(loop, scrub, echo=echo),
+        local_addr=(HOST4, 0)))
+    saddr = stran.get_extra_info("sockname")
+    ctran, cprot = await wait(loop.create_datagram_endpoint(
+        lambda: DgramRecorder(loop, scrub), remote_addr=saddr))
+    scrub.port(saddr[1], "S").port(ctran.get_extra_info("sockname")[1], "C")
+    return stran, sprot, saddr, ctran, cprot
+
+
 
 @pytest.mark.parametrize("host", [HOST4, pytest.param(
     HOST6, marks=requires_ipv6)])
@@ -161,14 +175,8 @@ def test_udp_burst(compare):
     def scenario(loop):
         async def main():
             scrub = Scrub()
-            stran, sprot = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub, echo=True),
-                local_addr=(HOST4, 0)))
-            saddr = stran.get_extra_info("sockname")
-            ctran, cprot = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub), remote_addr=saddr))
-            scrub.port(saddr[1], "S").port(
-                ctran.get_extra_info("sockname")[1], "C")
+            stran, sprot, saddr, ctran, cprot = await recorder_pair(
+                loop, scrub, echo=True)
             for i in range(100):
                 ctran.sendto(b"%03d" % i + payload(97, i))
             await cprot.wait_for(100)
@@ -313,13 +321,8 @@ def test_udp_sendto_errors_and_close(compare):
     def scenario(loop):
         async def main():
             scrub = Scrub()
-            stran, sprot = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub), local_addr=(HOST4, 0)))
-            saddr = stran.get_extra_info("sockname")
-            scrub.port(saddr[1], "S")
-            ctran, cprot = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub), remote_addr=saddr))
-            scrub.port(ctran.get_extra_info("sockname")[1], "C")
+            stran, sprot, saddr, ctran, cprot = await recorder_pair(
+                loop, scrub)
             other = closed_port(type=socket.SOCK_DGRAM)
             scrub.port(other, "OTHER")
             trace = []
@@ -386,14 +389,9 @@ def test_udp_sendto_call_shapes(compare):
     def scenario(loop):
         async def main():
             scrub = Scrub()
-            stran, sprot = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub), local_addr=(HOST4, 0)))
-            saddr = stran.get_extra_info("sockname")
-            scrub.port(saddr[1], "S")
-            ctran, cprot = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub), remote_addr=saddr))
+            stran, sprot, saddr, ctran, cprot = await recorder_pair(
+                loop, scrub)
             caddr = ctran.get_extra_info("sockname")
-            scrub.port(caddr[1], "C")
             trace = []
 
             def shape(label, fn, *args, **kwargs):
@@ -441,13 +439,7 @@ def test_udp_extra_info(compare):
     def scenario(loop):
         async def main():
             scrub = Scrub()
-            stran, _ = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub), local_addr=(HOST4, 0)))
-            saddr = stran.get_extra_info("sockname")
-            ctran, cprot = await wait(loop.create_datagram_endpoint(
-                lambda: DgramRecorder(loop, scrub), remote_addr=saddr))
-            scrub.port(saddr[1], "S").port(
-                ctran.get_extra_info("sockname")[1], "C")
+            stran, _, saddr, ctran, cprot = await recorder_pair(loop, scrub)
             sock = ctran.get_extra_info("socket")
             trace = [("server keys", transport_extra(stran, keys)),
                      ("client keys", transport_extra(ctran, keys)),
