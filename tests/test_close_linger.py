@@ -66,6 +66,16 @@ async def close_transport(loop, tr, b, how):
 HOWS = ["close", "abort", "close after writing"]
 
 
+async def read_once(loop, fileobj, read, send, trace, label):
+    """A reader on fileobj resolves a future with read(); send() makes it
+    readable. Traces what was read and remove_reader()'s result."""
+    got = loop.create_future()
+    loop.add_reader(fileobj, lambda: got.done() or got.set_result(read()))
+    send()
+    trace.append((label, await wait(got)))
+    trace.append(("removed", loop.remove_reader(fileobj)))
+
+
 async def settle(n=5):
     for _ in range(n):
         await asyncio.sleep(0)
@@ -97,12 +107,8 @@ def test_number_reused_while_a_dup_keeps_the_file(compare, how):
                 b.send(b"for the dup")
                 await settle()
                 trace.append(("after old file ready", list(calls)))
-                got = loop.create_future()
-                loop.add_reader(c, lambda: got.done() or got.set_result(
-                    c.recv(100)))
-                d.send(b"for c")
-                trace.append(("c", await wait(got)))
-                trace.append(("removed", loop.remove_reader(c)))
+                await read_once(loop, c, lambda: c.recv(100),
+                                lambda: d.send(b"for c"), trace, "c")
                 trace.append(("dup", os.read(keep, 100)))
             finally:
                 os.close(keep)
@@ -132,12 +138,9 @@ def test_same_file_back_on_the_number(compare, how):
             await wait(proto.lost)
             os.dup2(keep, fd, inheritable=False)
             try:
-                got = loop.create_future()
-                loop.add_reader(fd, lambda: got.done() or got.set_result(
-                    os.read(fd, 100)))
-                b.send(b"for the same file")
-                trace.append(("read", await wait(got)))
-                trace.append(("removed", loop.remove_reader(fd)))
+                await read_once(loop, fd, lambda: os.read(fd, 100),
+                                lambda: b.send(b"for the same file"), trace,
+                                "read")
                 writable = loop.create_future()
                 loop.add_writer(fd, lambda: writable.done() or
                                 writable.set_result("writable"))
@@ -201,12 +204,8 @@ def test_watched_again_between_close_and_lost(compare):
             c, d = nb_socketpair()
             try:
                 trace.append(("same number", c.fileno() == fd))
-                got = loop.create_future()
-                loop.add_reader(c, lambda: got.done() or got.set_result(
-                    c.recv(100)))
-                d.send(b"for c")
-                trace.append(("c", await wait(got)))
-                trace.append(("removed", loop.remove_reader(c)))
+                await read_once(loop, c, lambda: c.recv(100),
+                                lambda: d.send(b"for c"), trace, "c")
             finally:
                 c.close()
                 d.close()
