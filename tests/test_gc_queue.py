@@ -34,6 +34,14 @@ def test_unclosed_loop_with_queued_handles_is_collected(loop_factory):
     assert collected(ref)
 
 
+def run_posted_then_collect(loop, post):
+    """Runs the loop with post() as its first callback (post() stops it,
+    directly or not), then collects."""
+    loop.call_soon(post)
+    run_forever_guarded(loop)
+    gc.collect()
+
+
 def test_cycle_through_a_kept_handle_and_its_context_is_collected(loop):
     # Posted while the loop runs (so it waits untracked in the queue), the
     # handle is kept by an object that its own context holds:
@@ -49,9 +57,7 @@ def test_cycle_through_a_kept_handle_and_its_context_is_collected(loop):
         refs.append(weakref.ref(holder))
         loop.call_soon(loop.stop)
 
-    loop.call_soon(post)
-    run_forever_guarded(loop)
-    gc.collect()
+    run_posted_then_collect(loop, post)
     assert len(refs) == 1 and refs[0]() is None
 
 
@@ -70,9 +76,7 @@ def test_cycle_through_a_dead_handles_context_is_collected(loop):
     def post():
         loop.call_soon(cb)
 
-    loop.call_soon(post)
-    run_forever_guarded(loop)
-    gc.collect()
+    run_posted_then_collect(loop, post)
     assert len(refs) == 1 and refs[0]() is None
 
 
@@ -115,9 +119,7 @@ def test_call_soon_handle_kept_in_a_cycle_is_collected(loop):
         refs.append(weakref.ref(holder))
         loop.call_soon(loop.stop)
 
-    loop.call_soon(post)
-    run_forever_guarded(loop)
-    gc.collect()
+    run_posted_then_collect(loop, post)
     assert len(refs) == 1 and refs[0]() is None
 
 
@@ -165,7 +167,5 @@ def test_cycle_through_a_dead_handles_own_context_copy_is_collected(loop):
         holder.ctx = handle._context    # holder -> the context
         refs.append(weakref.ref(holder))
 
-    loop.call_soon(post)
-    run_forever_guarded(loop)
-    gc.collect()
+    run_posted_then_collect(loop, post)
     assert len(refs) == 1 and refs[0]() is None
