@@ -59,15 +59,19 @@ def _default_warmup(n):
 
 # name -> (coroutine function, default n, short description, meta dict)
 # meta: unit (what n counts), group ("core" or "net"), warmup (n -> size of
-# the throwaway warm-up run, or None if the benchmark warms up by itself)
+# the throwaway warm-up run, or None if the benchmark warms up by itself),
+# rounds (how many times one sample runs the row, each time on a new loop,
+# its time being the sum: rows whose single run takes well under 0.1 s on
+# the fast loops would otherwise measure mostly the VM's noise)
 BENCHES = {}
 
 
 def bench(name, default_n, desc, unit="operations", group="core",
-          warmup=_default_warmup):
+          warmup=_default_warmup, rounds=1):
     def deco(fn):
         BENCHES[name] = (fn, default_n, desc,
-                         {"unit": unit, "group": group, "warmup": warmup})
+                         {"unit": unit, "group": group, "warmup": warmup,
+                          "rounds": rounds})
         return fn
     return deco
 

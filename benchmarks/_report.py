@@ -270,7 +270,9 @@ def render_md(meta, cfg, probes, analysis, notes, unavail):
     L.append("")
     L.append("spread = (max − min) / median of one loop's samples; paired = range of the "
              "per-repetition ratios A/B (same repetition, so the same machine drift). "
-             "A paired range that crosses 1.00x is not a significant difference.")
+             "A paired range that crosses 1.00x is not a significant difference. "
+             "n ×k: each sample ran the row k times (each on a new loop) and "
+             "sums their times.")
     L.append("")
     noise_pairs = [(lp, BASE) for lp in loops if lp != BASE and avail.get(lp)] + prs
     hdr = ["benchmark", "n"] + [f"{lp} spread" for lp in loops if avail.get(lp)] + \
@@ -279,7 +281,8 @@ def render_md(meta, cfg, probes, analysis, notes, unavail):
     L.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 1)) + "|")
     for b, an in analysis.items():
         r = an["results"]
-        row = [b, f"{an['n']:,}"]
+        rounds = an.get("rounds", 1)
+        row = [b, f"{an['n']:,}" + (f" ×{rounds}" if rounds > 1 else "")]
         for lp in loops:
             if avail.get(lp):
                 sp = r[lp]["spread_pct"]

@@ -18,7 +18,7 @@ from _common import Stopwatch, bench, check
 @bench("call_soon", 500_000,
        "n callbacks via loop.call_soon, scheduled in batches of 1000 by a "
        "callback that queues the next batch; checks count and FIFO order",
-       unit="callbacks")
+       unit="callbacks", rounds=6)
 async def b_call_soon(loop, n):
     BATCH = 1000
     done = loop.create_future()
@@ -58,7 +58,7 @@ async def b_call_soon(loop, n):
        "a chain of n callbacks: each one call_soon()s the next, so the ready "
        "queue holds one handle and every callback takes one loop iteration; "
        "checks the count",
-       unit="callbacks")
+       unit="callbacks", rounds=8)
 async def b_call_soon_chain(loop, n):
     done = loop.create_future()
     count = 0
@@ -83,7 +83,7 @@ async def b_call_soon_chain(loop, n):
 @bench("timers_churn", 100_000,
        "n loop.call_later timers with delays 1-10 s (seeded), all cancelled "
        "in shuffled order, then two loop iterations; none may fire",
-       unit="timers")
+       unit="timers", rounds=6)
 async def b_timers_churn(loop, n):
     rng = random.Random(12345)
     delays = [rng.uniform(1.0, 10.0) for _ in range(n)]
@@ -119,7 +119,7 @@ async def b_timers_churn(loop, n):
 @bench("timers_fire", 100_000,
        "n loop.call_later timers with delays 0-10 ms (seeded), time until "
        "the last fires; checks count and deadline order (2.5 ms tolerance)",
-       unit="timers")
+       unit="timers", rounds=4)
 async def b_timers_fire(loop, n):
     rng = random.Random(54321)
     delays = [rng.uniform(0.0, 0.01) for _ in range(n)]
@@ -156,7 +156,7 @@ async def b_timers_fire(loop, n):
 @bench("sleep0", 200_000,
        "10 tasks doing `await asyncio.sleep(0)`, n sleeps in total; "
        "checks every task finished all its iterations",
-       unit="sleeps")
+       unit="sleeps", rounds=4)
 async def b_sleep0(loop, n):
     TASKS = 10
     per = max(1, n // TASKS)
@@ -178,7 +178,7 @@ async def b_sleep0(loop, n):
 @bench("future_roundtrip", 200_000,
        "in one task, n times: fut = create_future(); "
        "call_soon(fut.set_result, i); await fut; checks the sum",
-       unit="round trips")
+       unit="round trips", rounds=2)
 async def b_future_roundtrip(loop, n):
     cf = loop.create_future
     cs = loop.call_soon
@@ -196,7 +196,7 @@ async def b_future_roundtrip(loop, n):
 @bench("threadsafe", 150_000,
        "1 producer thread calls loop.call_soon_threadsafe(cb, i) n times "
        "while the loop runs; time until all delivered; checks count + order",
-       unit="callbacks")
+       unit="callbacks", rounds=8)
 async def b_threadsafe(loop, n):
     done = loop.create_future()
     count = 0
@@ -286,7 +286,7 @@ async def b_threadsafe_pingpong(loop, n):
 @bench("gather", 50_000,
        "loop.create_task on n trivial coroutines + asyncio.gather; "
        "checks every result in order",
-       unit="tasks")
+       unit="tasks", rounds=2)
 async def b_gather(loop, n):
     async def coro(i):
         return i
@@ -342,7 +342,7 @@ def _gai_key(infos):
        f"n loop.getaddrinfo('{GAI_HOST}', 80, type=SOCK_STREAM) calls, "
        f"{GAI_BATCH} in flight at a time; every result compared (as a set) with "
        f"socket.getaddrinfo's; no network: '{GAI_HOST}' resolves from /etc/hosts",
-       unit="lookups")
+       unit="lookups", rounds=2)
 async def b_getaddrinfo(loop, n):
     expect = socket.getaddrinfo(GAI_HOST, 80, type=socket.SOCK_STREAM)
     check(expect, f"socket.getaddrinfo({GAI_HOST!r}) returned nothing")

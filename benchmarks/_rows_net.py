@@ -175,7 +175,7 @@ async def _proto_echo(loop, n, size, clients=1, unix=False, tls=False,
 
 
 def _proto_bench(name, size, n, clients=1, unix=False, tls=False,
-                 buffered=False):
+                 buffered=False, rounds=1):
     where = "Unix socket in a temp dir" if unix else "127.0.0.1"
     if tls:
         where += (" over TLS (self-signed certificate made at run time, verified by "
@@ -188,30 +188,31 @@ def _proto_bench(name, size, n, clients=1, unix=False, tls=False,
             f"client compares "
             f"every echo byte for byte; server byte count checked")
 
-    @bench(name, n, desc, unit="round trips", group="net")
+    @bench(name, n, desc, unit="round trips", group="net", rounds=rounds)
     async def b(loop, n_):
         return await _proto_echo(loop, n_, size, clients, unix, tls, buffered)
     return b
 
 
 _proto_bench("tcp_proto_1k", 1 * KIB, 20_000)
-_proto_bench("tcp_proto_10k", 10 * KIB, 10_000)
-_proto_bench("tcp_proto_100k", 100 * KIB, 2_000)
+_proto_bench("tcp_proto_10k", 10 * KIB, 10_000, rounds=2)
+_proto_bench("tcp_proto_100k", 100 * KIB, 2_000, rounds=4)
 _proto_bench("tcp_proto_1k_c10", 1 * KIB, 30_000, clients=10)
-_proto_bench("tcp_proto_10k_c10", 10 * KIB, 15_000, clients=10)
-_proto_bench("tcp_proto_100k_c10", 100 * KIB, 2_500, clients=10)
-_proto_bench("unix_proto_1k", 1 * KIB, 20_000, unix=True)
+_proto_bench("tcp_proto_10k_c10", 10 * KIB, 15_000, clients=10, rounds=2)
+_proto_bench("tcp_proto_100k_c10", 100 * KIB, 2_500, clients=10,
+             rounds=3)
+_proto_bench("unix_proto_1k", 1 * KIB, 20_000, unix=True, rounds=2)
 _proto_bench("tcp_bufproto_1k", 1 * KIB, 20_000, buffered=True)
-_proto_bench("tls_proto_1k", 1 * KIB, 10_000, tls=True)
-_proto_bench("tls_proto_100k", 100 * KIB, 1_000, tls=True)
+_proto_bench("tls_proto_1k", 1 * KIB, 10_000, tls=True, rounds=2)
+_proto_bench("tls_proto_100k", 100 * KIB, 1_000, tls=True, rounds=2)
 
 
-def _streams_bench(name, size, n):
+def _streams_bench(name, size, n, rounds=1):
     desc = (f"streams echo over 127.0.0.1 (asyncio.start_server / open_connection), "
             f"{size // KIB} KiB messages, n round trips: client write+drain then "
             f"readexactly; server readexactly then write+drain; echoes compared")
 
-    @bench(name, n, desc, unit="round trips", group="net")
+    @bench(name, n, desc, unit="round trips", group="net", rounds=rounds)
     async def b(loop, n_):
         msgs = _payloads(size)
         k = len(msgs)
@@ -268,9 +269,9 @@ def _streams_bench(name, size, n):
     return b
 
 
-_streams_bench("tcp_streams_1k", 1 * KIB, 10_000)
-_streams_bench("tcp_streams_10k", 10 * KIB, 6_000)
-_streams_bench("tcp_streams_100k", 100 * KIB, 2_500)
+_streams_bench("tcp_streams_1k", 1 * KIB, 10_000, rounds=2)
+_streams_bench("tcp_streams_10k", 10 * KIB, 6_000, rounds=3)
+_streams_bench("tcp_streams_100k", 100 * KIB, 2_500, rounds=3)
 
 
 def _tune_sock(s):
@@ -282,13 +283,13 @@ def _tune_sock(s):
         s.setsockopt(socket.SOL_SOCKET, opt, 1 << 20)
 
 
-def _sock_bench(name, size, n):
+def _sock_bench(name, size, n, rounds=1):
     desc = (f"sock_* echo over 127.0.0.1 on non-blocking sockets (TCP_NODELAY, 1 MiB "
             f"buffers), {size // KIB} KiB messages, n round trips: server "
             f"sock_recv(256 KiB) + sock_sendall; client sock_sendall then sock_recv "
             f"until the whole echo is back; echoes compared")
 
-    @bench(name, n, desc, unit="round trips", group="net")
+    @bench(name, n, desc, unit="round trips", group="net", rounds=rounds)
     async def b(loop, n_):
         msgs = _payloads(size)
         k = len(msgs)
@@ -358,9 +359,9 @@ def _sock_bench(name, size, n):
     return b
 
 
-_sock_bench("tcp_sock_1k", 1 * KIB, 8_000)
-_sock_bench("tcp_sock_10k", 10 * KIB, 6_000)
-_sock_bench("tcp_sock_100k", 100 * KIB, 2_000)
+_sock_bench("tcp_sock_1k", 1 * KIB, 8_000, rounds=2)
+_sock_bench("tcp_sock_10k", 10 * KIB, 6_000, rounds=2)
+_sock_bench("tcp_sock_100k", 100 * KIB, 2_000, rounds=3)
 
 
 class _UdpEchoServer(asyncio.DatagramProtocol):
@@ -411,7 +412,7 @@ class _UdpEchoClient(asyncio.DatagramProtocol):
        "UDP echo over 127.0.0.1 (create_datagram_endpoint; client connected "
        "with remote_addr), 1 KiB datagrams, one in flight, n round trips; "
        "every echo compared, server datagram count checked",
-       unit="round trips", group="net")
+       unit="round trips", group="net", rounds=2)
 async def b_udp_1k(loop, n):
     msgs = _payloads(1 * KIB)
     stats = {"datagrams": 0, "errors": []}
@@ -485,7 +486,7 @@ class _PipeSource(asyncio.Protocol):
        "n writes of 64 KiB through an os.pipe(): connect_write_pipe -> "
        "connect_read_pipe on the same loop, producer gated by "
        "pause_writing/resume_writing (default limits); byte count and "
-       "each chunk's ends checked", unit="writes", group="net")
+       "each chunk's ends checked", unit="writes", group="net", rounds=3)
 async def b_pipe_64k(loop, n):
     chunk = _payloads(64 * KIB, 1)[0]
     r, w = os.pipe()

@@ -13,7 +13,8 @@ _rows_http.py and _rows_proc.py.
 Prints exactly one JSON line on stdout.  The elapsed wall time ("elapsed")
 and process CPU time ("cpu") are measured inside this process around the
 benchmark's hot part only (setup that is identical for every loop, e.g.
-generating random delays, is outside the timed region).
+generating random delays, is outside the timed region), summed over the
+row's rounds (each on a new loop; --rounds overrides the row's count).
 
 Every benchmark verifies its own result (counts, ordering, nothing reported
 to the loop's exception handler, loop closes cleanly).  On a wrong result the
@@ -141,8 +142,10 @@ def probe(name):
     return info
 
 
-def run_one(loop_name, bench_name, n, warmup):
+def run_one(loop_name, bench_name, n, warmup, rounds=None):
     fn, _, _, meta = BENCHES[bench_name]
+    if rounds is None:
+        rounds = meta["rounds"]
     reported = []
 
     def handler(loop, ctx):
@@ -172,10 +175,17 @@ def run_one(loop_name, bench_name, n, warmup):
         # small run on a separate loop: imports, code paths, allocator
         one(meta["warmup"](n))
     reported.clear()
-    gc.collect()
-    (sw, info), cls = one(n)
+    wall = cpu = 0.0
+    for _ in range(rounds):
+        # every round checks its own result (check() in the row), on a
+        # new loop; the sample is the sum of their timed parts
+        gc.collect()
+        (sw, info), cls = one(n)
+        wall += sw.wall
+        cpu += sw.cpu
     check(not reported, f"loop exception handler was called: {reported[:3]}")
-    out = {"elapsed": sw.wall, "cpu": sw.cpu, "info": info, "loop_class": cls}
+    out = {"elapsed": wall, "cpu": cpu, "info": info, "loop_class": cls,
+           "rounds": rounds}
     if backends:
         out["backend"] = backends[-1]
     return out
@@ -213,6 +223,10 @@ def main():
     p.add_argument("--bench", choices=sorted(BENCHES))
     p.add_argument("--n", type=int)
     p.add_argument("--no-warmup", action="store_true")
+    p.add_argument("--rounds", type=int,
+                   help="runs of the row per sample, their times summed "
+                        "(default: the row's own, see --list; callgrind.py "
+                        "needs 1: its markers count one timed part)")
     p.add_argument("--timeout", type=float, default=0,
                    help="watchdog: dump tracebacks and exit(1) after this many seconds")
     p.add_argument("--probe", action="store_true")
@@ -221,11 +235,13 @@ def main():
 
     if a.list:
         print(json.dumps({k: {"default_n": v[1], "desc": v[2], "unit": v[3]["unit"],
-                              "group": v[3]["group"]}
+                              "group": v[3]["group"], "rounds": v[3]["rounds"]}
                           for k, v in BENCHES.items()}))
         return 0
     if a.loop is None:
         p.error("--loop is required")
+    if a.rounds is not None and a.rounds < 1:
+        p.error("--rounds must be >= 1")
     prepare_env(a.loop)
     if a.probe:
         info = probe(a.loop)
@@ -239,7 +255,7 @@ def main():
         faulthandler.dump_traceback_later(a.timeout, exit=True)
     out = {"loop": a.loop, "bench": a.bench, "n": n, "pid": os.getpid()}
     try:
-        out.update(run_one(a.loop, a.bench, n, not a.no_warmup))
+        out.update(run_one(a.loop, a.bench, n, not a.no_warmup, a.rounds))
         out["ok"] = True
     except BenchFailure as e:
         out.update(ok=False, error=f"wrong result: {e}")

@@ -159,7 +159,7 @@ def run_one(loop, bench, n, timeout, cache_sim=False):
                "--trace-children=no", f"--zero-before={MARK_START}",
                f"--dump-before={MARK_STOP}"] + (["--cache-sim=yes"] if cache_sim else []) + [
                sys.executable, WORKER, "--loop", loop,
-               "--bench", bench, "--n", str(n), "--no-warmup", "--timeout", str(timeout)]
+               "--bench", bench, "--n", str(n), "--no-warmup", "--rounds", "1", "--timeout", str(timeout)]
         try:
             cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60,
                                 env=dict(worker_env(), TIDELOOP_BENCH_CALLGRIND_MARKERS="1"))
@@ -214,7 +214,7 @@ def strace_one(loop, bench, n, timeout):
     try:
         out = os.path.join(d, "strace.txt")
         cmd = ["strace", "-f", "-c", "-o", out, sys.executable, WORKER, "--loop", loop,
-               "--bench", bench, "--n", str(n), "--no-warmup", "--timeout", str(timeout)]
+               "--bench", bench, "--n", str(n), "--no-warmup", "--rounds", "1", "--timeout", str(timeout)]
         try:
             cp = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout + 60,
                                 env=worker_env())

@@ -394,6 +394,8 @@ def main():
     meta["wall_seconds"] = round(time.monotonic() - t_start, 1)
 
     analysis = analyse(benches, loops, runs, unavail, metrics)
+    for b in analysis:
+        analysis[b]["rounds"] = catalog[b].get("rounds", 1)
     for (b, lp), r in runs.items():
         res = analysis[b]["results"][lp]
         res["metric"] = metrics[b]
