@@ -542,11 +542,31 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
             nodelay = (family in _TCP_FAMILIES and kind == socket.SOCK_STREAM
                        and proto == socket.IPPROTO_TCP)
             if _HAVE_ACCEPT_BATCH and family in _BATCH_FAMILIES:
-                self._accept_batches(
-                    protocol_factory, sock, server, nodelay, context,
-                    (family, kind | _SOCK_NONBLOCK, proto),
-                    (protocol_factory, sock, sslcontext, server, backlog,
-                     *more), kw)
+                # The loop below with the accepts made in C (ext/accept.c),
+                # inline: this frame runs once per readiness event, and a
+                # server that keeps up sees about one connection per event.
+                # Each batch ends at the first error, handled as below;
+                # after EMFILE & co. the accepts go on to `backlog` tries,
+                # as asyncio's do.
+                kind |= _SOCK_NONBLOCK
+                fd = sock.fileno()
+                tries = backlog + _ACCEPT_EXTRA
+                while tries > 0:
+                    made, exc, used = self._accept_batch(
+                        _socket_cls, family, kind, proto, fd, tries,
+                        _ACCEPT_ABORTED_CONTINUES)
+                    tries -= used
+                    if made:
+                        self.call_soon(self._accept_made, protocol_factory,
+                                       server, nodelay, context, made)
+                    if exc is None:
+                        return None
+                    if (not isinstance(exc, OSError)
+                            or exc.errno not in _ACCEPT_RESOURCE_ERRNOS):
+                        raise exc  # the loop logs it, as asyncio's does
+                    self._accept_out_of_resource(
+                        exc, (protocol_factory, sock, sslcontext, server,
+                              backlog, *more), kw)
                 return None
         run = None  # the connections the pending _accept_made() will make
         for _ in range(backlog + _ACCEPT_EXTRA):
@@ -580,30 +600,6 @@ class Loop(_core.LoopBase, _AbstractEventLoop):  # type: ignore[misc]
                                    server, nodelay, context, run)
                 else:
                     run += (conn, addr)
-        return None
-
-    def _accept_batches(self, protocol_factory, sock, server, nodelay,
-                        context, spec, args, kw):
-        # type: (Any, Any, Any, bool | None, Any, tuple[int, int, int], tuple[Any, ...], dict[str, Any]) -> None
-        """The loop above with the accepts made in C (ext/accept.c): each
-        batch ends at the first error, handled here as above; after EMFILE
-        & co. the accepts go on to `backlog` tries, as asyncio's do."""
-        tries = args[4] + _ACCEPT_EXTRA
-        fd = sock.fileno()
-        while tries > 0:
-            run, exc, used = self._accept_batch(
-                _socket_cls, *spec, fd, tries,
-                _ACCEPT_ABORTED_CONTINUES)
-            tries -= used
-            if run:
-                self.call_soon(self._accept_made, protocol_factory, server,
-                               nodelay, context, run)
-            if exc is None:
-                return None
-            if (not isinstance(exc, OSError)
-                    or exc.errno not in _ACCEPT_RESOURCE_ERRNOS):
-                raise exc  # the loop logs it, as asyncio's does
-            self._accept_out_of_resource(exc, args, kw)
         return None
 
     def _accept_out_of_resource(self, exc, args, kw):
