@@ -357,7 +357,7 @@ print(done, total, flush=True)
        "http_close server) accepts, answers and closes. Counts what http_close "
        "measures (accept + transport set-up + teardown) by connections, not by "
        "time, so callgrind.py can count instructions per connection",
-       unit="connections", group="net", warmup=lambda n: 50)
+       unit="connections", group="net", warmup=lambda n: 50, rounds=4)
 async def b_accept_close(loop, n):
     stats = {"conns": 0, "requests": 0, "bad": 0, "errors": []}
     srv = await loop.create_server(lambda: _HttpServer(stats, keepalive=False),
