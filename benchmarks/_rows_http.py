@@ -386,3 +386,107 @@ async def b_accept_close(loop, n):
           f"server counts {stats}")
     check(not stats["errors"], f"server errors {stats['errors'][:3]}")
     return elapsed, {"connections": n}
+
+
+# The client of keepalive_reqs / tls_keepalive_reqs: a plain blocking-socket
+# Python process like _ACCEPT_CLIENT (only the server is measured).  It opens
+# `conns` keep-alive connections (TLS-wrapped if a CA file is given) before
+# the timed part, then in rounds sends one request on each connection and
+# reads each response (`size` bytes, compared with the expected one).
+_KEEPALIVE_CLIENT = r"""
+import socket, ssl, sys
+port, n, conns = map(int, sys.argv[1:4])
+req, resp = (a.encode("latin-1").decode("unicode_escape").encode("latin-1")
+             for a in sys.argv[4:6])
+cafile, hostname = sys.argv[6:8]
+ctx = ssl.create_default_context(cafile=cafile) if cafile else None
+socks = []
+for _ in range(conns):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    socks.append(ctx.wrap_socket(s, server_hostname=hostname) if ctx else s)
+print("ready", flush=True)
+sys.stdin.readline()
+done = total = wrong = 0
+while done < n:
+    k = min(conns, n - done)
+    for s in socks[:k]:
+        s.sendall(req)
+    for s in socks[:k]:
+        got = b""
+        while len(got) < len(resp):
+            b = s.recv(len(resp) - len(got))
+            if not b:
+                sys.exit("server closed a keep-alive connection")
+            got += b
+        total += len(got)
+        wrong += got != resp
+    done += k
+print(done, total, wrong, flush=True)
+for s in socks:
+    s.close()
+"""
+
+
+def _escaped(data):
+    return data.decode("latin-1").encode("unicode_escape").decode()
+
+
+async def _keepalive_reqs(loop, n, tls):
+    """n keep-alive requests from _KEEPALIVE_CLIENT over 50 connections (set
+    up before the timed part) to the http_keepalive / http_tls server."""
+    conns = min(WRK_CONNECTIONS, n)
+    stats = {"conns": 0, "requests": 0, "bad": 0, "errors": []}
+    srv = await loop.create_server(lambda: _HttpServer(stats, keepalive=True), LOOPBACK, 0,
+                                   backlog=128, ssl=tls_server_context() if tls else None)
+    port = srv.sockets[0].getsockname()[1]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _KEEPALIVE_CLIENT, str(port), str(n), str(conns),
+        _escaped(http_request(port, True)), _escaped(HTTP_RESPONSE),
+        tls_material()["cert"] if tls else "", TLS_HOSTNAME,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    line = b""
+    try:
+        ready = await _bounded(proc.stdout.readline(), "keep-alive client connecting")
+        check(ready == b"ready\n", f"client did not connect: {ready!r}")
+        sw = Stopwatch().start()
+        proc.stdin.write(b"go\n")
+        line = await _bounded(proc.stdout.readline(), "keep-alive client")
+        elapsed = sw.stop()
+    finally:
+        if proc.returncode is None and not line:
+            proc.kill()
+        await proc.wait()
+        srv.close()
+        await srv.wait_closed()
+    check(line, "keep-alive client failed")
+    done, total, wrong = map(int, line.split())
+    check(done == n and wrong == 0, f"client made {done} requests ({wrong} wrong), expected {n}")
+    check(total == n * len(HTTP_RESPONSE), f"client read {total} bytes")
+    check(stats["conns"] == conns and stats["requests"] == n and not stats["bad"],
+          f"server counts {stats}")
+    check(not stats["errors"], f"server errors {stats['errors'][:3]}")
+    return elapsed, {"requests": n, "connections": conns}
+
+
+_KEEPALIVE_DESC = (
+    "n keep-alive requests from a blocking client in another process over {c} "
+    "connections (opened before the timed part): in rounds, one GET on each "
+    "connection, then each {size}-byte response read and compared; the server "
+    "is the {row} server. Counts what {row} measures by requests, not by time, "
+    "so callgrind.py can count instructions per request")
+
+
+@bench("keepalive_reqs", 100000,
+       _KEEPALIVE_DESC.format(c=WRK_CONNECTIONS, size=len(HTTP_RESPONSE), row="http_keepalive"),
+       unit="requests", group="net", warmup=lambda n: 200)
+async def b_keepalive_reqs(loop, n):
+    return await _keepalive_reqs(loop, n, tls=False)
+
+
+@bench("tls_keepalive_reqs", 50000,
+       _KEEPALIVE_DESC.format(c=WRK_CONNECTIONS, size=len(HTTP_RESPONSE), row="http_tls")
+       + " (the client wraps its sockets with ssl; the handshakes are outside the timed part)",
+       unit="requests", group="net", warmup=lambda n: 200)
+async def b_tls_keepalive_reqs(loop, n):
+    return await _keepalive_reqs(loop, n, tls=True)

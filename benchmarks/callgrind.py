@@ -53,7 +53,8 @@ WORKER = os.path.join(HERE, "_worker.py")
 MARK_START, MARK_STOP = "sched_get_priority_max", "sched_get_priority_min"  # _common.py
 LOOPS = ("asyncio", "uvloop", "rloop", "tideloop", "tideloop-libuv")
 
-# The rows where rloop led tideloop (issue 14), with the n of the larger
+# The rows where rloop led tideloop (issue 14), and the request-counting
+# twins of the HTTP rows where uvloop led, with the n of the larger
 # callgrind run (the smaller one does n/2).  About 0.02-0.2 s of native work:
 # valgrind runs it 30-100x slower.
 DEFAULT_ROWS = {
@@ -72,6 +73,8 @@ DEFAULT_ROWS = {
     "tcp_streams_1k": 2_000,
     "tcp_streams_100k": 400,
     "udp_1k": 3_000,
+    "keepalive_reqs": 4_000,
+    "tls_keepalive_reqs": 2_000,
 }
 
 
