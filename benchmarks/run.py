@@ -57,6 +57,14 @@ def worker_env():
     for k in ("PYTHONASYNCIODEBUG", "PYTHONDEVMODE", "PYTHONTRACEMALLOC"):
         env.pop(k, None)
     env["PYTHONHASHSEED"] = "0"
+    # glibc's malloc serves blocks above a threshold with mmap() and raises
+    # the threshold when such a block is freed, so its choice depends on
+    # the heap's history: rloop's per-read buffers came from mmap/mremap/
+    # munmap (3 system calls per read, tcp_proto_1k 3x slower) or from the
+    # heap, depending on unrelated allocations before the timed part.
+    # Fixed thresholds, the same for every loop, remove that lottery.
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(4 << 20))
+    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(8 << 20))
     return env
 
 
